@@ -1,0 +1,31 @@
+# Two entry points, both working from nothing on a fresh machine:
+#   make demo   create .venv, install cellnb, run the main job (cellnb demo)
+#   make test   same install, run the whole test suite (notebooks included)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Real data for tests and notebooks: an explicit CELLNB_DATA_DIR wins; otherwise the
+# shared read-only copy beside the checkout, if there is one (else pooch downloads).
+CELLNB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export CELLNB_DATA_DIR
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cellnb demo --out cellnb-demo
+
+test: $(STAMP)
+	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not gpu and not weights" cellnb tests
+
+clean:
+	rm -rf $(VENV) cellnb-demo .pytest_cache

@@ -1,0 +1,34 @@
+"""cellnb: annotate, train and evaluate cell-segmentation models from paired
+transmitted-light / fluorescence images (the Cell-APP protocol, on μSAM).
+
+The verbs are importable from the top level; nothing heavy runs at import and
+torch is imported only by the functions that need it.
+
+Examples
+--------
+>>> import cellnb
+>>> pairs = cellnb.data.synthetic_pairs(1, shape=(128, 128), n_cells=8)
+>>> cellnb.Config().locate.method
+'isodata'
+"""
+
+from importlib import import_module
+
+from .config import Config
+
+__version__ = "0.1.0"
+
+# Sub-modules load on first attribute access (PEP 562), so `import cellnb` stays fast.
+_SUBMODULES = ("io", "data", "models", "plot", "testing", "config", "cli")
+
+__all__ = ["Config", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cellnb' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,95 @@
+"""Input checks shared by the public functions (private).
+
+Every check raises with a message naming what was expected, what came, and
+the fix, as STYLE.md asks. Nothing here converts or rescales data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: dtypes accepted for microscopy images, kept exactly as they come.
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def check_image(image, name: str = "image", *, rgb: bool = False) -> np.ndarray:
+    """Return `image` as an ndarray after checking kind, shape, dtype and values.
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W) image, or (H, W, 3) when `rgb` is True.
+    name : str
+        Name used in error messages (e.g. ``"fluorescence"``).
+    rgb : bool
+        Whether an (H, W, 3) RGB image is acceptable.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"`{name}` must be a numpy ndarray, got {type(image).__name__}; "
+            f"convert it with numpy.asarray({name})."
+        )
+    expected = "(H, W) or (H, W, 3)" if rgb else "(H, W)"
+    ok_shape = image.ndim == 2 or (rgb and image.ndim == 3 and image.shape[-1] == 3)
+    if not ok_shape:
+        hint = ""
+        if image.ndim == 3 and image.shape[-1] in (3, 4) and not rgb:
+            hint = f" An RGB image cannot be used as `{name}`: pass one channel, e.g. {name}[..., 0]."
+        elif image.ndim == 3 and image.shape[0] > 1:
+            hint = " A stack of frames is not one image: pass a single frame, e.g. stack[0]."
+        raise ValueError(f"`{name}` must have shape {expected}, got shape {image.shape}.{hint}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"`{name}` must be at least 2 x 2 pixels, got shape {image.shape}.")
+    if image.dtype not in IMAGE_DTYPES:
+        raise TypeError(
+            f"`{name}` must be uint8, uint16 or float32, got {image.dtype}; "
+            f"convert it explicitly, e.g. {name}.astype(numpy.float32)."
+        )
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        n_bad = int((~np.isfinite(image)).sum())
+        raise ValueError(
+            f"`{name}` contains {n_bad} NaN or infinite pixel(s); replace them first, "
+            f"e.g. numpy.nan_to_num({name})."
+        )
+    return image
+
+
+def check_labels(labels, name: str = "labels") -> np.ndarray:
+    """Return `labels` as a (H, W) int32 array after checking kind and values.
+
+    Integer arrays of any width are accepted when every id fits in int32;
+    float or bool arrays raise, because ids are not intensities.
+    """
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy ndarray, got {type(labels).__name__}.")
+    if labels.ndim != 2:
+        raise ValueError(f"`{name}` must be a (H, W) label image, got shape {labels.shape}.")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"`{name}` must hold integer ids (0 = background), got dtype {labels.dtype}; "
+            "label a mask with skimage.measure.label(mask) first."
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.int32).max):
+        raise ValueError(
+            f"`{name}` ids must lie in [0, {np.iinfo(np.int32).max}], "
+            f"got range [{labels.min()}, {labels.max()}]."
+        )
+    return labels.astype(np.int32, copy=False)
+
+
+def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    """Raise unless `a` and `b` share their first two dimensions (H, W)."""
+    if a.shape[:2] != b.shape[:2]:
+        raise ValueError(
+            f"`{name_a}` (shape {a.shape}) and `{name_b}` (shape {b.shape}) must have the "
+            "same height and width; check that the two images belong to the same field of view."
+        )
+
+
+def as_generator(seed) -> np.random.Generator:
+    """Return a numpy Generator for `seed` (int, None or Generator)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
+        return np.random.default_rng(seed)
+    raise TypeError(f"`seed` must be an int or numpy.random.Generator, got {type(seed).__name__}.")

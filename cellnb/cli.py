@@ -1,0 +1,91 @@
+"""Command line: ``cellnb demo`` (and, as they land, annotate | export | train | evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Pipeline stages the demo will chain, and whether this version has them yet.
+_STAGES = {
+    "synthetic pairs + pair IO": True,
+    "locate + prompt (issue #3)": False,
+    "segment with μSAM + annotate (issue #4)": False,
+    "measure + classify (issue #5)": False,
+    "export COCO (issue #6)": False,
+    "evaluate (issue #7)": False,
+    "train (issue #8)": False,
+}
+
+
+def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: int = 0,
+         say=print) -> dict:
+    """Run the main job on the embedded synthetic dataset and report what it wrote.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder (created).
+    n_pairs, shape, n_cells, seed
+        Size of the synthetic dataset (see :func:`cellnb.data.synthetic_pairs`).
+    say : callable, default=print
+        Where progress messages go.
+
+    Returns
+    -------
+    written : dict
+        Paths of what the demo wrote (``pairs``, ``figure``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import data, io, plot
+
+    out = Path(out)
+    pairs_dir = out / "pairs"
+    say(f"cellnb demo: writing {n_pairs} synthetic TL/fluorescence pairs to {pairs_dir}")
+    synthetic = data.synthetic_pairs(n_pairs, shape=shape, n_cells=n_cells, seed=seed)
+    data.write_pairs(synthetic, pairs_dir)
+    table = io.find_pairs(pairs_dir)
+    say(f"found {len(table)} pairs by their shared stem:")
+    say(table[["pair_id"]].to_string(index=False))
+    tl, fl = io.read_pair(table.iloc[0])
+    first = synthetic[0]
+    fig = plot.pair(tl, fl, cells=first.cells, nuclei=first.nuclei,
+                    title=f"{first.id}: {len(first.truth)} cells, "
+                          f"{int(first.truth['class_id'].sum())} mitotic (truth outlines)")
+    figure = out / "figures" / "pairs.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=100)
+    plt.close(fig)
+    say(f"figure: {figure}")
+    say("pipeline stages in this version:")
+    for stage, done in _STAGES.items():
+        say(f"  [{'x' if done else ' '}] {stage}")
+    missing = [s for s, done in _STAGES.items() if not done]
+    if missing:
+        say(f"not yet implemented: {len(missing)} stage(s); the demo grows as they land.")
+    return {"pairs": pairs_dir, "figure": figure}
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``cellnb`` command."""
+    parser = argparse.ArgumentParser(prog="cellnb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="run the main job on synthetic pairs")
+    p_demo.add_argument("--out", default="cellnb-demo", help="output folder")
+    p_demo.add_argument("--pairs", type=int, default=4, help="number of synthetic pairs")
+    p_demo.add_argument("--size", type=int, default=512, help="image side in pixels")
+    p_demo.add_argument("--cells", type=int, default=60, help="cells per image")
+    p_demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        demo(args.out, n_pairs=args.pairs, shape=(args.size, args.size), n_cells=args.cells,
+             seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""Example datasets (fetched through ``data_manifests/``) and synthetic pairs with truth.
+
+Real data: every dataset is described by ``data_manifests/<name>.yaml`` (files,
+upstream URLs pinned to one commit, sha256, licence, citation).
+:func:`fetch` downloads missing files with pooch into a cache and verifies
+every hash. The cache root is ``$CELLNB_DATA_DIR`` when set, else pooch's
+per-user cache (``~/.cache/cellnb`` on Linux); dataset ``name`` lives in
+``<root>/<name>/``.
+
+Synthetic data: :func:`synthetic_pairs` simulates phase-contrast-like
+transmitted-light images and nuclear fluorescence of the same cells, with the
+ground truth (cell labels, nucleus labels with the same ids, classes). It is
+the teaching and test dataset of cellnb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._files import atomic_path
+from ._validation import as_generator
+
+__all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError",
+           "synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES"]
+
+#: Class ids of the synthetic cells.
+CLASS_NAMES = {0: "interphase", 1: "mitotic"}
+
+
+class DataNotAvailableError(FileNotFoundError):
+    """A dataset's files are neither cached nor downloadable (e.g. offline)."""
+
+
+# ---------------------------------------------------------------------------
+# Manifests and fetching
+# ---------------------------------------------------------------------------
+def _manifest_dir() -> Path:
+    packaged = Path(__file__).parent / "data_manifests"  # wheel installs
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "data_manifests"  # source checkout
+
+
+def available() -> list[str]:
+    """Names of the datasets described in ``data_manifests/``.
+
+    Examples
+    --------
+    >>> available()
+    ['cellapp-example', 'cellapp-hela-features']
+    """
+    return sorted(p.stem for p in _manifest_dir().glob("*.yaml"))
+
+
+def manifest(name: str) -> dict:
+    """Return the parsed manifest of dataset `name`.
+
+    Examples
+    --------
+    >>> m = manifest("cellapp-example")
+    >>> m["licence"], len(m["files"])
+    ('MIT', 589)
+    """
+    import yaml
+
+    path = _manifest_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown dataset {name!r}; available: {available()}.")
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def data_dir() -> Path:
+    """Cache root for datasets: ``$CELLNB_DATA_DIR`` if set, else the user cache."""
+    env = os.environ.get("CELLNB_DATA_DIR", "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    import pooch
+
+    return Path(pooch.os_cache("cellnb"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(name: str, *, progress: bool = False) -> Path:
+    """Return the local folder of dataset `name`, downloading what is missing.
+
+    Every file listed in the manifest is checked against its sha256; files
+    already in the cache with the right hash are not downloaded again.
+
+    Parameters
+    ----------
+    name : str
+        A dataset of :func:`available`, e.g. ``"cellapp-example"``.
+    progress : bool, default=False
+        Show a progress bar while verifying and downloading.
+
+    Returns
+    -------
+    folder : Path
+        ``<data_dir()>/<name>``, holding the files at their manifest paths.
+
+    Raises
+    ------
+    DataNotAvailableError
+        If files are missing or corrupt and cannot be downloaded; the message
+        lists them and says where to put them.
+
+    Examples
+    --------
+    >>> folder = fetch("cellapp-hela-features")  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +SKIP
+    ['metricdf_HeLa.npy', 'metriclabels_HeLa.npy']
+    """
+    from tqdm.auto import tqdm
+
+    spec = manifest(name)
+    folder = data_dir() / name
+    todo = []
+    for entry in tqdm(spec["files"], desc=f"verify {name}", disable=not progress):
+        path = folder / entry["path"]
+        if not path.is_file() or _sha256(path) != entry["sha256"]:
+            todo.append(entry)
+    if not todo:
+        return folder
+
+    import pooch
+
+    store = pooch.create(path=folder, base_url="",
+                         registry={e["path"]: f"sha256:{e['sha256']}" for e in todo},
+                         urls={e["path"]: e["url"] for e in todo})
+    failed, cause = [], None
+    for entry in tqdm(todo, desc=f"download {name}", disable=not progress):
+        try:
+            store.fetch(entry["path"], progressbar=False)
+        except Exception as err:  # network, permission or hash errors: report them all at once
+            failed.append(entry["path"])
+            cause = cause or err
+    if failed:
+        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        raise DataNotAvailableError(
+            f"dataset {name!r}: {len(failed)} of {len(spec['files'])} files are missing or "
+            f"corrupt in {folder} and could not be downloaded "
+            f"({type(cause).__name__}: {cause}). Missing: {shown}. Put the files there at "
+            f"the paths listed in data_manifests/{name}.yaml, or set CELLNB_DATA_DIR to a "
+            f"folder that holds {name}/."
+        ) from cause
+    return folder
+
+
+# ---------------------------------------------------------------------------
+# Synthetic pairs
+# ---------------------------------------------------------------------------
+@dataclass
+class SyntheticPair:
+    """One simulated field of view and its ground truth.
+
+    Attributes
+    ----------
+    id : str
+        Stem used in file names, e.g. ``"synthetic_000"``.
+    tl : (H, W) uint16 ndarray
+        Phase-contrast-like transmitted-light image.
+    fluorescence : (H, W) uint16 ndarray
+        Nuclear fluorescence image.
+    cells : (H, W) int32 ndarray
+        Cell labels, 0 = background.
+    nuclei : (H, W) int32 ndarray
+        Nucleus labels with the id of the cell that holds them.
+    truth : DataFrame
+        Indexed by ``label``: nucleus centroid ``y, x``, ``class_id``
+        (0 interphase, 1 mitotic) and ``class_name``.
+    """
+
+    id: str
+    tl: np.ndarray
+    fluorescence: np.ndarray
+    cells: np.ndarray
+    nuclei: np.ndarray
+    truth: pd.DataFrame
+
+
+def _smooth_field(shape, rng, scale: int) -> np.ndarray:
+    """Smooth random field in [0, 1], varying over about `scale` pixels."""
+    from scipy import ndimage
+
+    small = (max(2, shape[0] // scale + 2), max(2, shape[1] // scale + 2))
+    coarse = ndimage.gaussian_filter(rng.standard_normal(small), 1.0)
+    field = ndimage.zoom(coarse, (shape[0] / small[0], shape[1] / small[1]), order=3)
+    field = field[:shape[0], :shape[1]]
+    field = np.pad(field, ((0, shape[0] - field.shape[0]), (0, shape[1] - field.shape[1])),
+                   mode="edge")
+    field -= field.min()
+    return field / max(field.max(), 1e-12)
+
+
+def _place_cells(shape, n_cells, radii, rng):
+    """Centres with limited overlap (cells may touch, nuclei never do)."""
+    centres, kept = [], []
+    attempts = 0
+    while len(centres) < n_cells and attempts < 200 * n_cells:
+        attempts += 1
+        c = rng.uniform((0, 0), shape)
+        r = radii[len(centres)]
+        if all(np.hypot(*(c - c2)) > 0.8 * (r + r2) for c2, r2 in zip(centres, kept)):
+            centres.append(c)
+            kept.append(r)
+    return np.array(centres).reshape(-1, 2), np.array(kept)
+
+
+def _simulate(shape, n_cells, mitotic_fraction, nucleus_radius, rng):
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    h, w = shape
+    rn = rng.uniform(*nucleus_radius, size=n_cells)
+    mitotic = rng.random(n_cells) < mitotic_fraction
+    r_cell = rn * rng.uniform(2.0, 2.6, size=n_cells)
+    r_cell[mitotic] = rn[mitotic] * rng.uniform(1.4, 1.7, size=mitotic.sum())
+    centres, r_cell = _place_cells(shape, n_cells, r_cell, rng)
+    n = len(centres)
+    rn, mitotic = rn[:n], mitotic[:n]
+
+    best = np.full(shape, 1.0)  # normalised distance of the owning cell (< 1 inside)
+    cells = np.zeros(shape, np.int32)
+    nuclei = np.zeros(shape, np.int32)
+    thickness = np.zeros(shape)  # optical path of the cell, for the phase image
+    nuc_brightness = np.zeros(shape)
+    rows = []
+    for i in range(n):
+        label = i + 1
+        (cy, cx), rc = centres[i], r_cell[i]
+        y0, y1 = int(max(cy - rc * 1.4, 0)), int(min(cy + rc * 1.4 + 1, h))
+        x0, x1 = int(max(cx - rc * 1.4, 0)), int(min(cx + rc * 1.4 + 1, w))
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        dy, dx = yy - cy, xx - cx
+        theta = np.arctan2(dy, dx)
+        wobble = 0.02 if mitotic[i] else 0.12
+        shape_r = np.ones_like(theta)
+        for k in (2, 3, 4):
+            shape_r += rng.uniform(0, wobble) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        d = np.hypot(dy, dx) / (rc * shape_r)
+        win = (slice(y0, y1), slice(x0, x1))
+        take = d < best[win]
+        best[win] = np.where(take, d, best[win])
+        cells[win] = np.where(take, label, cells[win])
+        dome = np.clip(1 - d ** 2, 0, None) ** 0.5 * (1.8 if mitotic[i] else 1.0)
+        thickness[win] = np.where(take, dome, thickness[win])
+
+        # nucleus: ellipse near the centre (a condensed bar for mitotic cells)
+        angle = rng.uniform(0, np.pi)
+        if mitotic[i]:
+            a, b, off = rn[i] * 0.95, rn[i] * 0.4, np.zeros(2)
+        else:
+            e = rng.uniform(0, 0.3)
+            a, b = rn[i] * (1 + e), rn[i] / (1 + e)
+            off = rng.uniform(-0.3, 0.3, 2) * b
+        u = (dy - off[0]) * np.cos(angle) + (dx - off[1]) * np.sin(angle)
+        v = -(dy - off[0]) * np.sin(angle) + (dx - off[1]) * np.cos(angle)
+        inside = (u / a) ** 2 + (v / b) ** 2 < 1
+        brightness = (rng.uniform(3.5, 5.0) if mitotic[i] else rng.uniform(0.6, 1.4))
+        nuclei[win] = np.where(inside & take, label, np.where(take, 0, nuclei[win]))
+        nuc_brightness[win] = np.where(inside & take, brightness,
+                                       np.where(take, 0, nuc_brightness[win]))
+        rows.append((label, int(mitotic[i])))
+
+    # nuclei stay inside their cell, away from its border
+    inner = ndimage.binary_erosion(cells > 0) & ~find_boundaries(cells, mode="inner")
+    nuclei[~inner | (nuclei != cells)] = 0
+    nuc_brightness[nuclei == 0] = 0
+    labels_present = np.unique(nuclei[nuclei > 0])
+    cells[~np.isin(cells, labels_present)] = 0  # a cell whose nucleus vanished is dropped
+    return cells, nuclei, thickness, nuc_brightness, dict(rows), labels_present
+
+
+def _render_fluorescence(nuclei, nuc_brightness, rng):
+    from scipy import ndimage
+
+    shape = nuclei.shape
+    background = 60 + 120 * _smooth_field(shape, rng, 128)  # uneven background
+    texture = 1 + 0.25 * (ndimage.gaussian_filter(rng.standard_normal(shape), 1.5) * 3)
+    edge = np.clip(ndimage.distance_transform_edt(nuclei > 0) / 2.5, 0, 1)
+    signal = 700 * nuc_brightness * np.clip(texture, 0.5, 1.5) * edge
+    expected = ndimage.gaussian_filter(background + signal, 1.2)
+    counts = rng.poisson(expected) + rng.normal(100, 3, shape)  # camera offset + read noise
+    return np.clip(np.round(counts), 0, 65535).astype(np.uint16)
+
+
+def _render_tl(cells, nuclei, thickness, rng):
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    shape = cells.shape
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    r2 = ((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2) / (max(shape) / 2) ** 2
+    illumination = 2500 * (1 - 0.2 * r2) * (0.9 + 0.2 * _smooth_field(shape, rng, 256))
+    granules = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0) * 2.0
+    phase = thickness * (1 + 0.35 * granules) + 0.25 * (nuclei > 0)
+    phase = ndimage.gaussian_filter(phase, 0.8)
+    # phase contrast is a high-pass of the optical path: dark cells, bright halos
+    contrast = phase - ndimage.gaussian_filter(phase, 6)
+    rims = ndimage.gaussian_filter(find_boundaries(cells, mode="thick").astype(float), 0.7)
+    image = illumination * (1 - 0.45 * contrast - 0.35 * rims)
+    image = rng.poisson(np.clip(image, 1, None)) + rng.normal(0, 15, shape)
+    return np.clip(np.round(image), 0, 65535).astype(np.uint16)
+
+
+def synthetic_pairs(n: int = 1, *, shape=(512, 512), n_cells: int = 60,
+                    mitotic_fraction: float = 0.15, nucleus_radius=(6.0, 10.0),
+                    seed=0) -> list[SyntheticPair]:
+    """Simulate `n` TL / fluorescence pairs of the same cells, with ground truth.
+
+    Cells are irregular, partly touching blobs; each holds one nucleus.
+    A fraction of cells is mitotic: rounded (a bright halo in TL) with a
+    condensed, elongated nucleus 3.5-5x brighter than interphase nuclei,
+    whose brightness itself spreads over 0.6-1.4x.
+
+    The TL image is phase-contrast-like (dark cells with bright halos, dark
+    rims where cells touch, granular cytoplasm, vignetted uneven
+    illumination, Poisson + read noise); the fluorescence image has an uneven
+    background, blur, textured nuclei, Poisson noise and a camera offset.
+    Both are uint16, as from a 16-bit camera.
+
+    Parameters
+    ----------
+    n : int, default=1
+        Number of pairs.
+    shape : (int, int), default=(512, 512)
+        Image shape (rows, cols).
+    n_cells : int, default=60
+        Cells requested per image; fewer are placed (with a warning) if they
+        do not fit.
+    mitotic_fraction : float, default=0.15
+        Expected fraction of mitotic cells.
+    nucleus_radius : (float, float), default=(6.0, 10.0)
+        Range of nucleus radii in pixels; cells are 2-2.6x larger.
+    seed : int or numpy.random.Generator, default=0
+        Same seed, same pairs.
+
+    Returns
+    -------
+    pairs : list of SyntheticPair
+        Ids ``synthetic_000``, ``synthetic_001``, ...
+
+    Examples
+    --------
+    >>> pair = synthetic_pairs(1, shape=(128, 128), n_cells=8, seed=1)[0]
+    >>> pair.tl.shape, pair.tl.dtype, pair.cells.dtype
+    ((128, 128), dtype('uint16'), dtype('int32'))
+    >>> bool(((pair.nuclei == 0) | (pair.nuclei == pair.cells)).all())
+    True
+    """
+    import warnings
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive int, got {n!r}.")
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+            or any(not isinstance(s, (int, np.integer)) or s < 32 for s in shape)):
+        raise ValueError(f"`shape` must be two ints >= 32 (rows, cols), got {shape!r}.")
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
+        raise ValueError(f"`n_cells` must be a positive int, got {n_cells!r}.")
+    if not 0 <= mitotic_fraction <= 1:
+        raise ValueError(f"`mitotic_fraction` must be in [0, 1], got {mitotic_fraction}.")
+    lo, hi = nucleus_radius
+    if not 2 <= lo <= hi:
+        raise ValueError(f"`nucleus_radius` must be (low, high) with 2 <= low <= high, "
+                         f"got {nucleus_radius!r}.")
+    rng = as_generator(seed)
+    shape = (int(shape[0]), int(shape[1]))
+    pairs = []
+    for i in range(n):
+        cells, nuclei, thickness, brightness, mitotic, present = _simulate(
+            shape, n_cells, mitotic_fraction, (lo, hi), rng)
+        if len(present) < n_cells:
+            warnings.warn(f"pair {i}: only {len(present)} of {n_cells} cells fit in an image "
+                          f"of shape {shape}; lower `n_cells` or enlarge `shape`.",
+                          stacklevel=2)
+        fluorescence = _render_fluorescence(nuclei, brightness, rng)
+        tl = _render_tl(cells, nuclei, thickness, rng)
+        truth = _truth_table(nuclei, mitotic)
+        pairs.append(SyntheticPair(f"synthetic_{i:03d}", tl, fluorescence, cells, nuclei, truth))
+    return pairs
+
+
+def _truth_table(nuclei, mitotic) -> pd.DataFrame:
+    from scipy import ndimage
+
+    labels = np.unique(nuclei[nuclei > 0])
+    centres = np.array(ndimage.center_of_mass(np.ones_like(nuclei), nuclei, labels)).reshape(-1, 2)
+    class_id = np.array([mitotic[int(lb)] for lb in labels], dtype=np.int64)
+    table = pd.DataFrame({"y": centres[:, 0], "x": centres[:, 1], "class_id": class_id,
+                          "class_name": [CLASS_NAMES[c] for c in class_id]},
+                         index=pd.Index(labels.astype(np.int64), name="label"))
+    return table
+
+
+def write_pairs(pairs, folder, *, tl_suffix: str = "_phs.tif",
+                fl_suffix: str = "_Texas Red.tif", truth: bool = True) -> pd.DataFrame:
+    """Write synthetic pairs as 16-bit TIFFs with Cell-APP naming.
+
+    Files: ``<id>_phs.tif`` and ``<id>_Texas Red.tif`` in `folder`; with
+    `truth`, ``truth/<id>_cells.tif``, ``truth/<id>_nuclei.tif`` (int32
+    labels) and ``truth/<id>_classes.csv``. Every file is written atomically.
+
+    Returns
+    -------
+    pairs : DataFrame
+        As :func:`cellnb.io.find_pairs` returns (``pair_id, tl_path,
+        fl_path``), plus ``cells_path`` and ``nuclei_path`` with `truth`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> table = write_pairs(synthetic_pairs(1, shape=(64, 64), n_cells=3), tempfile.mkdtemp())
+    >>> table["tl_path"].iloc[0].name
+    'synthetic_000_phs.tif'
+    """
+    import tifffile
+
+    from .io import write_labels
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for pair in pairs:
+        if not isinstance(pair, SyntheticPair):
+            raise TypeError(f"write_pairs takes SyntheticPair objects, got {type(pair).__name__}.")
+        row = {"pair_id": pair.id, "tl_path": folder / f"{pair.id}{tl_suffix}",
+               "fl_path": folder / f"{pair.id}{fl_suffix}"}
+        for key, image in (("tl_path", pair.tl), ("fl_path", pair.fluorescence)):
+            with atomic_path(row[key]) as tmp:
+                tifffile.imwrite(tmp, image)
+        if truth:
+            row["cells_path"] = folder / "truth" / f"{pair.id}_cells.tif"
+            row["nuclei_path"] = folder / "truth" / f"{pair.id}_nuclei.tif"
+            write_labels(row["cells_path"], pair.cells)
+            write_labels(row["nuclei_path"], pair.nuclei)
+            with atomic_path(folder / "truth" / f"{pair.id}_classes.csv") as tmp:
+                pair.truth.to_csv(tmp)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,308 @@
+"""Find, read and validate image pairs; read and write label images.
+
+Compute functions in cellnb take arrays; this module is where files become
+arrays. Images keep their dtype (uint8, uint16, float32) exactly: nothing is
+rescaled on reading.
+
+A *pair* is a transmitted-light (TL) image and the nuclear fluorescence image
+of the same field of view, named by a shared stem as Cell-APP expects
+(``<stem>_phs.tif`` and ``<stem>_Texas Red.tif`` by default).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._files import atomic_path
+from ._validation import check_image, check_labels, check_same_shape
+
+__all__ = ["find_pairs", "read_pair", "read_image", "read_labels", "write_labels"]
+
+_TIFF = {".tif", ".tiff"}
+_OTHER = {".png", ".jpg", ".jpeg"}
+PAIR_COLUMNS = ["pair_id", "tl_path", "fl_path"]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    """Glob pattern -> regex whose group 1 is what the first ``*`` matched (the stem)."""
+    if pattern.count("*") < 1 or "/" in pattern:
+        raise ValueError(
+            f"pattern {pattern!r} must be a file-name glob with a '*' standing for the shared "
+            "stem, e.g. '*_phs.tif'."
+        )
+    parts = []
+    first = True
+    for ch in pattern:
+        if ch == "*":
+            parts.append("(.*)" if first else ".*")
+            first = False
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
+               recursive: bool = False) -> pd.DataFrame:
+    """Pair TL and fluorescence images in `folder` by their shared stem.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder holding the images.
+    tl, fl : str, default="*_phs.tif", "*_Texas Red.tif"
+        File-name globs of the transmitted-light and fluorescence images. The
+        part matched by the first ``*`` is the stem that pairs them
+        (Cell-APP's naming by default).
+    recursive : bool, default=False
+        Also search sub-folders; the stem then includes the relative folder.
+
+    Returns
+    -------
+    pairs : DataFrame
+        Columns ``pair_id`` (the stem), ``tl_path``, ``fl_path`` (Path),
+        sorted by ``pair_id``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If `folder` does not exist or holds no file matching either pattern.
+    ValueError
+        If some files have no partner; the message lists them on both sides.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cellnb.data import synthetic_pairs, write_pairs
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_pairs(synthetic_pairs(2, shape=(64, 64), n_cells=3), folder)
+    >>> find_pairs(folder)["pair_id"].tolist()
+    ['synthetic_000', 'synthetic_001']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder {folder} does not exist or is not a folder.")
+    found = {}
+    for side, pattern in (("tl", tl), ("fl", fl)):
+        regex = _pattern_regex(pattern)
+        paths = folder.rglob("*") if recursive else folder.iterdir()
+        stems = {}
+        for path in paths:
+            match = regex.match(path.name)
+            if match and path.is_file():
+                rel_dir = path.parent.relative_to(folder).as_posix()
+                stem = match.group(1) if rel_dir == "." else f"{rel_dir}/{match.group(1)}"
+                stems[stem] = path
+        found[side] = stems
+    if not found["tl"] and not found["fl"]:
+        raise FileNotFoundError(
+            f"no images matching tl={tl!r} or fl={fl!r} in {folder}; "
+            "set `tl` and `fl` to your file-name patterns."
+        )
+    only_tl = sorted(set(found["tl"]) - set(found["fl"]))
+    only_fl = sorted(set(found["fl"]) - set(found["tl"]))
+    if only_tl or only_fl:
+        def show(stems, side):
+            names = [found[side][s].name for s in stems[:10]]
+            more = f" and {len(stems) - 10} more" if len(stems) > 10 else ""
+            return (", ".join(names) + more) if names else "none"
+        raise ValueError(
+            f"unpaired images in {folder}: TL without fluorescence ({tl!r}): "
+            f"{show(only_tl, 'tl')}; fluorescence without TL ({fl!r}): {show(only_fl, 'fl')}. "
+            "Add the missing partners, move the extra files out, or fix the patterns."
+        )
+    rows = [(s, found["tl"][s], found["fl"][s]) for s in sorted(found["tl"])]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
+    """Read one 2-D image (TIFF, PNG or JPEG) keeping its dtype.
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file.
+    name : str, default="image"
+        What the image is, for error messages.
+    rgb : bool, default=True
+        Accept (H, W, 3) RGB images (an alpha channel is dropped). With
+        False, RGB raises.
+
+    Returns
+    -------
+    image : (H, W) or (H, W, 3) ndarray
+        uint8, uint16 or float32, exactly as stored.
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` does not exist.
+    ValueError
+        For multi-page TIFFs (time series or stacks), unreadable files,
+        wrong shapes, NaN or inf.
+    TypeError
+        For dtypes other than uint8, uint16, float32.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, tifffile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.tif"
+    >>> tifffile.imwrite(path, np.ones((4, 5), np.uint16))
+    >>> read_image(path).dtype
+    dtype('uint16')
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} file {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix not in _TIFF | _OTHER:
+        raise ValueError(f"{path.name}: unsupported file type {suffix!r}; expected one of "
+                         f"{sorted(_TIFF | _OTHER)}.")
+    try:
+        if suffix in _TIFF:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                n_pages, shape = len(tif.pages), tuple(tif.series[0].shape)
+                image = tif.series[0].asarray() if n_pages == 1 else None
+        else:
+            import imageio.v3 as iio
+
+            n_pages, image = 1, np.asarray(iio.imread(path))
+            shape = image.shape
+    except Exception as err:  # corrupt or truncated files: name the file, keep the cause
+        raise ValueError(f"cannot read {name} file {path}: {err}") from err
+    if n_pages > 1 or len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"{path.name} is a multi-frame image of shape {shape} ({n_pages} pages); cellnb "
+            "reads one frame per file, because frames of a time series show the same cells "
+            "again. Save the frames you want as separate files."
+        )
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]
+    try:
+        return check_image(image, name, rgb=rgb)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{path.name}: {err}") from None
+
+
+def _pair_paths(pair) -> tuple[Path, Path]:
+    if isinstance(pair, (pd.Series, Mapping)):
+        try:
+            return Path(pair["tl_path"]), Path(pair["fl_path"])
+        except KeyError as err:
+            raise ValueError(
+                f"a pair row must have 'tl_path' and 'fl_path', got keys {list(pair.keys())}."
+            ) from err
+    if isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2:
+        return Path(pair[0]), Path(pair[1])
+    raise TypeError(
+        "`pair` must be a row of find_pairs() or a (tl_path, fl_path) tuple, "
+        f"got {type(pair).__name__}."
+    )
+
+
+def read_pair(pair) -> tuple[np.ndarray, np.ndarray]:
+    """Read a TL / fluorescence pair and check that they match.
+
+    Parameters
+    ----------
+    pair : Series, mapping or (tl_path, fl_path)
+        A row of :func:`find_pairs` or two paths.
+
+    Returns
+    -------
+    tl : (H, W) or (H, W, 3) ndarray
+        Transmitted-light image (RGB allowed).
+    fluorescence : (H, W) ndarray
+        Nuclear fluorescence image.
+
+    Raises
+    ------
+    ValueError
+        If the fluorescence image is RGB, or the two differ in height/width.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cellnb.data import synthetic_pairs, write_pairs
+    >>> pairs = write_pairs(synthetic_pairs(1, shape=(64, 64), n_cells=3), tempfile.mkdtemp())
+    >>> tl, fl = read_pair(pairs.iloc[0])
+    >>> tl.shape, fl.dtype
+    ((64, 64), dtype('uint16'))
+    """
+    tl_path, fl_path = _pair_paths(pair)
+    tl = read_image(tl_path, name="transmitted-light image", rgb=True)
+    fl = read_image(fl_path, name="fluorescence image", rgb=False)
+    check_same_shape(tl, fl, f"transmitted-light image {tl_path.name}",
+                     f"fluorescence image {fl_path.name}")
+    return tl, fl
+
+
+def read_labels(path) -> np.ndarray:
+    """Read a label image (TIFF or PNG) as (H, W) int32, 0 = background.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> write_labels(path, np.array([[0, 1], [2, 2]]))
+    >>> read_labels(path)
+    array([[0, 1],
+           [2, 2]], dtype=int32)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} does not exist.")
+    if path.suffix.lower() in _TIFF:
+        import tifffile
+
+        try:
+            labels = tifffile.imread(path)
+        except Exception as err:
+            raise ValueError(f"cannot read label file {path}: {err}") from err
+    else:
+        import imageio.v3 as iio
+
+        try:
+            labels = np.asarray(iio.imread(path))
+        except Exception as err:
+            raise ValueError(f"cannot read label file {path}: {err}") from err
+    try:
+        return check_labels(labels, "labels")
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{path.name}: {err}") from None
+
+
+def write_labels(path, labels) -> None:
+    """Write a label image atomically as a compressed int32 TIFF.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target ``.tif`` / ``.tiff`` file; parent folders are created.
+    labels : (H, W) ndarray of int
+        Label image, 0 = background.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> write_labels(path, np.zeros((3, 3), np.int32))
+    >>> path.exists()
+    True
+    """
+    import tifffile
+
+    path = Path(path)
+    if path.suffix.lower() not in _TIFF:
+        raise ValueError(f"label images are written as TIFF; got {path.name}, use a .tif name.")
+    labels = check_labels(np.asarray(labels) if not isinstance(labels, np.ndarray) else labels)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels, compression="zlib")

@@ -1,0 +1,74 @@
+"""Helpers for tests and benchmarks: real SAM architectures at random initialisation.
+
+No pretrained weights are needed: :func:`random_sam` builds the genuine
+network (same layers, same compute), writes its weights to a checkpoint and
+loads them back through :func:`cellnb.models.load`, the code path real weights
+take. Its masks are meaningless; its shapes, dtypes, memory and run time are
+the real ones.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .models import SamModel, _micro_sam_util, load
+
+__all__ = ["random_sam"]
+
+_KINDS = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+
+def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
+               device: str = "cpu") -> SamModel:
+    """Build a SAM model of architecture `kind` with random weights.
+
+    Parameters
+    ----------
+    kind : {"vit_t", "vit_b", "vit_l", "vit_h"}, default="vit_t"
+        Encoder architecture (vit_t is MobileSAM's TinyViT, as in micro_sam).
+    seed : int, default=0
+        Seed of the initialisation; the global torch RNG is left untouched.
+    decoder : bool, default=False
+        Also build micro_sam's instance-segmentation (UNETR) decoder at
+        random init and store it in the checkpoint as ``decoder_state``.
+    device : str, default="cpu"
+        Torch device.
+
+    Returns
+    -------
+    model : SamModel
+        Named ``"random_<kind>"``; ``weights_hash`` identifies the weights.
+
+    Examples
+    --------
+    >>> model = random_sam("vit_t", seed=0)  # doctest: +SKIP
+    >>> model.architecture  # doctest: +SKIP
+    'vit_t'
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"`kind` must be one of {list(_KINDS)}, got {kind!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
+    import torch
+
+    util = _micro_sam_util()
+    # micro_sam builds the network again before loading the weights, which draws from
+    # torch's global RNG: fork it around the whole construction so callers are unaffected.
+    with torch.random.fork_rng(devices=[]), \
+            tempfile.TemporaryDirectory(prefix="cellnb-random-sam-") as tmp:
+        torch.manual_seed(seed)
+        sam = util.sam_model_registry[kind]()
+        state = {"model_state": sam.state_dict()}
+        if decoder:
+            from micro_sam.instance_segmentation import get_unetr
+
+            unetr = get_unetr(sam.image_encoder, device="cpu")
+            state["decoder_state"] = {k: v for k, v in unetr.state_dict().items()
+                                      if not k.startswith("encoder")}
+        checkpoint = Path(tmp) / f"random_{kind}_seed{seed}.pt"
+        torch.save(state, checkpoint)
+        model = load(kind, checkpoint=checkpoint, device=device)
+    model.name = f"random_{kind}"
+    model.checkpoint = None  # the temporary file is gone; the hash identifies the weights
+    return model

@@ -1,0 +1,58 @@
+"""Shared fixtures: synthetic pairs, the real Cell-APP example data, random-init SAM."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cellnb.data import DataNotAvailableError, fetch, synthetic_pairs
+
+# A relative CELLNB_DATA_DIR is relative to where pytest started; pin it before
+# tests change directories (notebooks run in temporary folders).
+if os.environ.get("CELLNB_DATA_DIR"):
+    os.environ["CELLNB_DATA_DIR"] = str(Path(os.environ["CELLNB_DATA_DIR"]).resolve())
+
+
+@pytest.fixture(scope="session")
+def pair():
+    """One small synthetic pair (256 x 256, 20 cells)."""
+    return synthetic_pairs(1, shape=(256, 256), n_cells=20, seed=3)[0]
+
+
+def _dataset(name):
+    try:
+        return fetch(name)
+    except DataNotAvailableError as err:
+        pytest.skip(f"real data not available offline: {err}")
+
+
+@pytest.fixture(scope="session")
+def cellapp_example():
+    """Folder of Cell-APP's example COCO dataset (skipped when neither cached nor online)."""
+    return _dataset("cellapp-example")
+
+
+@pytest.fixture(scope="session")
+def hela_features():
+    return _dataset("cellapp-hela-features")
+
+
+@pytest.fixture(scope="session")
+def vit_t():
+    """Random-init vit_t SAM loaded through the real checkpoint path."""
+    from cellnb.testing import random_sam
+
+    return random_sam("vit_t", seed=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `weights` tests unless micro_sam's cache holds the default model."""
+    if not any(item.get_closest_marker("weights") for item in items):
+        return
+    from cellnb.models import available
+
+    cached = set(available().query("cached")["name"])
+    skip = pytest.mark.skip(reason="needs cached μSAM weights (vit_b_lm) in micro_sam's cache")
+    for item in items:
+        if item.get_closest_marker("weights") and "vit_b_lm" not in cached:
+            item.add_marker(skip)

@@ -1,0 +1,175 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellnb.data import (DataNotAvailableError, SyntheticPair, available, data_dir, fetch,
+                         manifest, synthetic_pairs, write_pairs)
+from cellnb.io import find_pairs, read_labels, read_pair
+
+COMMIT = "6588ec369f8c3c8efb0f92f4a7ec80560c92f239"
+
+
+# -- manifests and fetch ------------------------------------------------------
+def test_manifests_describe_every_file_pinned():
+    assert available() == ["cellapp-example", "cellapp-hela-features"]
+    for name, n_files in (("cellapp-example", 589), ("cellapp-hela-features", 2)):
+        spec = manifest(name)
+        assert spec["licence"] == "MIT" and spec["commit"] == COMMIT
+        assert "10.1091/mbc.e25-02-0076" in spec["citation"]
+        assert len(spec["files"]) == spec["n_files"] == n_files
+        for entry in spec["files"]:
+            assert entry["url"].startswith(
+                f"https://raw.githubusercontent.com/anishjv/cell-AAP/{COMMIT}/")
+            assert entry["url"].endswith(entry["path"])
+            assert len(entry["sha256"]) == 64
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'; available: \['cellapp-example'"):
+        manifest("nope")
+
+
+def test_data_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(tmp_path))
+    assert data_dir() == tmp_path.resolve()
+
+
+def test_fetch_verifies_cached_example(cellapp_example, monkeypatch):
+    import pooch
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing should be downloaded when the cache is complete")
+
+    monkeypatch.setattr(pooch.Pooch, "fetch", no_network)
+    folder = fetch("cellapp-example")
+    assert folder == cellapp_example
+    import json
+
+    for split, n_images, n_cells in (("train", 2, 372), ("test", 1, 195)):
+        coco = json.loads((folder / split / f"example_dataset_{split}.json").read_text())
+        assert (len(coco["images"]), len(coco["annotations"])) == (n_images, n_cells)
+        assert all((folder / split / "images" / im["file_name"]).is_file()
+                   for im in coco["images"])
+
+
+def _offline(monkeypatch):
+    import pooch
+
+    def refuse(self, fname, **kwargs):
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(pooch.Pooch, "fetch", refuse)
+
+
+def test_fetch_offline_names_missing_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(tmp_path))
+    _offline(monkeypatch)
+    with pytest.raises(DataNotAvailableError,
+                       match=r"2 of 2 files are missing or corrupt in .*cellapp-hela-features.*"
+                             r"ConnectionError.*Missing: metricdf_HeLa.npy, metriclabels_HeLa.npy"
+                             r".*set CELLNB_DATA_DIR"):
+        fetch("cellapp-hela-features")
+
+
+def test_fetch_detects_corrupt_file(monkeypatch, tmp_path, hela_features):
+    shutil.copytree(hela_features, tmp_path / "cellapp-hela-features")
+    (tmp_path / "cellapp-hela-features" / "metriclabels_HeLa.npy").write_bytes(b"tampered")
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(tmp_path))
+    _offline(monkeypatch)
+    with pytest.raises(DataNotAvailableError, match=r"1 of 2 files .*Missing: metriclabels_HeLa"):
+        fetch("cellapp-hela-features")
+
+
+def test_hela_features_shape(hela_features):
+    features = np.load(hela_features / "metricdf_HeLa.npy")
+    labels = np.load(hela_features / "metriclabels_HeLa.npy")
+    assert features.shape == (5687, 19) and labels.shape == (5687,)
+    assert set(np.unique(labels)) == {-1, 0, 1}
+
+
+# -- synthetic pairs ----------------------------------------------------------
+def test_synthetic_pairs_shapes_and_types():
+    pairs = synthetic_pairs(2, shape=(200, 160), n_cells=10, seed=0)
+    assert [p.id for p in pairs] == ["synthetic_000", "synthetic_001"]
+    for p in pairs:
+        assert isinstance(p, SyntheticPair)
+        assert p.tl.shape == p.fluorescence.shape == p.cells.shape == (200, 160)
+        assert p.tl.dtype == p.fluorescence.dtype == np.uint16
+        assert p.cells.dtype == p.nuclei.dtype == np.int32
+        assert list(p.truth.columns) == ["y", "x", "class_id", "class_name"]
+        assert p.truth.index.name == "label"
+
+
+def test_synthetic_pairs_deterministic_per_seed():
+    a = synthetic_pairs(2, shape=(128, 128), n_cells=8, seed=5)
+    b = synthetic_pairs(2, shape=(128, 128), n_cells=8, seed=5)
+    c = synthetic_pairs(2, shape=(128, 128), n_cells=8, seed=6)
+    for x, y in zip(a, b):
+        for field in ("tl", "fluorescence", "cells", "nuclei"):
+            np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+        pd.testing.assert_frame_equal(x.truth, y.truth)
+    assert not np.array_equal(a[0].tl, c[0].tl)
+    gen = np.random.default_rng(5)
+    assert synthetic_pairs(1, shape=(64, 64), n_cells=2, seed=gen)[0].tl.shape == (64, 64)
+
+
+def test_synthetic_truth_is_consistent():
+    for p in synthetic_pairs(3, shape=(256, 256), n_cells=25, mitotic_fraction=0.3, seed=1):
+        inside = p.nuclei > 0
+        assert (p.cells[inside] == p.nuclei[inside]).all()  # every nucleus inside its cell
+        cell_ids, nucleus_ids = np.unique(p.cells[p.cells > 0]), np.unique(p.nuclei[inside])
+        np.testing.assert_array_equal(cell_ids, nucleus_ids)  # ids shared, one nucleus each
+        np.testing.assert_array_equal(p.truth.index.to_numpy(), nucleus_ids)
+        for label, row in p.truth.iterrows():
+            assert p.nuclei[int(round(row.y)), int(round(row.x))] in (label, 0)
+        assert set(p.truth["class_name"]) <= {"interphase", "mitotic"}
+
+
+def test_synthetic_images_look_like_the_biology():
+    p = synthetic_pairs(1, shape=(384, 384), n_cells=40, mitotic_fraction=0.3, seed=2)[0]
+    fl = p.fluorescence.astype(float)
+    mitotic = p.truth.index[p.truth["class_id"] == 1]
+    interphase = p.truth.index[p.truth["class_id"] == 0]
+    mean = {lb: fl[p.nuclei == lb].mean() for lb in p.truth.index}
+    # condensed mitotic chromatin is brighter than any interphase nucleus on average
+    assert np.mean([mean[lb] for lb in mitotic]) > 2 * np.mean([mean[lb] for lb in interphase])
+    assert fl[p.nuclei > 0].mean() > 2 * fl[p.cells == 0].mean()  # nuclei stand out
+    # interphase nuclei spread in brightness (dim next to bright)
+    values = [mean[lb] for lb in interphase]
+    assert max(values) > 1.5 * min(values)
+    # phase-like TL: cells darker than background on average, uneven illumination
+    tl = p.tl.astype(float)
+    assert tl[p.cells > 0].mean() < tl[p.cells == 0].mean()
+    assert tl.std() > 0 and len(np.unique(tl)) > 100
+
+
+def test_synthetic_pairs_bad_arguments():
+    with pytest.raises(ValueError, match="`n` must be a positive int, got 0"):
+        synthetic_pairs(0)
+    with pytest.raises(ValueError, match=r"`shape` must be two ints >= 32"):
+        synthetic_pairs(1, shape=(10, 10))
+    with pytest.raises(ValueError, match="`mitotic_fraction` must be in"):
+        synthetic_pairs(1, mitotic_fraction=2)
+    with pytest.raises(ValueError, match="`nucleus_radius` must be"):
+        synthetic_pairs(1, nucleus_radius=(5, 3))
+    with pytest.raises(TypeError, match="`seed` must be an int or numpy.random.Generator"):
+        synthetic_pairs(1, seed="x")
+    with pytest.warns(UserWarning, match=r"only \d+ of 500 cells fit"):
+        synthetic_pairs(1, shape=(64, 64), n_cells=500)
+
+
+def test_write_pairs_cellapp_naming_round_trip(tmp_path):
+    pairs = synthetic_pairs(2, shape=(96, 96), n_cells=5, seed=0)
+    table = write_pairs(pairs, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.tif")) == [
+        "synthetic_000_Texas Red.tif", "synthetic_000_phs.tif",
+        "synthetic_001_Texas Red.tif", "synthetic_001_phs.tif"]
+    found = find_pairs(tmp_path)
+    pd.testing.assert_frame_equal(found, table[["pair_id", "tl_path", "fl_path"]])
+    tl, fl = read_pair(found.iloc[1])
+    np.testing.assert_array_equal(tl, pairs[1].tl)
+    np.testing.assert_array_equal(fl, pairs[1].fluorescence)
+    np.testing.assert_array_equal(read_labels(table["cells_path"][0]), pairs[0].cells)
+    classes = pd.read_csv(tmp_path / "truth" / "synthetic_000_classes.csv", index_col="label")
+    pd.testing.assert_frame_equal(classes, pairs[0].truth, check_dtype=False)
+    with pytest.raises(TypeError, match="write_pairs takes SyntheticPair objects"):
+        write_pairs([1], tmp_path)

@@ -1,0 +1,51 @@
+import subprocess
+import sys
+
+import pytest
+
+import cellnb
+
+
+def test_import_is_light_and_fast():
+    code = ("import sys, time; t = time.perf_counter(); import cellnb; "
+            "dt = time.perf_counter() - t; "
+            "heavy = [m for m in ('torch', 'micro_sam', 'pandas', 'matplotlib', 'skimage') "
+            "if m in sys.modules]; print(heavy, dt)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy, seconds = out.stdout.rsplit(" ", 1)
+    assert heavy == "[]"
+    assert float(seconds) < 1.0  # the acceptance bar; typically ~0.01 s
+
+
+def test_exports_and_lazy_submodules():
+    assert cellnb.__version__ == "0.1.0"
+    assert "Config" in cellnb.__all__
+    assert cellnb.io.find_pairs.__module__ == "cellnb.io"
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        cellnb.nope
+
+
+def test_demo_writes_pairs_and_figure(tmp_path):
+    from cellnb.cli import main
+
+    lines = []
+    from cellnb import cli
+
+    written = cli.demo(tmp_path / "demo", n_pairs=2, shape=(128, 128), n_cells=8,
+                       say=lines.append)
+    assert written["figure"].is_file()
+    assert len(list(written["pairs"].glob("*_phs.tif"))) == 2
+    assert any("not yet implemented" in line for line in lines)
+    assert main(["demo", "--out", str(tmp_path / "cli"), "--pairs", "1", "--size", "96",
+                 "--cells", "4"]) == 0
+    assert (tmp_path / "cli" / "figures" / "pairs.png").is_file()
+
+
+def test_plot_rejects_mismatched_labels():
+    import numpy as np
+
+    from cellnb.plot import overlay
+
+    with pytest.raises(ValueError, match=r"`image` \(shape \(4, 4\)\) and `labels` \(shape "
+                                         r"\(5, 5\)\) must have the same height and width"):
+        overlay(np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.int32))
