@@ -113,6 +113,7 @@ def pair(tl, fluorescence, *, cells=None, nuclei=None, title=None):
     overlay(tl, cells, ax=axes[0], title="transmitted light" + (" + cells" if cells is not None
                                                                 else ""))
     overlay(fluorescence, nuclei, ax=axes[1], cmap="magma", color="cyan",
+            percentiles=(0.5, 99.9),
             title="fluorescence" + (" + nuclei" if nuclei is not None else ""))
     if title:
         fig.suptitle(title)
