@@ -11,8 +11,10 @@ of the same field of view, named by a shared stem as Cell-APP expects
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,8 @@ import pandas as pd
 from ._files import atomic_path
 from ._validation import check_image, check_labels, check_same_shape
 
-__all__ = ["find_pairs", "read_pair", "read_image", "read_labels", "write_labels"]
+__all__ = ["find_pairs", "read_pair", "read_image", "read_labels", "write_labels", "Record",
+           "read_coco"]
 
 _TIFF = {".tif", ".tiff"}
 _OTHER = {".png", ".jpg", ".jpeg"}
@@ -306,3 +309,169 @@ def write_labels(path, labels) -> None:
     labels = check_labels(np.asarray(labels) if not isinstance(labels, np.ndarray) else labels)
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, labels, compression="zlib")
+
+
+@dataclass
+class Record:
+    """One annotated image.
+
+    Attributes
+    ----------
+    id : str
+        Unique name of the image (a pair id, or a COCO file name stem).
+    image : ndarray or None
+        The transmitted-light image (None when not loaded).
+    labels : (H, W) int32 ndarray
+        Cell label image, 0 = background.
+    cells : DataFrame
+        One row per cell, indexed by ``label`` (features, class, score, ...).
+    provenance : dict
+        Where the record came from (source paths, config, model, versions).
+    """
+
+    id: str
+    image: np.ndarray | None
+    labels: np.ndarray
+    cells: pd.DataFrame
+    provenance: dict = field(default_factory=dict)
+
+
+def _coco_source(source):
+    """Return (coco dict, json path or None) for a path, split folder or dict."""
+    if isinstance(source, Mapping):
+        return dict(source), None
+    path = Path(source)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.json"))
+        if len(candidates) != 1:
+            raise ValueError(f"{path} must hold exactly one COCO .json file, found "
+                             f"{[c.name for c in candidates]}; pass the json path instead.")
+        path = candidates[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO file {path} does not exist.")
+    try:
+        coco = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    return coco, path
+
+
+def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
+    """Read a COCO instance-segmentation dataset (one split) into records.
+
+    Label images are rebuilt from RLE or polygon masks. COCO allows
+    instances to overlap, a label image does not: contested pixels go to the
+    **smaller** instance (so small cells stay visible), and the number of such
+    pixels is kept in ``record.provenance["overlap_pixels"]``.
+
+    Parameters
+    ----------
+    source : str, Path or dict
+        A COCO ``.json`` file, a split folder holding exactly one, or the
+        parsed dict.
+    image_root : str or Path, optional
+        Folder the ``file_name`` of each image is relative to (as Detectron2's
+        ``register_coco_instances`` takes it). Default: ``images/`` beside the
+        json if that exists, else the json's folder.
+    images : bool, default=True
+        Read the images too (set False to read annotations only).
+
+    Returns
+    -------
+    records : list of Record
+        One per COCO image, in the file's order. ``cells`` is indexed by
+        label (1..n in annotation order) with columns ``annotation_id``,
+        ``category_id``, ``category``, ``area`` (pixels in the label image),
+        ``score`` (when present) and the box ``y0, x0, y1, x1``.
+
+    Examples
+    --------
+    >>> coco = {"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 5}],
+    ...         "categories": [{"id": 1, "name": "cell"}],
+    ...         "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "iscrowd": 0,
+    ...                          "segmentation": [[1, 1, 3, 1, 3, 2, 1, 2]],
+    ...                          "bbox": [1, 1, 2, 1], "area": 2}]}
+    >>> record = read_coco(coco, images=False)[0]
+    >>> record.labels  # pycocotools rasterises the polygon
+    array([[0, 0, 0, 0, 0],
+           [0, 1, 1, 0, 0],
+           [0, 0, 0, 0, 0],
+           [0, 0, 0, 0, 0]], dtype=int32)
+    >>> record.cells[["annotation_id", "category"]]
+           annotation_id category
+    label                        
+    1                  7     cell
+    """
+    from pycocotools import mask as mask_utils
+
+    coco, json_path = _coco_source(source)
+    missing = [k for k in ("images", "annotations") if k not in coco]
+    if missing:
+        raise ValueError(f"not a COCO instance dataset: keys {missing} are missing.")
+    if image_root is None and json_path is not None:
+        image_root = json_path.parent / "images"
+        if not image_root.is_dir():
+            image_root = json_path.parent
+    if images and image_root is None:
+        raise ValueError("pass image_root= to read images of a COCO dict, or images=False.")
+    categories = {c["id"]: c["name"] for c in coco.get("categories", [])}
+    by_image: dict = {im["id"]: [] for im in coco["images"]}
+    for ann in coco["annotations"]:
+        if ann["image_id"] not in by_image:
+            raise ValueError(f"annotation {ann.get('id')} refers to image_id {ann['image_id']}, "
+                             "which is not in 'images'.")
+        by_image[ann["image_id"]].append(ann)
+    records = []
+    for info in coco["images"]:
+        h, w = int(info["height"]), int(info["width"])
+        anns = by_image[info["id"]]
+        rles = []
+        for ann in anns:
+            seg = ann["segmentation"]
+            if isinstance(seg, list):  # polygons
+                rles.append(mask_utils.merge(mask_utils.frPyObjects(seg, h, w)))
+            elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):  # uncompressed
+                rles.append(mask_utils.frPyObjects(seg, h, w))
+            else:
+                rles.append(seg)
+        labels = np.zeros((h, w), np.int32)
+        coverage = np.zeros((h, w), np.uint16)
+        if rles:
+            mask_areas = mask_utils.area(rles)
+            boxes_xywh = np.asarray(mask_utils.toBbox(rles)).reshape(-1, 4).astype(int)
+            for i in np.argsort(-mask_areas, kind="stable"):  # large first, small on top
+                x, y, bw, bh = boxes_xywh[i]
+                window = (slice(y, y + bh + 1), slice(x, x + bw + 1))
+                mask = mask_utils.decode(rles[i])[window].astype(bool)
+                labels[window][mask] = i + 1
+                coverage[window] += mask
+        from scipy import ndimage
+
+        areas = np.bincount(labels.ravel(), minlength=len(anns) + 1)
+        boxes = ndimage.find_objects(labels, max_label=len(anns))
+        rows = []
+        for i, ann in enumerate(anns):
+            row = {"label": i + 1, "annotation_id": ann.get("id"),
+                   "category_id": ann.get("category_id"),
+                   "category": categories.get(ann.get("category_id")), "area": int(areas[i + 1])}
+            if "score" in ann:
+                row["score"] = float(ann["score"])
+            box = boxes[i]
+            row.update(zip(("y0", "x0", "y1", "x1"), (box[0].start, box[1].start, box[0].stop,
+                                                      box[1].stop) if box else (0, 0, 0, 0)))
+            rows.append(row)
+        cells = pd.DataFrame(rows, columns=None if rows else ["label"]).set_index("label")
+        image = read_image(Path(image_root) / info["file_name"], rgb=True) if images else None
+        if image is not None and image.shape[:2] != (h, w):
+            raise ValueError(f"image {info['file_name']} has shape {image.shape[:2]}, but the "
+                             f"COCO file says ({h}, {w}).")
+        records.append(Record(
+            id=Path(info["file_name"]).with_suffix("").as_posix(), image=image, labels=labels, cells=cells,
+            provenance={"source": str(json_path) if json_path else None,
+                        "file_name": info["file_name"], "coco_image_id": info["id"],
+                        "overlap_pixels": int((coverage > 1).sum())}))
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"COCO file lists the same image more than once: "
+                         f"{sorted({i for i in ids if ids.count(i) > 1})}.")
+    return records

@@ -163,3 +163,68 @@ def test_write_labels_leaves_nothing_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_labels(tmp_path / "l.tif", np.zeros((2, 2), np.int32))
     assert list(tmp_path.iterdir()) == []
+
+
+# -- read_coco ----------------------------------------------------------------
+def test_read_coco_cellapp_example(cellapp_example):
+    from cellnb.io import Record, read_coco
+
+    train = read_coco(cellapp_example / "train")
+    test = read_coco(cellapp_example / "test" / "example_dataset_test.json")
+    assert [r.id for r in train] == ["1", "0"] and [r.id for r in test] == ["2"]
+    assert sum(len(r.cells) for r in train) == 372 and len(test[0].cells) == 195
+    for r in train + test:
+        assert isinstance(r, Record)
+        assert r.image.shape == (1024, 1024, 3) and r.image.dtype == np.uint8
+        assert r.labels.dtype == np.int32 and r.labels.shape == (1024, 1024)
+        np.testing.assert_array_equal(np.unique(r.labels[r.labels > 0]), r.cells.index)
+        assert (r.cells["category"] == "cell").all()
+        assert r.provenance["overlap_pixels"] > 0  # Cell-APP's polygons overlap a little
+    np.testing.assert_array_equal(np.bincount(test[0].labels.ravel())[1:],
+                                  test[0].cells["area"].to_numpy())
+
+
+def test_read_coco_rle_smaller_instance_wins(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    from cellnb.io import read_coco
+
+    big = np.zeros((6, 6), np.uint8, order="F")
+    big[0:5, 0:5] = 1
+    small = np.zeros((6, 6), np.uint8, order="F")
+    small[3:6, 3:6] = 1
+    anns = []
+    for i, m in enumerate((big, small), start=1):
+        rle = mask_utils.encode(m)
+        rle["counts"] = rle["counts"].decode()
+        anns.append({"id": i, "image_id": 3, "category_id": 2, "segmentation": rle,
+                     "score": 0.5 * i})
+    coco = {"images": [{"id": 3, "file_name": "x.tif", "height": 6, "width": 6}],
+            "categories": [{"id": 2, "name": "mitotic"}], "annotations": anns}
+    iio.imwrite(tmp_path / "x.png", np.zeros((6, 6), np.uint8))
+    record = read_coco(coco, images=False)[0]
+    assert record.labels[4, 4] == 2 and record.labels[0, 0] == 1
+    assert record.provenance["overlap_pixels"] == 4
+    assert record.cells["score"].tolist() == [0.5, 1.0]
+    assert record.cells.loc[2, ["y0", "x0", "y1", "x1"]].tolist() == [3, 3, 6, 6]
+
+
+def test_read_coco_bad_inputs(tmp_path):
+    from cellnb.io import read_coco
+
+    with pytest.raises(FileNotFoundError, match="COCO file .*missing.json does not exist"):
+        read_coco(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        read_coco(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match=r"must hold exactly one COCO .json file, found "
+                                         r"\['bad.json', 'c.json'\]"):
+        (tmp_path / "c.json").write_text("{}")
+        read_coco(tmp_path)
+    with pytest.raises(ValueError, match=r"keys \['images', 'annotations'\] are missing"):
+        read_coco(tmp_path / "c.json")
+    orphan = {"images": [], "annotations": [{"id": 1, "image_id": 9, "segmentation": []}]}
+    with pytest.raises(ValueError, match="refers to image_id 9, which is not in 'images'"):
+        read_coco(orphan, images=False)
+    with pytest.raises(ValueError, match="pass image_root= to read images of a COCO dict"):
+        read_coco({"images": [], "annotations": []})

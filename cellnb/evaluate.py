@@ -1,0 +1,405 @@
+"""Instance-segmentation metrics of every seed paper, in one tidy table.
+
+For each image and IoU threshold τ, predicted and true objects are matched
+one-to-one, maximising the summed IoU over pairs with IoU >= τ (Hungarian
+matching, scipy's ``linear_sum_assignment``, on a sparse overlap table built
+from label pairs with ``bincount``; no objects x objects x pixels array is
+ever made). From the matching:
+
+- ``tp, fp, fn``; ``precision = tp / n_pred``, ``recall = tp / n_true``, ``f1``;
+- ``ap = tp / (tp + fp + fn)``: the "average precision" of Cellpose and CellSeg1;
+- ``mean_matched_iou`` (over true positives) and ``panoptic_quality``
+  ``= sum(IoU of tp) / (tp + fp/2 + fn/2)`` (StarDist's set);
+- ``seg, det, op_csb``: Cell Tracking Challenge measures used by SAMCell
+  (independent of τ). SEG is the mean, over true objects, of the Jaccard
+  index with the predicted object covering more than half of it (0 if none).
+  DET = 1 - min(AOGM-D, AOGM-D0) / AOGM-D0 where AOGM-D weighs splits 5,
+  false negatives 10 and false positives 1, and AOGM-D0 = 10 x n_true.
+  OP_CSB = (SEG + DET) / 2;
+- at dataset level, COCO ``coco_ap`` (AP@[.50:.95]), ``coco_ap50``,
+  ``coco_ap75`` and ``coco_ar100`` from pycocotools' COCOeval (``segm``, at
+  most 100 detections per image as in COCO and Detectron2), ranked by
+  ``scores`` when given.
+
+Undefined ratios: when an image has neither true nor predicted objects,
+precision, recall, f1, ap and panoptic quality are 1 (nothing missed,
+nothing false); otherwise a ratio with a zero denominator is 0.
+``mean_matched_iou`` is NaN without true positives; ``seg``, ``det`` and
+``op_csb`` are NaN without true objects (the CTC defines them over true
+objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._validation import check_labels
+
+__all__ = ["evaluate", "compare", "overlap_table", "DEFAULT_THRESHOLDS", "METRIC_COLUMNS"]
+
+#: IoU thresholds 0.5, 0.55, ..., 0.95 (as in COCO).
+DEFAULT_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+#: Columns of the per-threshold matching metrics, in table order.
+METRIC_COLUMNS = ["n_true", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "ap",
+                  "mean_matched_iou", "panoptic_quality", "seg", "det", "op_csb"]
+COCO_COLUMNS = ["coco_ap", "coco_ap50", "coco_ap75", "coco_ar100"]
+
+# Cell Tracking Challenge AOGM-D weights
+_W_SPLIT, _W_FN, _W_FP = 5.0, 10.0, 1.0
+
+
+# ---------------------------------------------------------------------------
+# Overlaps and matching
+# ---------------------------------------------------------------------------
+def overlap_table(truth, pred) -> pd.DataFrame:
+    """Pixel overlaps of every (true, predicted) object pair that touches.
+
+    Parameters
+    ----------
+    truth, pred : (H, W) int ndarray
+        Label images, 0 = background.
+
+    Returns
+    -------
+    pairs : DataFrame
+        Columns ``true, pred`` (label ids), ``intersection``, ``true_area``,
+        ``pred_area``, ``iou``; one row per overlapping pair only.
+
+    Examples
+    --------
+    >>> t = np.array([[1, 1, 0, 2]])
+    >>> p = np.array([[1, 0, 0, 2]])
+    >>> overlap_table(t, p)[["true", "pred", "intersection", "iou"]]
+       true  pred  intersection  iou
+    0     1     1             1  0.5
+    1     2     2             1  1.0
+    """
+    truth, pred = _check_pair(truth, pred)
+    t_ids, t_idx = np.unique(truth, return_inverse=True)
+    p_ids, p_idx = np.unique(pred, return_inverse=True)
+    t_idx, p_idx = t_idx.ravel(), p_idx.ravel()
+    n_t, n_p = len(t_ids), len(p_ids)
+    t_area = np.bincount(t_idx, minlength=n_t)
+    p_area = np.bincount(p_idx, minlength=n_p)
+    if n_t * n_p <= 4 * truth.size:  # dense bin table is small: one bincount
+        counts = np.bincount(t_idx * n_p + p_idx, minlength=n_t * n_p)
+        keys = np.flatnonzero(counts)
+        inter = counts[keys]
+    else:  # many objects: sort-based unique keeps memory proportional to the pairs
+        keys, inter = np.unique(t_idx.astype(np.int64) * n_p + p_idx, return_counts=True)
+    ti, pi = keys // n_p, keys % n_p
+    keep = (t_ids[ti] > 0) & (p_ids[pi] > 0)
+    ti, pi, inter = ti[keep], pi[keep], inter[keep]
+    union = t_area[ti] + p_area[pi] - inter
+    return pd.DataFrame({"true": t_ids[ti].astype(np.int64), "pred": p_ids[pi].astype(np.int64),
+                         "intersection": inter.astype(np.int64),
+                         "true_area": t_area[ti].astype(np.int64),
+                         "pred_area": p_area[pi].astype(np.int64),
+                         "iou": inter / union})
+
+
+def _match(pairs: pd.DataFrame, threshold: float) -> np.ndarray:
+    """IoUs of the optimal one-to-one matching among pairs with IoU >= threshold."""
+    cand = pairs[pairs["iou"] >= threshold]
+    if cand.empty:
+        return np.zeros(0)
+    if threshold > 0.5:  # IoU > 0.5 pairs are unique on both sides: already a matching
+        return cand["iou"].to_numpy()
+    from scipy.optimize import linear_sum_assignment
+
+    rows, r_idx = np.unique(cand["true"].to_numpy(), return_inverse=True)
+    cols, c_idx = np.unique(cand["pred"].to_numpy(), return_inverse=True)
+    cost = np.zeros((len(rows), len(cols)))
+    cost[r_idx, c_idx] = -cand["iou"].to_numpy()
+    r, c = linear_sum_assignment(cost)
+    ious = -cost[r, c]
+    return ious[ious >= threshold]
+
+
+def _ctc_counts(pairs: pd.DataFrame, n_true: int, n_pred: int) -> tuple[float, float]:
+    """Summed SEG Jaccard and AOGM-D of one image (Cell Tracking Challenge)."""
+    # a predicted object "covers" a true object when it holds more than half of it;
+    # each true object has at most one cover
+    cover = pairs[pairs["intersection"] > 0.5 * pairs["true_area"]]
+    refs_per_pred = cover.groupby("pred").size()
+    n_split = float((refs_per_pred - 1).clip(lower=0).sum())
+    n_fn, n_fp = n_true - len(cover), n_pred - len(refs_per_pred)
+    return float(cover["iou"].sum()), _W_SPLIT * n_split + _W_FN * n_fn + _W_FP * n_fp
+
+
+def _ctc_scores(seg_sum: float, aogm: float, n_true: int) -> dict:
+    """SEG, DET and OP_CSB from summed counts; NaN without true objects."""
+    if n_true == 0:
+        return {"seg": np.nan, "det": np.nan, "op_csb": np.nan}
+    aogm0 = _W_FN * n_true  # creating every true object from nothing
+    seg, det = seg_sum / n_true, 1 - min(aogm, aogm0) / aogm0
+    return {"seg": float(seg), "det": float(det), "op_csb": float((seg + det) / 2)}
+
+
+def _ratios(tp, fp, fn, iou_sum) -> dict:
+    n_true, n_pred = tp + fn, tp + fp
+    if n_true == 0 and n_pred == 0:
+        return dict(precision=1.0, recall=1.0, f1=1.0, ap=1.0, mean_matched_iou=np.nan,
+                    panoptic_quality=1.0)
+
+    def div(a, b):
+        return float(a / b) if b else 0.0
+
+    return dict(precision=div(tp, n_pred), recall=div(tp, n_true),
+                f1=div(2 * tp, n_true + n_pred), ap=div(tp, tp + fp + fn),
+                mean_matched_iou=float(iou_sum / tp) if tp else np.nan,
+                panoptic_quality=div(iou_sum, tp + fp / 2 + fn / 2))
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+def _check_pair(truth, pred):
+    truth = check_labels(truth, "truth")
+    pred = check_labels(pred, "pred")
+    if truth.shape != pred.shape:
+        raise ValueError(f"`truth` (shape {truth.shape}) and `pred` (shape {pred.shape}) must "
+                         "have the same shape.")
+    return truth, pred
+
+
+def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | None]]:
+    """Normalise inputs to a list of (id, label image, scores by label)."""
+    from pathlib import Path
+
+    if isinstance(obj, (str, Path)) or (isinstance(obj, Mapping) and "annotations" in obj):
+        from .io import read_coco
+
+        obj = read_coco(obj, images=False)
+    if isinstance(obj, np.ndarray) and obj.ndim == 2:
+        return [(None, obj, None)]
+    if hasattr(obj, "labels") and not isinstance(obj, np.ndarray):
+        obj = [obj]
+    if isinstance(obj, np.ndarray) and obj.ndim == 3:
+        obj = list(obj)
+    if not isinstance(obj, Sequence) or isinstance(obj, str):
+        raise TypeError(f"`{name}` must be a label image, a sequence of them, Segmentation or "
+                        f"Record objects, or a COCO file; got {type(obj).__name__}.")
+    items = []
+    for k, item in enumerate(obj):
+        if isinstance(item, np.ndarray):
+            items.append((None, item, None))
+        elif hasattr(item, "labels"):
+            table = getattr(item, "table", None)
+            if table is None:
+                table = getattr(item, "cells", None)
+            score = None
+            if isinstance(table, pd.DataFrame) and "score" in table:
+                score = (table.set_index("label")["score"] if "label" in table.columns
+                         else table["score"])
+            items.append((getattr(item, "id", None), item.labels, score))
+        else:
+            raise TypeError(f"`{name}[{k}]` must be a label image or have `.labels`, got "
+                            f"{type(item).__name__}.")
+    return items
+
+
+# ---------------------------------------------------------------------------
+# COCO (pycocotools)
+# ---------------------------------------------------------------------------
+def _coco_metrics(pairs_of_images, scores_per_image) -> dict:
+    """COCO AP/AP50/AP75/AR100 of predictions vs truth, via pycocotools COCOeval."""
+    import contextlib
+    import io as _io
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from scipy import ndimage
+
+    def encode(labels, image_id, scores, start_id):
+        anns = []
+        ids = np.unique(labels[labels > 0])
+        slices = ndimage.find_objects(labels)
+        for k, lab in enumerate(ids):
+            window = slices[lab - 1]
+            mask = np.zeros(labels.shape, np.uint8, order="F")
+            mask[window] = labels[window] == lab
+            rle = mask_utils.encode(mask)
+            rle["counts"] = rle["counts"].decode("ascii")
+            ann = {"id": start_id + k, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                   "segmentation": rle, "area": float(mask_utils.area(rle)),
+                   "bbox": list(mask_utils.toBbox(rle))}
+            if scores is not None:
+                ann["score"] = float(scores.get(int(lab), 1.0))
+            anns.append(ann)
+        return anns
+
+    images, gt_anns, dt_anns = [], [], []
+    for image_id, ((truth, pred), scores) in enumerate(zip(pairs_of_images, scores_per_image),
+                                                       start=1):
+        h, w = truth.shape
+        images.append({"id": image_id, "height": h, "width": w, "file_name": f"{image_id}"})
+        gt_anns += encode(truth, image_id, None, len(gt_anns) + 1)
+        dt_anns += encode(pred, image_id, scores if scores is not None else {},
+                          len(dt_anns) + 1)
+    if not gt_anns or not dt_anns:  # nothing to rank: 0 when objects were missed, else undefined
+        return dict.fromkeys(COCO_COLUMNS, 0.0 if gt_anns else np.nan)
+    with contextlib.redirect_stdout(_io.StringIO()):  # pycocotools prints progress
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": gt_anns,
+                      "categories": [{"id": 1, "name": "cell"}]}
+        gt.createIndex()
+        dt = gt.loadRes(dt_anns)
+        ev = COCOeval(gt, dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][:, :, 0, 0, -1]  # [T, R] at area=all, maxDets=100
+    recall = ev.eval["recall"][:, 0, 0, -1]
+
+    def mean_valid(x):
+        x = x[x > -1]
+        return float(x.mean()) if x.size else np.nan
+
+    t50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
+    t75 = int(np.argmin(np.abs(ev.params.iouThrs - 0.75)))
+    return {"coco_ap": mean_valid(precision), "coco_ap50": mean_valid(precision[t50]),
+            "coco_ap75": mean_valid(precision[t75]), "coco_ar100": mean_valid(recall)}
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
+             by: str = "image", progress: bool = False) -> pd.DataFrame:
+    """Compare predicted to true instance segmentations.
+
+    Parameters
+    ----------
+    truth, pred : label image, sequence of label images, Segmentation / Record objects, or COCO file
+        ``(H, W)`` int label images (0 = background), a sequence of them (or
+        an ``(N, H, W)`` stack), objects with a ``.labels`` attribute
+        (:class:`cellnb.io.Record`, Segmentation), or a COCO json / split
+        folder / dict (read with :func:`cellnb.io.read_coco`). Both sides
+        must hold the same number of images, in the same order.
+    thresholds : sequence of float, default=(0.5, 0.55, ..., 0.95)
+        IoU thresholds in (0, 1].
+    scores : sequence of mapping {label: score}, optional
+        Confidence of each predicted object per image, used to rank
+        detections for the COCO metrics. Default: the ``score`` column of
+        Segmentation / Record tables when present, else all equal.
+    by : {"image", "dataset"}, default="image"
+        One row per (image, threshold), or per threshold over all images
+        pooled (counts summed; SEG over all true objects; DET from summed
+        AOGM) with the COCO columns added.
+    progress : bool, default=False
+        Show a progress bar over images.
+
+    Returns
+    -------
+    table : DataFrame
+        Columns ``image, threshold`` followed by :data:`METRIC_COLUMNS`
+        (plus ``coco_ap, coco_ap50, coco_ap75, coco_ar100`` with
+        ``by="dataset"``). ``image`` is the record id when known, else the
+        position; ``"all"`` at dataset level.
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 0, 2, 2],
+    ...                   [1, 1, 0, 2, 2]])
+    >>> pred = np.array([[1, 1, 0, 0, 0],
+    ...                  [1, 1, 0, 0, 3]])
+    >>> table = evaluate(truth, pred, thresholds=[0.5])
+    >>> table[["tp", "fp", "fn", "precision", "recall", "f1", "ap"]]
+       tp  fp  fn  precision  recall   f1        ap
+    0   1   1   1        0.5     0.5  0.5  0.333333
+    """
+    from tqdm.auto import tqdm
+
+    if by not in ("image", "dataset"):
+        raise ValueError(f"`by` must be 'image' or 'dataset', got {by!r}.")
+    thresholds = np.atleast_1d(np.asarray(thresholds, dtype=float))
+    if thresholds.size == 0 or ((thresholds <= 0) | (thresholds > 1)).any():
+        raise ValueError(f"`thresholds` must be non-empty values in (0, 1], got "
+                         f"{thresholds.tolist()}.")
+    t_items, p_items = _as_items(truth, "truth"), _as_items(pred, "pred")
+    if len(t_items) != len(p_items):
+        raise ValueError(f"`truth` has {len(t_items)} image(s) but `pred` has {len(p_items)}; "
+                         "pass them in matching order.")
+    if scores is not None:
+        if len(scores) != len(p_items):
+            raise ValueError(f"`scores` has {len(scores)} entries for {len(p_items)} image(s).")
+        p_items = [(i, lab, pd.Series(s, dtype=float)) for (i, lab, _), s in zip(p_items, scores)]
+
+    rows, per_image = [], []
+    for k, ((t_id, t_lab, _), (p_id, p_lab, _)) in enumerate(
+            tqdm(list(zip(t_items, p_items)), desc="evaluate", disable=not progress)):
+        try:
+            t_lab, p_lab = _check_pair(t_lab, p_lab)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"image {k}: {err}") from None
+        pairs = overlap_table(t_lab, p_lab)
+        n_true = len(np.unique(t_lab[t_lab > 0]))
+        n_pred = len(np.unique(p_lab[p_lab > 0]))
+        image = t_id if t_id is not None else (p_id if p_id is not None else k)
+        seg_sum, aogm = _ctc_counts(pairs, n_true, n_pred)
+        ctc = _ctc_scores(seg_sum, aogm, n_true)
+        per_image.append({"n_true": n_true, "seg_sum": seg_sum, "aogm": aogm})
+        for threshold in thresholds:
+            ious = _match(pairs, threshold)
+            tp = len(ious)
+            counts = {"n_true": n_true, "n_pred": n_pred, "tp": tp, "fp": n_pred - tp,
+                      "fn": n_true - tp, "iou_sum": float(ious.sum())}
+            rows.append({"image": image, "threshold": float(threshold), **counts,
+                         **_ratios(tp, n_pred - tp, n_true - tp, ious.sum()), **ctc})
+    table = pd.DataFrame(rows)
+    if by == "image":
+        return table[["image", "threshold", *METRIC_COLUMNS]].reset_index(drop=True)
+
+    totals = pd.DataFrame(per_image).sum()
+    ctc = _ctc_scores(totals["seg_sum"], totals["aogm"], int(totals["n_true"]))
+    coco = _coco_metrics([(t[1], p[1]) for t, p in zip(t_items, p_items)],
+                         [p[2] for p in p_items])
+    out = []
+    for threshold, group in table.groupby("threshold", sort=True):
+        s = group[["n_true", "n_pred", "tp", "fp", "fn", "iou_sum"]].sum()
+        out.append({"image": "all", "threshold": threshold,
+                    **{c: int(s[c]) for c in ("n_true", "n_pred", "tp", "fp", "fn")},
+                    **_ratios(s["tp"], s["fp"], s["fn"], s["iou_sum"]), **ctc, **coco})
+    return pd.DataFrame(out)[["image", "threshold", *METRIC_COLUMNS, *COCO_COLUMNS]]
+
+
+def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:
+    """Evaluate several methods against the same truth, in one tidy table.
+
+    Parameters
+    ----------
+    predictions : mapping {method name: predictions}
+        Each value is anything :func:`evaluate` accepts as `pred`.
+    truth
+        As for :func:`evaluate`.
+    **kwargs
+        Passed to :func:`evaluate` (``thresholds``, ``by``, ...).
+
+    Returns
+    -------
+    table : DataFrame
+        :func:`evaluate`'s columns with a leading ``method`` column.
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 0, 2]])
+    >>> table = compare({"perfect": truth, "empty": np.zeros_like(truth)}, truth,
+    ...                 thresholds=[0.5])
+    >>> table[["method", "tp", "fn", "f1"]]
+        method  tp  fn   f1
+    0  perfect   2   0  1.0
+    1    empty   0   2  0.0
+    """
+    if not isinstance(predictions, Mapping) or not predictions:
+        raise TypeError("`predictions` must be a non-empty mapping {method name: predictions}.")
+    tables = []
+    for method, pred in predictions.items():
+        table = evaluate(truth, pred, **kwargs)
+        table.insert(0, "method", method)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)

@@ -1,0 +1,217 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from skimage.segmentation import expand_labels
+
+from cellnb.evaluate import DEFAULT_THRESHOLDS, METRIC_COLUMNS, compare, evaluate, overlap_table
+from cellnb.io import Record, read_coco
+
+
+def row(table, threshold):
+    return table.set_index("threshold").loc[threshold]
+
+
+@pytest.fixture
+def scene():
+    """Truth: A, B (4x4) and C (2x2). Pred: A exact, B shifted (IoU 0.6), a false D; C missed."""
+    truth = np.zeros((12, 12), np.int32)
+    truth[0:4, 0:4] = 1
+    truth[0:4, 6:10] = 2
+    truth[8:10, 0:2] = 3
+    pred = np.zeros_like(truth)
+    pred[0:4, 0:4] = 5
+    pred[1:5, 6:10] = 7  # 12 of B's 16 pixels, 4 outside: IoU 12 / 20
+    pred[8:11, 8:11] = 9
+    return truth, pred
+
+
+def test_hand_computed_scene(scene):
+    truth, pred = scene
+    table = evaluate(truth, pred, thresholds=[0.5, 0.75])
+    assert list(table.columns) == ["image", "threshold", *METRIC_COLUMNS]
+    r = row(table, 0.5)
+    assert (r.n_true, r.n_pred, r.tp, r.fp, r.fn) == (3, 3, 2, 1, 1)
+    assert r.precision == pytest.approx(2 / 3) and r.recall == pytest.approx(2 / 3)
+    assert r.f1 == pytest.approx(2 / 3) and r.ap == pytest.approx(0.5)
+    assert r.mean_matched_iou == pytest.approx(0.8)
+    assert r.panoptic_quality == pytest.approx(1.6 / 3)
+    assert r.seg == pytest.approx(1.6 / 3)          # (1 + 0.6 + 0) / 3
+    assert r.det == pytest.approx(1 - 11 / 30)      # FN weight 10 + FP weight 1, D0 = 30
+    assert r.op_csb == pytest.approx((1.6 / 3 + 19 / 30) / 2)
+    r = row(table, 0.75)
+    assert (r.tp, r.fp, r.fn) == (1, 2, 2)
+    assert r.ap == pytest.approx(0.2) and r.mean_matched_iou == 1.0
+    assert r.panoptic_quality == pytest.approx(1 / 3)
+    assert r.seg == pytest.approx(1.6 / 3)  # SEG does not depend on the threshold
+
+
+def test_default_thresholds_and_perfect_prediction(scene):
+    truth, _ = scene
+    table = evaluate(truth, truth)
+    assert table["threshold"].tolist() == list(DEFAULT_THRESHOLDS)
+    assert DEFAULT_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    assert (table[["precision", "recall", "f1", "ap", "mean_matched_iou", "panoptic_quality",
+                   "seg", "det", "op_csb"]] == 1).all().all()
+
+
+def test_merge():
+    truth = np.zeros((4, 8), np.int32)
+    truth[:, :4], truth[:, 4:] = 1, 2
+    pred = np.ones_like(truth)  # one object over both cells: IoU 0.5 with each
+    r = row(evaluate(truth, pred, thresholds=[0.5]), 0.5)
+    assert (r.tp, r.fp, r.fn) == (1, 0, 1)
+    assert r.seg == pytest.approx(0.5)
+    assert r.det == pytest.approx(1 - 5 / 20)  # one split operation (weight 5)
+
+
+def test_split():
+    truth = np.ones((4, 8), np.int32)
+    pred = np.zeros_like(truth)
+    pred[:, :4], pred[:, 4:] = 1, 2  # each half holds exactly, not more than, half the cell
+    r = row(evaluate(truth, pred, thresholds=[0.5]), 0.5)
+    assert (r.tp, r.fp, r.fn) == (1, 1, 0)
+    assert r.seg == 0.0
+    assert r.det == 0.0  # FN 10 + 2 FP = 12 > D0 = 10: clipped
+
+
+def test_hungarian_beats_greedy():
+    truth = np.zeros((1, 20), np.int32)
+    truth[0, :10], truth[0, 10:] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[0, 3:14] = 1  # IoU 0.5 with cell 1, 4/17 with cell 2
+    pred[0, 0:3] = 2   # IoU 0.3 with cell 1
+    table = overlap_table(truth, pred)
+    assert table[["true", "pred", "intersection"]].values.tolist() == [[1, 1, 7], [1, 2, 3],
+                                                                       [2, 1, 4]]
+    # greedy on IoU would pair (1, 1) and stop at one match; optimal finds two
+    assert row(evaluate(truth, pred, thresholds=[0.2]), 0.2).tp == 2
+
+
+def test_empty_cases():
+    empty = np.zeros((5, 5), np.int32)
+    two = np.zeros((5, 5), np.int32)
+    two[0, 0], two[4, 4] = 1, 2
+    r = row(evaluate(empty, empty, thresholds=[0.5]), 0.5)
+    assert (r.tp, r.fp, r.fn, r.precision, r.recall, r.f1, r.ap, r.panoptic_quality) == (
+        0, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    assert np.isnan(r.mean_matched_iou) and np.isnan(r.seg) and np.isnan(r.det)
+    r = row(evaluate(two, empty, thresholds=[0.5]), 0.5)
+    assert (r.fn, r.precision, r.recall, r.f1, r.ap, r.seg, r.det) == (2, 0, 0, 0, 0, 0, 0)
+    r = row(evaluate(empty, two, thresholds=[0.5]), 0.5)
+    assert (r.fp, r.precision, r.recall, r.ap) == (2, 0, 0, 0) and np.isnan(r.seg)
+
+
+def test_sequences_records_and_dataset_level(scene):
+    truth, pred = scene
+    rec_t = Record("a", None, truth, pd.DataFrame(index=pd.Index([1, 2, 3], name="label")))
+    scores = pd.DataFrame({"score": [0.9, 0.8, 0.1]}, index=pd.Index([5, 7, 9], name="label"))
+    rec_p = Record("a", None, pred, scores)
+    per_image = evaluate([truth, truth], [pred, truth], thresholds=[0.5])
+    assert per_image["image"].tolist() == [0, 1] and per_image["tp"].tolist() == [2, 3]
+    assert evaluate(rec_t, rec_p, thresholds=[0.5])["image"].tolist() == ["a"]
+    stack = evaluate(np.stack([truth, truth]), np.stack([pred, truth]), thresholds=[0.5])
+    pd.testing.assert_frame_equal(stack, per_image)
+    ds = evaluate([truth, truth], [pred, truth], thresholds=[0.5, 0.75], by="dataset")
+    r = row(ds, 0.5)
+    assert r.image == "all" and (r.n_true, r.tp, r.fp, r.fn) == (6, 5, 1, 1)
+    assert r.seg == pytest.approx((1.6 + 3) / 6)
+    assert r.det == pytest.approx(1 - 11 / 60)
+    assert 0 < r.coco_ap50 <= 1 and 0 < r.coco_ap <= r.coco_ap50
+    perfect = row(evaluate(truth, truth, thresholds=[0.5], by="dataset"), 0.5)
+    assert perfect.coco_ap == pytest.approx(1.0) and perfect.coco_ar100 == pytest.approx(1.0)
+
+
+def test_scores_rank_coco_detections(scene):
+    truth, pred = scene
+    good = evaluate(truth, pred, thresholds=[0.5], by="dataset", scores=[{5: .9, 7: .8, 9: .1}])
+    bad = evaluate(truth, pred, thresholds=[0.5], by="dataset", scores=[{5: .1, 7: .2, 9: .9}])
+    assert good["coco_ap50"][0] > bad["coco_ap50"][0]  # false positive ranked first costs AP
+    assert good["tp"][0] == bad["tp"][0]
+
+
+def test_compare_has_method_column(scene):
+    truth, pred = scene
+    table = compare({"a": pred, "b": truth}, truth, thresholds=[0.5, 0.9])
+    assert table.columns[0] == "method"
+    assert table["method"].tolist() == ["a", "a", "b", "b"]
+    with pytest.raises(TypeError, match="must be a non-empty mapping"):
+        compare({}, truth)
+
+
+def test_bad_inputs(scene):
+    truth, pred = scene
+    with pytest.raises(ValueError, match=r"`truth` \(shape \(12, 12\)\) and `pred` \(shape "
+                                         r"\(3, 3\)\) must have the same shape"):
+        evaluate(truth, pred[:3, :3])
+    with pytest.raises(ValueError, match=r"`truth` has 2 image\(s\) but `pred` has 1"):
+        evaluate([truth, truth], [pred])
+    with pytest.raises(TypeError, match="`pred` must hold integer ids"):
+        evaluate(truth, pred.astype(float))
+    with pytest.raises(ValueError, match=r"`thresholds` must be non-empty values in \(0, 1\]"):
+        evaluate(truth, pred, thresholds=[0, 0.5])
+    with pytest.raises(ValueError, match="`by` must be 'image' or 'dataset'"):
+        evaluate(truth, pred, by="cell")
+    with pytest.raises(TypeError, match="`pred` must be a label image, a sequence"):
+        evaluate(truth, 3)
+    with pytest.raises(TypeError, match=r"`pred\[0\]` must be a label image or have `.labels`"):
+        evaluate([truth], ["x"])
+    with pytest.raises(ValueError, match=r"`scores` has 2 entries for 1 image"):
+        evaluate(truth, pred, scores=[{}, {}])
+
+
+# -- agreement with pycocotools on real data ----------------------------------
+def _pycocotools_matches(truth, pred, thresholds):
+    """Matched detections per IoU threshold, computed by pycocotools alone."""
+    import contextlib
+    import io
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def anns(labels, with_score):
+        out = []
+        for lab in np.unique(labels[labels > 0]):
+            rle = mask_utils.encode(np.asfortranarray((labels == lab).astype(np.uint8)))
+            ann = {"id": int(lab), "image_id": 1, "category_id": 1, "iscrowd": 0,
+                   "segmentation": rle, "area": float(mask_utils.area(rle)),
+                   "bbox": list(mask_utils.toBbox(rle))}
+            if with_score:
+                ann["score"] = 1.0
+            out.append(ann)
+        return out
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": [{"id": 1, "height": truth.shape[0], "width": truth.shape[1]}],
+                      "annotations": anns(truth, False), "categories": [{"id": 1}]}
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(anns(pred, True)), iouType="segm")
+        ev.params.iouThrs = np.asarray(thresholds)
+        ev.params.maxDets = [10000]
+        ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
+        ev.evaluate()
+    return [(ev.evalImgs[0]["dtMatches"][t] > 0).sum() for t in range(len(thresholds))]
+
+
+@pytest.mark.slow
+def test_agrees_with_pycocotools_on_cellapp_example(cellapp_example):
+    truth = read_coco(cellapp_example / "test", images=False)[0].labels
+    rng = np.random.default_rng(0)
+    ids = np.unique(truth[truth > 0])
+    dropped = truth.copy()
+    dropped[np.isin(dropped, rng.choice(ids, len(ids) // 5, replace=False))] = 0
+    merged = truth.copy()
+    for a in ids[::7]:  # merge a cell into a touching neighbour
+        ring = ndimage.binary_dilation(merged == a, iterations=2) & (merged != a) & (merged > 0)
+        if ring.any():
+            merged[merged == a] = np.bincount(merged[ring]).argmax()
+    eroded = np.where(ndimage.grey_erosion(truth, size=5) == truth, truth, 0)
+    perturbed = {"eroded": eroded, "dilated": expand_labels(truth, 3), "dropped": dropped,
+                 "merged": merged}
+    for name, pred in perturbed.items():
+        table = evaluate(truth, pred)
+        expected = _pycocotools_matches(truth, pred, list(DEFAULT_THRESHOLDS))
+        assert table["tp"].tolist() == expected, name
+    assert evaluate(truth, perturbed["dropped"], thresholds=[0.5])["fn"][0] == len(ids) // 5
