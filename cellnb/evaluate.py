@@ -46,7 +46,6 @@ DEFAULT_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 #: Columns of the per-threshold matching metrics, in table order.
 METRIC_COLUMNS = ["n_true", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "ap",
                   "mean_matched_iou", "panoptic_quality", "seg", "det", "op_csb"]
-COCO_COLUMNS = ["coco_ap", "coco_ap50", "coco_ap75", "coco_ar100"]
 
 # Cell Tracking Challenge AOGM-D weights
 _W_SPLIT, _W_FN, _W_FP = 5.0, 10.0, 1.0
@@ -102,22 +101,26 @@ def overlap_table(truth, pred) -> pd.DataFrame:
                          "iou": inter / union})
 
 
-def _match(pairs: pd.DataFrame, threshold: float) -> np.ndarray:
-    """IoUs of the optimal one-to-one matching among pairs with IoU >= threshold."""
-    cand = pairs[pairs["iou"] >= threshold]
-    if cand.empty:
-        return np.zeros(0)
-    if threshold > 0.5:  # IoU > 0.5 pairs are unique on both sides: already a matching
-        return cand["iou"].to_numpy()
-    from scipy.optimize import linear_sum_assignment
+def _match_pairs(pairs: pd.DataFrame, threshold: float) -> list[tuple[int, int]]:
+    """(true, pred) label pairs of the optimal one-to-one matching with IoU >= threshold."""
+    return [(t, p) for t, p, _ in _matching(pairs, threshold)]
 
-    rows, r_idx = np.unique(cand["true"].to_numpy(), return_inverse=True)
-    cols, c_idx = np.unique(cand["pred"].to_numpy(), return_inverse=True)
-    cost = np.zeros((len(rows), len(cols)))
-    cost[r_idx, c_idx] = -cand["iou"].to_numpy()
-    r, c = linear_sum_assignment(cost)
-    ious = -cost[r, c]
-    return ious[ious >= threshold]
+
+def _matching(pairs: pd.DataFrame, threshold: float):
+    """Optimal matching: (true, pred, iou) triples maximising summed IoU, IoU >= threshold."""
+    cand = pairs[pairs["iou"] >= threshold]
+    t, p, iou = (cand[c].to_numpy() for c in ("true", "pred", "iou"))
+    if threshold <= 0.5 and len(cand):  # IoU > 0.5 pairs are unique on both sides already
+        from scipy.optimize import linear_sum_assignment
+
+        rows, r_idx = np.unique(t, return_inverse=True)
+        cols, c_idx = np.unique(p, return_inverse=True)
+        cost = np.zeros((len(rows), len(cols)))
+        cost[r_idx, c_idx] = -iou
+        r, c = linear_sum_assignment(cost)
+        keep = -cost[r, c] >= threshold
+        t, p, iou = rows[r[keep]], cols[c[keep]], -cost[r[keep], c[keep]]
+    return list(zip(t.tolist(), p.tolist(), iou.tolist()))
 
 
 def _ctc_counts(pairs: pd.DataFrame, n_true: int, n_pred: int) -> tuple[float, float]:
@@ -206,8 +209,8 @@ def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | 
 # ---------------------------------------------------------------------------
 # COCO (pycocotools)
 # ---------------------------------------------------------------------------
-def _coco_metrics(pairs_of_images, scores_per_image) -> dict:
-    """COCO AP/AP50/AP75/AR100 of predictions vs truth, via pycocotools COCOeval."""
+def _coco_metrics(pairs_of_images, scores_per_image, max_dets: int) -> dict:
+    """COCO AP/AP50/AP75/AR of predictions vs truth, via pycocotools COCOeval."""
     import contextlib
     import io as _io
 
@@ -243,7 +246,7 @@ def _coco_metrics(pairs_of_images, scores_per_image) -> dict:
         dt_anns += encode(pred, image_id, scores if scores is not None else {},
                           len(dt_anns) + 1)
     if not gt_anns or not dt_anns:  # nothing to rank: 0 when objects were missed, else undefined
-        return dict.fromkeys(COCO_COLUMNS, 0.0 if gt_anns else np.nan)
+        return dict.fromkeys(_coco_columns(max_dets), 0.0 if gt_anns else np.nan)
     with contextlib.redirect_stdout(_io.StringIO()):  # pycocotools prints progress
         gt = COCO()
         gt.dataset = {"images": images, "annotations": gt_anns,
@@ -251,9 +254,10 @@ def _coco_metrics(pairs_of_images, scores_per_image) -> dict:
         gt.createIndex()
         dt = gt.loadRes(dt_anns)
         ev = COCOeval(gt, dt, iouType="segm")
+        ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
-    precision = ev.eval["precision"][:, :, 0, 0, -1]  # [T, R] at area=all, maxDets=100
+    precision = ev.eval["precision"][:, :, 0, 0, -1]  # [T, R] at area=all, maxDets=max_dets
     recall = ev.eval["recall"][:, 0, 0, -1]
 
     def mean_valid(x):
@@ -262,15 +266,20 @@ def _coco_metrics(pairs_of_images, scores_per_image) -> dict:
 
     t50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
     t75 = int(np.argmin(np.abs(ev.params.iouThrs - 0.75)))
-    return {"coco_ap": mean_valid(precision), "coco_ap50": mean_valid(precision[t50]),
-            "coco_ap75": mean_valid(precision[t75]), "coco_ar100": mean_valid(recall)}
+    values = (mean_valid(precision), mean_valid(precision[t50]), mean_valid(precision[t75]),
+              mean_valid(recall))
+    return dict(zip(_coco_columns(max_dets), values))
+
+
+def _coco_columns(max_dets: int) -> list[str]:
+    return ["coco_ap", "coco_ap50", "coco_ap75", f"coco_ar{max_dets}"]
 
 
 # ---------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------
 def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
-             by: str = "image", progress: bool = False) -> pd.DataFrame:
+             by: str = "image", coco_max_dets: int = 100, progress: bool = False) -> pd.DataFrame:
     """Compare predicted to true instance segmentations.
 
     Parameters
@@ -291,6 +300,11 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
         One row per (image, threshold), or per threshold over all images
         pooled (counts summed; SEG over all true objects; DET from summed
         AOGM) with the COCO columns added.
+    coco_max_dets : int, default=100
+        Detections per image the COCO metrics consider (COCO's and
+        Detectron2's 100, so numbers compare with theirs). Images with more
+        cells than this cap recall and AP; a warning says so. The AR column
+        is named ``coco_ar<coco_max_dets>``.
     progress : bool, default=False
         Show a progress bar over images.
 
@@ -299,7 +313,7 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
     table : DataFrame
         Columns ``image, threshold`` followed by :data:`METRIC_COLUMNS`
         (plus ``coco_ap, coco_ap50, coco_ap75, coco_ar100`` with
-        ``by="dataset"``). ``image`` is the record id when known, else the
+        ``by="dataset"``; see `coco_max_dets`). ``image`` is the record id when known, else the
         position; ``"all"`` at dataset level.
 
     Examples
@@ -345,7 +359,7 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
         ctc = _ctc_scores(seg_sum, aogm, n_true)
         per_image.append({"n_true": n_true, "seg_sum": seg_sum, "aogm": aogm})
         for threshold in thresholds:
-            ious = _match(pairs, threshold)
+            ious = np.array([m[2] for m in _matching(pairs, threshold)])
             tp = len(ious)
             counts = {"n_true": n_true, "n_pred": n_pred, "tp": tp, "fp": n_pred - tp,
                       "fn": n_true - tp, "iou_sum": float(ious.sum())}
@@ -357,15 +371,24 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
 
     totals = pd.DataFrame(per_image).sum()
     ctc = _ctc_scores(totals["seg_sum"], totals["aogm"], int(totals["n_true"]))
+    if isinstance(coco_max_dets, bool) or not isinstance(coco_max_dets, int) or coco_max_dets < 1:
+        raise ValueError(f"`coco_max_dets` must be a positive int, got {coco_max_dets!r}.")
+    most = max(r["n_pred"] for r in rows)
+    if most > coco_max_dets:
+        import warnings
+
+        warnings.warn(f"an image has {most} predicted objects but the COCO metrics consider "
+                      f"only the top {coco_max_dets} per image, which caps coco_ap and recall; "
+                      f"pass coco_max_dets={most} (or more) to count them all.", stacklevel=2)
     coco = _coco_metrics([(t[1], p[1]) for t, p in zip(t_items, p_items)],
-                         [p[2] for p in p_items])
+                         [p[2] for p in p_items], coco_max_dets)
     out = []
     for threshold, group in table.groupby("threshold", sort=True):
         s = group[["n_true", "n_pred", "tp", "fp", "fn", "iou_sum"]].sum()
         out.append({"image": "all", "threshold": threshold,
                     **{c: int(s[c]) for c in ("n_true", "n_pred", "tp", "fp", "fn")},
                     **_ratios(s["tp"], s["fp"], s["fn"], s["iou_sum"]), **ctc, **coco})
-    return pd.DataFrame(out)[["image", "threshold", *METRIC_COLUMNS, *COCO_COLUMNS]]
+    return pd.DataFrame(out)[["image", "threshold", *METRIC_COLUMNS, *coco]]
 
 
 def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:

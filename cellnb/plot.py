@@ -10,7 +10,7 @@ import numpy as np
 
 from ._validation import check_image, check_labels, check_same_shape
 
-__all__ = ["overlay", "pair"]
+__all__ = ["overlay", "pair", "ap_curve", "errors", "error_types"]
 
 
 def _display(image: np.ndarray, percentiles=(0.5, 99.5)) -> np.ndarray:
@@ -118,3 +118,170 @@ def pair(tl, fluorescence, *, cells=None, nuclei=None, title=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def ap_curve(table, *, metric: str = "ap", ax=None):
+    """Plot a metric against the IoU threshold, one line per method.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`cellnb.evaluate` or :func:`cellnb.compare`. Rows of
+        several images are averaged per (method, threshold).
+    metric : str, default="ap"
+        Column to plot (``"ap"``, ``"f1"``, ``"precision"``, ...).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from cellnb.evaluate import compare
+    >>> truth = np.array([[1, 1, 0, 2]])
+    >>> ax = ap_curve(compare({"a": truth, "b": truth * 0}, truth))
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['a', 'b']
+    """
+    import matplotlib.pyplot as plt
+
+    if metric not in table.columns or "threshold" not in table.columns:
+        raise ValueError(f"`table` needs columns 'threshold' and {metric!r} (an evaluate() "
+                         f"table); it has {list(table.columns)}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    groups = table.groupby("method", sort=False) if "method" in table.columns else [(None, table)]
+    for method, group in groups:
+        curve = group.groupby("threshold")[metric].mean()
+        ax.plot(curve.index, curve.to_numpy(), marker="o", label=method)
+    ax.set_xlabel("IoU threshold")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    if "method" in table.columns:
+        ax.legend(title="method")
+    return ax
+
+
+#: Colors of the error overlay.
+ERROR_COLORS = {"true positive": "lime", "false positive": "red", "false negative": "dodgerblue",
+                "merge": "orange", "split": "magenta"}
+
+
+def error_types(truth, pred, *, threshold: float = 0.5):
+    """Classify each object as matched, false positive/negative, merge or split.
+
+    A *merge* is a predicted object holding more than half of two or more
+    true objects; a *split* is a true object of which two or more predicted
+    objects each lie mostly (more than half) inside. Merges and splits are
+    reported as such even when one of their objects reaches the IoU
+    threshold. Other objects are true positives when matched
+    (:func:`cellnb.evaluate`'s matching at `threshold`), else false positives
+    (predicted) or false negatives (true).
+
+    Returns
+    -------
+    true_kind, pred_kind : dict {label: kind}
+        Kind of every true and every predicted object.
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 2, 2, 0, 3]])
+    >>> pred = np.array([[4, 4, 4, 4, 0, 0]])
+    >>> error_types(truth, pred)
+    ({1: 'merge', 2: 'merge', 3: 'false negative'}, {4: 'merge'})
+    """
+    from .evaluate import _check_pair, _match_pairs, overlap_table
+
+    truth, pred = _check_pair(truth, pred)
+    pairs = overlap_table(truth, pred)
+    matched = _match_pairs(pairs, threshold)
+    true_kind = {int(t): "false negative" for t in np.unique(truth[truth > 0])}
+    pred_kind = {int(p): "false positive" for p in np.unique(pred[pred > 0])}
+    for t, p in matched:
+        true_kind[int(t)] = pred_kind[int(p)] = "true positive"
+    # structural errors win over a borderline match (a merge of two equal cells has IoU 0.5)
+    covers = pairs[pairs["intersection"] > 0.5 * pairs["true_area"]]
+    for p, group in covers.groupby("pred"):
+        if len(group) > 1:
+            pred_kind[int(p)] = "merge"
+            true_kind.update({int(t): "merge" for t in group["true"]})
+    inside = pairs[pairs["intersection"] > 0.5 * pairs["pred_area"]]
+    for t, group in inside.groupby("true"):
+        if len(group) > 1:
+            true_kind[int(t)] = "split"
+            pred_kind.update({int(p): "split" for p in group["pred"]})
+    return true_kind, pred_kind
+
+
+def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
+    """Overlay segmentation errors on `image`: outlines colored by kind.
+
+    True positives are drawn from the prediction in green; false positives
+    (red) and merges (orange) from the prediction; false negatives (blue)
+    and splits (magenta, the true outline) from the truth. See
+    :func:`error_types`.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) ndarray
+    truth, pred : (H, W) int ndarray
+        Label images.
+    threshold : float, default=0.5
+        IoU threshold of a match.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> truth = np.zeros((16, 16), np.int32); truth[2:8, 2:8] = 1
+    >>> ax = errors(np.zeros((16, 16), np.float32), truth, truth)
+    >>> ax.get_title()
+    'TP 1 · FP 0 · FN 0 · merges 0 · splits 0 (IoU >= 0.5)'
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Patch
+    from skimage.segmentation import find_boundaries
+
+    image = check_image(image, "image", rgb=True)
+    true_kind, pred_kind = error_types(truth, pred, threshold=threshold)
+    truth, pred = check_labels(truth, "truth"), check_labels(pred, "pred")
+    check_same_shape(image, truth, "image", "truth")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(_display(image), cmap=None if image.ndim == 3 else "gray", interpolation="nearest")
+    rgba = np.zeros(truth.shape + (4,), np.float32)
+    drawn = [(pred, pred_kind, ("true positive", "false positive", "merge")),
+             (truth, true_kind, ("false negative", "split"))]
+    for labels, kinds, wanted in drawn:
+        edges = find_boundaries(labels, mode="inner")
+        lut = np.zeros(labels.max() + 1, dtype=object)
+        lut[:] = None
+        for label, kind in kinds.items():
+            lut[label] = kind if kind in wanted else None
+        edge_kinds = lut[labels[edges]]
+        for kind in wanted:
+            where = np.zeros(labels.shape, bool)
+            where[edges] = edge_kinds == kind
+            rgba[where] = to_rgba(ERROR_COLORS[kind])
+    ax.imshow(rgba, interpolation="nearest")
+    counts = {k: sum(v == k for v in true_kind.values()) for k in ("false negative",)}
+    n_tp = sum(v == "true positive" for v in pred_kind.values())
+    n_fp = sum(v == "false positive" for v in pred_kind.values())
+    n_merge = sum(v == "merge" for v in pred_kind.values())
+    n_split = sum(v == "split" for v in true_kind.values())
+    ax.set_title(f"TP {n_tp} · FP {n_fp} · FN {counts['false negative']} · merges {n_merge} "
+                 f"· splits {n_split} (IoU >= {threshold})")
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in ERROR_COLORS.items()],
+              loc="lower right", fontsize=8, framealpha=0.8)
+    ax.set_axis_off()
+    return ax

@@ -215,3 +215,48 @@ def test_agrees_with_pycocotools_on_cellapp_example(cellapp_example):
         expected = _pycocotools_matches(truth, pred, list(DEFAULT_THRESHOLDS))
         assert table["tp"].tolist() == expected, name
     assert evaluate(truth, perturbed["dropped"], thresholds=[0.5])["fn"][0] == len(ids) // 5
+
+
+# -- plots --------------------------------------------------------------------
+def test_error_types_and_overlay():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cellnb.plot import ap_curve, error_types, errors
+
+    truth = np.zeros((10, 20), np.int32)
+    truth[0:4, 0:4], truth[0:4, 4:8] = 1, 2        # merged by pred 10
+    truth[6:10, 0:8] = 3                           # split into preds 11, 12
+    truth[0:4, 12:16] = 4                          # matched by pred 13
+    truth[6:9, 12:15] = 5                          # missed
+    pred = np.zeros_like(truth)
+    pred[0:4, 0:8] = 10
+    pred[6:10, 0:4], pred[6:10, 4:8] = 11, 12
+    pred[0:4, 12:16] = 13
+    pred[8:10, 17:20] = 14                         # false positive
+    true_kind, pred_kind = error_types(truth, pred)
+    assert true_kind == {1: "merge", 2: "merge", 3: "split", 4: "true positive",
+                         5: "false negative"}
+    # the merge and the split also hold one IoU-0.5 match each; the structural error wins
+    assert pred_kind == {10: "merge", 11: "split", 12: "split", 13: "true positive",
+                         14: "false positive"}
+    ax = errors(np.zeros((10, 20), np.uint8), truth, pred)
+    assert ax.get_title().startswith("TP 1 · FP 1 · FN 1 · merges 1 · splits 1")
+    table = compare({"m": pred}, truth)
+    ax = ap_curve(table, metric="f1")
+    assert ax.get_ylabel() == "f1" and len(ax.get_lines()) == 1
+    with pytest.raises(ValueError, match=r"needs columns 'threshold' and 'nope'"):
+        ap_curve(table, metric="nope")
+
+
+def test_coco_detection_cap_warns_and_can_be_lifted():
+    truth = np.zeros((4, 24), np.int32)
+    truth[:, ::2] = np.arange(1, 13)  # 12 one-column cells
+    with pytest.warns(UserWarning, match=r"has 12 predicted objects but the COCO metrics "
+                                         r"consider only the top 5 .*coco_max_dets=12"):
+        capped = evaluate(truth, truth, thresholds=[0.5], by="dataset", coco_max_dets=5)
+    assert "coco_ar5" in capped.columns and capped["coco_ar5"][0] < 1
+    full = evaluate(truth, truth, thresholds=[0.5], by="dataset", coco_max_dets=12)
+    assert full["coco_ap"][0] == pytest.approx(1.0) and full["coco_ar12"][0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="`coco_max_dets` must be a positive int"):
+        evaluate(truth, truth, by="dataset", coco_max_dets=0)
