@@ -1,8 +1,10 @@
 """cellnb: annotate, train and evaluate cell-segmentation models from paired
 transmitted-light / fluorescence images (the Cell-APP protocol, on μSAM).
 
-The verbs are importable from the top level; nothing heavy runs at import and
-torch is imported only by the functions that need it.
+The verbs are importable from the top level (``cellnb.evaluate`` is the
+function; its helpers live in the module of the same name). Nothing heavy
+runs at import: torch, micro_sam, scikit-image and matplotlib are imported by
+the functions that need them.
 
 Examples
 --------
@@ -15,13 +17,14 @@ Examples
 from importlib import import_module
 
 from .config import Config
+from .evaluate import compare, evaluate
 
 __version__ = "0.1.0"
 
-# Sub-modules load on first attribute access (PEP 562), so `import cellnb` stays fast.
+# Helper sub-modules load on first attribute access (PEP 562).
 _SUBMODULES = ("io", "data", "models", "plot", "testing", "config", "cli")
 
-__all__ = ["Config", "__version__", *_SUBMODULES]
+__all__ = ["Config", "evaluate", "compare", "__version__", *_SUBMODULES]
 
 
 def __getattr__(name):

@@ -78,27 +78,47 @@ def overlap_table(truth, pred) -> pd.DataFrame:
     1     2     2             1  1.0
     """
     truth, pred = _check_pair(truth, pred)
-    t_ids, t_idx = np.unique(truth, return_inverse=True)
-    p_ids, p_idx = np.unique(pred, return_inverse=True)
-    t_idx, p_idx = t_idx.ravel(), p_idx.ravel()
+    return _overlaps(truth, pred)[0]
+
+
+def _dense_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids present incl. 0, index of each pixel's id, area per id) without sorting pixels."""
+    flat = labels.ravel()
+    if labels.size and labels.max() <= 4 * labels.size:  # O(N) lookup table
+        area = np.bincount(flat)
+        ids = np.flatnonzero(area)
+        if ids.size == 0 or ids[0] != 0:
+            ids = np.concatenate([[0], ids])
+        lut = np.zeros(area.size, np.int64)
+        lut[ids] = np.arange(ids.size)
+        return ids, lut[flat], area[ids]
+    ids, idx = np.unique(flat, return_inverse=True)  # huge sparse ids: sort instead
+    if ids.size == 0 or ids[0] != 0:
+        ids, idx = np.concatenate([[0], ids]), idx + 1
+    return ids, idx.ravel(), np.bincount(idx.ravel(), minlength=ids.size)
+
+
+def _overlaps(truth, pred) -> tuple[pd.DataFrame, int, int]:
+    """Overlap table and the numbers of true and predicted objects (validated inputs)."""
+    t_ids, t_idx, t_area = _dense_index(truth)
+    p_ids, p_idx, p_area = _dense_index(pred)
     n_t, n_p = len(t_ids), len(p_ids)
-    t_area = np.bincount(t_idx, minlength=n_t)
-    p_area = np.bincount(p_idx, minlength=n_p)
     if n_t * n_p <= 4 * truth.size:  # dense bin table is small: one bincount
         counts = np.bincount(t_idx * n_p + p_idx, minlength=n_t * n_p)
         keys = np.flatnonzero(counts)
         inter = counts[keys]
     else:  # many objects: sort-based unique keeps memory proportional to the pairs
-        keys, inter = np.unique(t_idx.astype(np.int64) * n_p + p_idx, return_counts=True)
+        keys, inter = np.unique(t_idx * n_p + p_idx, return_counts=True)
     ti, pi = keys // n_p, keys % n_p
-    keep = (t_ids[ti] > 0) & (p_ids[pi] > 0)
+    keep = (ti > 0) & (pi > 0)
     ti, pi, inter = ti[keep], pi[keep], inter[keep]
     union = t_area[ti] + p_area[pi] - inter
-    return pd.DataFrame({"true": t_ids[ti].astype(np.int64), "pred": p_ids[pi].astype(np.int64),
-                         "intersection": inter.astype(np.int64),
-                         "true_area": t_area[ti].astype(np.int64),
-                         "pred_area": p_area[pi].astype(np.int64),
-                         "iou": inter / union})
+    table = pd.DataFrame({"true": t_ids[ti].astype(np.int64), "pred": p_ids[pi].astype(np.int64),
+                          "intersection": inter.astype(np.int64),
+                          "true_area": t_area[ti].astype(np.int64),
+                          "pred_area": p_area[pi].astype(np.int64),
+                          "iou": inter / union})
+    return table, n_t - 1, n_p - 1
 
 
 def _match_pairs(pairs: pd.DataFrame, threshold: float) -> list[tuple[int, int]]:
@@ -351,9 +371,7 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
             t_lab, p_lab = _check_pair(t_lab, p_lab)
         except (TypeError, ValueError) as err:
             raise type(err)(f"image {k}: {err}") from None
-        pairs = overlap_table(t_lab, p_lab)
-        n_true = len(np.unique(t_lab[t_lab > 0]))
-        n_pred = len(np.unique(p_lab[p_lab > 0]))
+        pairs, n_true, n_pred = _overlaps(t_lab, p_lab)
         image = t_id if t_id is not None else (p_id if p_id is not None else k)
         seg_sum, aogm = _ctc_counts(pairs, n_true, n_pred)
         ctc = _ctc_scores(seg_sum, aogm, n_true)

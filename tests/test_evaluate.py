@@ -260,3 +260,13 @@ def test_coco_detection_cap_warns_and_can_be_lifted():
     assert full["coco_ap"][0] == pytest.approx(1.0) and full["coco_ar12"][0] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="`coco_max_dets` must be a positive int"):
         evaluate(truth, truth, by="dataset", coco_max_dets=0)
+
+
+def test_overlap_table_with_huge_sparse_ids():
+    truth = np.array([[0, 5, 5], [70_000_000, 0, 5]])
+    pred = np.array([[3, 3, 0], [3, 0, 0]])
+    table = overlap_table(truth, pred)
+    assert table[["true", "pred", "intersection", "true_area", "pred_area"]].values.tolist() == [
+        [5, 3, 1, 3, 3], [70_000_000, 3, 1, 1, 3]]
+    np.testing.assert_allclose(table["iou"], [0.2, 1 / 3])
+    assert evaluate(truth, truth, thresholds=[0.9])["tp"][0] == 2
