@@ -220,7 +220,7 @@ def _place_cells(shape, n_cells, radii, rng):
     return np.array(centres).reshape(-1, 2), np.array(kept)
 
 
-def _simulate(shape, n_cells, mitotic_fraction, nucleus_radius, rng):
+def _simulate(shape, n_cells, mitotic_fraction, nucleus_radius, brightness_range, rng):
     from scipy import ndimage
     from skimage.segmentation import find_boundaries
 
@@ -270,7 +270,7 @@ def _simulate(shape, n_cells, mitotic_fraction, nucleus_radius, rng):
         u = (dy - off[0]) * np.cos(angle) + (dx - off[1]) * np.sin(angle)
         v = -(dy - off[0]) * np.sin(angle) + (dx - off[1]) * np.cos(angle)
         inside = (u / a) ** 2 + (v / b) ** 2 < 1
-        brightness = (rng.uniform(3.5, 5.0) if mitotic[i] else rng.uniform(0.6, 1.4))
+        brightness = (rng.uniform(3.5, 5.0) if mitotic[i] else rng.uniform(*brightness_range))
         nuclei[win] = np.where(inside & take, label, np.where(take, 0, nuclei[win]))
         nuc_brightness[win] = np.where(inside & take, brightness,
                                        np.where(take, 0, nuc_brightness[win]))
@@ -319,13 +319,13 @@ def _render_tl(cells, nuclei, thickness, rng):
 
 def synthetic_pairs(n: int = 1, *, shape=(512, 512), n_cells: int = 60,
                     mitotic_fraction: float = 0.15, nucleus_radius=(6.0, 10.0),
-                    seed=0) -> list[SyntheticPair]:
+                    brightness_range=(0.6, 1.4), seed=0) -> list[SyntheticPair]:
     """Simulate `n` TL / fluorescence pairs of the same cells, with ground truth.
 
     Cells are irregular, partly touching blobs; each holds one nucleus.
     A fraction of cells is mitotic: rounded (a bright halo in TL) with a
-    condensed, elongated nucleus 3.5-5x brighter than interphase nuclei,
-    whose brightness itself spreads over 0.6-1.4x.
+    condensed, elongated nucleus 3.5-5x brighter than a typical interphase
+    nucleus, whose brightness itself spreads over `brightness_range`.
 
     The TL image is phase-contrast-like (dark cells with bright halos, dark
     rims where cells touch, granular cytoplasm, vignetted uneven
@@ -346,6 +346,9 @@ def synthetic_pairs(n: int = 1, *, shape=(512, 512), n_cells: int = 60,
         Expected fraction of mitotic cells.
     nucleus_radius : (float, float), default=(6.0, 10.0)
         Range of nucleus radii in pixels; cells are 2-2.6x larger.
+    brightness_range : (float, float), default=(0.6, 1.4)
+        Relative brightness of interphase nuclei (uniform); (0.3, 1.5) gives
+        a 5x spread.
     seed : int or numpy.random.Generator, default=0
         Same seed, same pairs.
 
@@ -377,12 +380,16 @@ def synthetic_pairs(n: int = 1, *, shape=(512, 512), n_cells: int = 60,
     if not 2 <= lo <= hi:
         raise ValueError(f"`nucleus_radius` must be (low, high) with 2 <= low <= high, "
                          f"got {nucleus_radius!r}.")
+    b_lo, b_hi = brightness_range
+    if not 0 < b_lo <= b_hi:
+        raise ValueError(f"`brightness_range` must be (low, high) with 0 < low <= high, "
+                         f"got {brightness_range!r}.")
     rng = as_generator(seed)
     shape = (int(shape[0]), int(shape[1]))
     pairs = []
     for i in range(n):
         cells, nuclei, thickness, brightness, mitotic, present = _simulate(
-            shape, n_cells, mitotic_fraction, (lo, hi), rng)
+            shape, n_cells, mitotic_fraction, (lo, hi), (b_lo, b_hi), rng)
         if len(present) < n_cells:
             warnings.warn(f"pair {i}: only {len(present)} of {n_cells} cells fit in an image "
                           f"of shape {shape}; lower `n_cells` or enlarge `shape`.",
