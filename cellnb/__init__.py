@@ -18,13 +18,16 @@ from importlib import import_module
 
 from .config import Config
 from .evaluate import compare, evaluate
+from .locate import locate, suggest_locate
+from .prompt import prompt
 
 __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
-_SUBMODULES = ("io", "data", "models", "plot", "testing", "config", "cli")
+_SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli")
 
-__all__ = ["Config", "evaluate", "compare", "__version__", *_SUBMODULES]
+__all__ = ["Config", "locate", "suggest_locate", "prompt", "evaluate", "compare", "__version__",
+           *_SUBMODULES]
 
 
 def __getattr__(name):

@@ -311,8 +311,8 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
     >>> from cellnb.data import synthetic_pairs
     >>> pair = synthetic_pairs(1, shape=(192, 192), n_cells=12, seed=0)[0]
     >>> nuclei = locate(pair.fluorescence)
-    >>> nuclei.dtype, nuclei.max() == len(pair.truth)
-    (dtype('int32'), True)
+    >>> nuclei.dtype, int(nuclei.max()), len(pair.truth)
+    (dtype('int32'), 12, 12)
     """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}, got {method!r}.")
@@ -395,4 +395,5 @@ def suggest_locate(fluorescence) -> pd.DataFrame:
          "drops clumps larger than six typical nuclei"),
     ]
     table = pd.DataFrame(rows, columns=["parameter", "value", "cellapp_default", "why"])
+    table["value"] = pd.Series([row[1] for row in rows], dtype=object)  # keep ints as ints
     return table.set_index("parameter")

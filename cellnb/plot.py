@@ -20,9 +20,9 @@ def _display(image: np.ndarray, percentiles=(0.5, 99.5)) -> np.ndarray:
     return np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
 
 
-def overlay(image, labels=None, *, ax=None, color="yellow", cmap="gray", title=None,
-            percentiles=(0.5, 99.5)):
-    """Show `image` with the outlines of `labels` drawn on top.
+def overlay(image, labels=None, prompts=None, *, ax=None, color="yellow", cmap="gray",
+            title=None, percentiles=(0.5, 99.5)):
+    """Show `image` with the outlines of `labels` and the `prompts` drawn on top.
 
     Parameters
     ----------
@@ -30,6 +30,10 @@ def overlay(image, labels=None, *, ax=None, color="yellow", cmap="gray", title=N
         Image to show (contrast stretched for display only).
     labels : (H, W) int ndarray, optional
         Label image whose object outlines are drawn.
+    prompts : DataFrame, optional
+        Prompt table (:func:`cellnb.prompt`): points drawn as crosses, boxes
+        as rectangles (dashed when clipped at the border) for ``kind``
+        "boxes" / "points+boxes".
     ax : matplotlib Axes, optional
         Axes to draw into; a new figure is made if None.
     color : matplotlib color, default="yellow"
@@ -70,10 +74,39 @@ def overlay(image, labels=None, *, ax=None, color="yellow", cmap="gray", title=N
         rgba = np.zeros(labels.shape + (4,), np.float32)
         rgba[edges] = to_rgba(color)
         ax.imshow(rgba, interpolation="nearest")
+    if prompts is not None and len(prompts):
+        _draw_prompts(ax, prompts)
     if title:
         ax.set_title(title)
     ax.set_axis_off()
     return ax
+
+
+def _draw_prompts(ax, prompts, color="cyan"):
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    missing = {"y", "x"} - set(prompts.columns)
+    if missing:
+        raise ValueError(f"`prompts` needs columns 'y' and 'x' (a cellnb.prompt table); "
+                         f"missing {sorted(missing)}.")
+    kinds = prompts["kind"] if "kind" in prompts.columns else "points"
+    show_points = np.asarray(kinds != "boxes") if "kind" in prompts.columns else np.ones(
+        len(prompts), bool)
+    if show_points.any():
+        # matplotlib draws pixel centres at integer (col, row): the (row, col) convention
+        ax.plot(prompts["x"][show_points], prompts["y"][show_points], "+", color=color,
+                markersize=7, markeredgewidth=1.5, linestyle="none")
+    if {"y0", "x0", "y1", "x1"} <= set(prompts.columns) and "kind" in prompts.columns:
+        boxed = prompts[prompts["kind"] != "points"]
+        for dashed in (False, True):
+            part = boxed[boxed.get("clipped", False) == dashed] if "clipped" in boxed else boxed
+            rects = [Rectangle((r.x0 - 0.5, r.y0 - 0.5), r.x1 - r.x0, r.y1 - r.y0)
+                     for r in part.itertuples()]
+            if rects:
+                ax.add_collection(PatchCollection(rects, facecolor="none", edgecolor=color,
+                                                  linewidth=0.8,
+                                                  linestyle="--" if dashed else "-"))
 
 
 def pair(tl, fluorescence, *, cells=None, nuclei=None, title=None):

@@ -1,0 +1,183 @@
+import warnings
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.filters import gaussian, threshold_isodata, threshold_multiotsu
+from skimage.measure import label
+from skimage.morphology import disk, erosion, footprint_rectangle, white_tophat
+
+from cellnb.data import synthetic_pairs
+from cellnb.locate import estimate_nucleus_radius, locate, suggest_locate
+
+
+def disks(shape, specs, background=100.0, blur=1.2, noise=5.0, seed=0):
+    """Float image with bright disks (row, col, radius, brightness) + blur + noise."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    image = np.full(shape, background)
+    for cy, cx, r, b in specs:
+        image += b * (np.hypot(yy - cy, xx - cx) < r)
+    image = ndimage.gaussian_filter(image, blur)
+    return (image + np.random.default_rng(seed).normal(0, noise, shape)).astype(np.float32)
+
+
+def detection(located, truth):
+    """tp, fp, fn with one prompt per true nucleus; duplicates count as false positives."""
+    ids = np.unique(located[located > 0])
+    centres = np.array(ndimage.center_of_mass(np.ones_like(located), located, ids))
+    hit = truth[tuple(np.round(centres).astype(int).T)] if len(ids) else np.array([], int)
+    tp = len(np.unique(hit[hit > 0]))
+    return tp, len(ids) - tp, len(np.unique(truth[truth > 0])) - tp
+
+
+# -- Cell-APP modes match a direct computation of their recipe -----------------
+@pytest.fixture(scope="module")
+def fl():
+    return synthetic_pairs(1, shape=(192, 192), n_cells=15, seed=4)[0].fluorescence
+
+
+def recipe(fl, sigma=2.0, tophat=71, erosion_radius=8):
+    im = gaussian(fl.astype(np.float32), sigma=sigma, preserve_range=True)
+    im = white_tophat(im, footprint_rectangle((tophat, tophat)))
+    return erosion(im, disk(erosion_radius))
+
+
+def test_isodata_mode_is_cellapps_recipe(fl):
+    im = recipe(fl)
+    expected = label(im > threshold_isodata(im) / 0.75)
+    np.testing.assert_array_equal(locate(fl, method="isodata"), expected)
+
+
+def test_multiotsu_mode_is_cellapps_recipe(fl):
+    im = recipe(fl, erosion_radius=3)
+    expected = label(np.digitize(im, bins=threshold_multiotsu(im, classes=3)))
+    np.testing.assert_array_equal(locate(fl, method="multiotsu", erosion_radius=3), expected)
+
+
+def test_watershed_mode_splits_touching_disks():
+    image = disks((60, 90), [(30, 30, 10, 500), (30, 48, 10, 500), (30, 75, 6, 500)])
+    two = locate(image, method="isodata", threshold_division=1, erosion_radius=None, sigma=1)
+    assert two.max() == 2  # a global threshold keeps the touching pair as one object
+    split = locate(image, method="watershed", threshold_division=1, erosion_radius=4, sigma=1)
+    assert split.max() == 3
+    assert len({split[30, 30], split[30, 48], split[30, 75]}) == 3
+
+
+def test_disabled_steps_and_size_filter():
+    image = disks((40, 60), [(20, 15, 6, 300), (20, 45, 2, 300)])
+    both = locate(image, method="isodata", tophat_size=None, erosion_radius=None, sigma=0,
+                  threshold_division=1)
+    assert both.max() == 2
+    big_only = locate(image, method="isodata", tophat_size=None, erosion_radius=None, sigma=0,
+                      threshold_division=1, min_area=40)
+    assert big_only.max() == 1 and big_only[20, 15] == 1
+    small_only = locate(image, method="isodata", tophat_size=None, erosion_radius=None, sigma=0,
+                        threshold_division=1, max_area=40)
+    assert small_only.max() == 1 and small_only[20, 45] == 1
+
+
+# -- auto ---------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_auto_every_dtype(dtype):
+    image = disks((64, 64), [(20, 20, 7, 120), (44, 40, 7, 60)], background=20, noise=2)
+    labels = locate(np.clip(image, 0, 255).astype(dtype))
+    assert labels.dtype == np.int32 and labels.max() == 2
+    assert labels[20, 20] != labels[44, 40] and labels[20, 20] > 0 and labels[44, 40] > 0
+
+
+def test_auto_keeps_dim_nucleus_touching_a_bright_one():
+    image = disks((80, 120), [(40, 40, 9.5, 800), (40, 58, 9.5, 300), (40, 95, 9.5, 500)])
+    labels = locate(image)
+    assert labels.max() == 3
+    assert len({labels[40, 40], labels[40, 58], labels[40, 95]} - {0}) == 3
+
+
+def test_auto_handles_uneven_background():
+    yy, xx = np.mgrid[:128, :128]
+    image = disks((128, 128), [(32, 32, 6, 150), (32, 96, 6, 150), (96, 32, 6, 150),
+                               (96, 96, 6, 150)])
+    image += (400 * xx / 128).astype(np.float32)  # background ramp 2.7x the nuclei
+    labels = locate(image)
+    assert labels.max() == 4
+    naive = label(image > threshold_isodata(image))
+    assert naive.max() != 4  # a global threshold fails on this image
+
+
+def test_auto_radius_estimate():
+    for r in (4, 8, 16):
+        specs = [(40 + 90 * i, 40 + 90 * j, r, 300) for i in range(3) for j in range(3)]
+        assert estimate_nucleus_radius(disks((300, 300), specs)) == pytest.approx(r, rel=0.3)
+
+
+@pytest.mark.parametrize("radius, density", [((3, 5), 0.25), ((3, 5), 0.6), ((6, 10), 0.25),
+                                             ((6, 10), 0.6), ((12, 20), 0.25), ((12, 20), 0.6)])
+def test_auto_detection_f1_on_synthetic_sets(radius, density):
+    """One prompt per nucleus across sizes, densities and a 5x brightness spread."""
+    size = 384
+    n_cells = int(density * size * size / (np.pi * (2.3 * np.mean(radius)) ** 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dense sets place fewer cells than asked
+        pairs = synthetic_pairs(2, shape=(size, size), n_cells=n_cells, nucleus_radius=radius,
+                                brightness_range=(0.3, 1.5), seed=11)
+    tp = fp = fn = 0
+    for p in pairs:
+        a, b, c = detection(locate(p.fluorescence), p.nuclei)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    assert 2 * tp / (2 * tp + fp + fn) >= 0.95
+
+
+def test_auto_beats_cellapp_default_on_dim_nuclei():
+    pair = synthetic_pairs(1, shape=(256, 256), n_cells=30, brightness_range=(0.3, 1.5),
+                           seed=5)[0]
+    auto = detection(locate(pair.fluorescence), pair.nuclei)
+    default = detection(locate(pair.fluorescence, method="isodata"), pair.nuclei)
+    assert auto[2] == 0 and default[2] > auto[2]
+
+
+# -- inputs -------------------------------------------------------------------
+def test_bad_inputs():
+    good = np.zeros((8, 8), np.float32)
+    good[2, 2] = 1
+    with pytest.raises(ValueError, match="`fluorescence` contains 1 NaN"):
+        bad = good.copy()
+        bad[0, 0] = np.nan
+        locate(bad)
+    with pytest.raises(ValueError, match=r"`fluorescence` must have shape \(H, W\), got shape "
+                                         r"\(8, 8, 3\).*An RGB image"):
+        locate(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(2, 8, 8\). A stack of frames"):
+        locate(np.zeros((2, 8, 8), np.uint16))
+    with pytest.raises(ValueError, match="`fluorescence` is constant"):
+        locate(np.full((8, 8), 7, np.uint16))
+    with pytest.raises(TypeError, match="must be uint8, uint16 or float32, got int64"):
+        locate(np.zeros((8, 8), np.int64))
+    with pytest.raises(ValueError, match=r"`method` must be one of \['auto', 'isodata'"):
+        locate(good, method="otsu")
+    with pytest.raises(ValueError, match="`threshold_division` must be > 0"):
+        locate(good, threshold_division=0)
+    with pytest.raises(ValueError, match="`tophat_size` must be a positive int or None"):
+        locate(good, tophat_size=2.5)
+    with pytest.raises(ValueError, match="`radius` must be > 0"):
+        locate(good, radius=-1)
+
+
+def test_no_nuclei_warns_and_returns_empty():
+    noise = np.random.default_rng(0).normal(100, 5, (64, 64)).astype(np.float32)
+    with pytest.warns(UserWarning, match="no nuclei found with method='auto'"):
+        labels = locate(noise)
+    assert labels.shape == (64, 64) and labels.dtype == np.int32 and labels.max() == 0
+
+
+def test_suggest_locate_scales_with_nucleus_size():
+    small = suggest_locate(disks((200, 200), [(50, 50, 4, 300), (150, 150, 4, 300)]))
+    large = suggest_locate(disks((200, 200), [(50, 50, 14, 300), (150, 150, 14, 300)]))
+    assert list(small.columns) == ["value", "cellapp_default", "why"]
+    for name in ("sigma", "tophat_size", "erosion_radius", "min_area", "max_area"):
+        assert large.loc[name, "value"] > small.loc[name, "value"], name
+    assert large.loc["tophat_size", "value"] % 2 == 1
+    assert large.loc["tophat_size", "value"] > 2 * 2 * 14  # wider than a nucleus
+    params = {k: v for k, v in large["value"].items()}
+    assert locate(disks((200, 200), [(50, 50, 14, 300), (150, 150, 14, 300)]),
+                  method="isodata", **params).max() == 2
+    with pytest.raises(ValueError, match="no nuclei stand out of the noise"):
+        suggest_locate(np.random.default_rng(0).normal(100, 5, (64, 64)).astype(np.float32))
