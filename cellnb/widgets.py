@@ -1,0 +1,203 @@
+"""ipywidgets panels for JupyterLab (inline matplotlib; no front-end extension needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["tune_locate", "LocateTuner"]
+
+
+def _as_pairs(pairs_or_images) -> list[tuple[str, object]]:
+    """(name, loader) per pair; loaders read files lazily and return (tl, fl)."""
+    import pandas as pd
+
+    from .data import SyntheticPair
+    from .io import read_pair
+
+    if isinstance(pairs_or_images, pd.DataFrame):
+        if not {"tl_path", "fl_path"} <= set(pairs_or_images.columns):
+            raise ValueError("a pairs table needs columns 'tl_path' and 'fl_path' "
+                             "(cellnb.io.find_pairs).")
+        names = pairs_or_images.get("pair_id", pd.Series(range(len(pairs_or_images))))
+        return [(str(n), (lambda r=row: read_pair(r)))
+                for n, (_, row) in zip(names, pairs_or_images.iterrows())]
+    if isinstance(pairs_or_images, (SyntheticPair, tuple)):
+        pairs_or_images = [pairs_or_images]
+    out = []
+    for k, item in enumerate(pairs_or_images):
+        if isinstance(item, SyntheticPair):
+            out.append((item.id, (lambda p=item: (p.tl, p.fluorescence))))
+        elif isinstance(item, tuple) and len(item) == 2:
+            out.append((f"pair {k}", (lambda p=item: p)))
+        else:
+            raise TypeError("`pairs_or_images` must be a find_pairs() table, SyntheticPair "
+                            f"objects or (tl, fluorescence) tuples; item {k} is "
+                            f"{type(item).__name__}.")
+    if not out:
+        raise ValueError("`pairs_or_images` is empty.")
+    return out
+
+
+class LocateTuner:
+    """Interactive choice of the locate and prompt parameters.
+
+    Build it with :func:`tune_locate`. Attributes after each update:
+    ``nuclei`` (label image), ``prompts`` (table), ``figure``; ``config``
+    is the :class:`cellnb.Config` the controls describe.
+    """
+
+    def __init__(self, pairs_or_images, config=None):
+        import ipywidgets as w
+
+        from .config import Config
+
+        self.pairs = _as_pairs(pairs_or_images)
+        self.config = dataclasses.replace(config) if config is not None else Config()
+        loc, pro = self.config.locate, self.config.prompt
+        style = {"description_width": "initial"}
+        self.controls = {
+            "pair": w.Dropdown(options=[n for n, _ in self.pairs], description="pair"),
+            "method": w.Dropdown(options=["auto", "isodata", "multiotsu", "watershed"],
+                                 value=loc.method, description="method"),
+            "threshold_division": w.FloatSlider(value=loc.threshold_division, min=0.1, max=2.0,
+                                                step=0.05, description="threshold division",
+                                                style=style),
+            "sigma": w.FloatSlider(value=loc.sigma, min=0, max=10, step=0.5,
+                                   description="gaussian sigma", style=style),
+            "tophat_size": w.IntSlider(value=loc.tophat_size or 0, min=0, max=301, step=2,
+                                       description="top-hat size (0 = off)", style=style),
+            "erosion_radius": w.IntSlider(value=loc.erosion_radius or 0, min=0, max=30,
+                                          description="erosion radius (0 = off)", style=style),
+            "kind": w.Dropdown(options=["points", "boxes", "points+boxes"], value=pro.kind,
+                               description="prompts"),
+            "box_scale": w.FloatSlider(value=pro.box_scale, min=1.0, max=5.0, step=0.1,
+                                       description="box scale", style=style),
+        }
+        self.path = w.Text(value="cellnb_config.yaml", description="save as")
+        self.save_button = w.Button(description="Save config", icon="save")
+        self.status = w.HTML()
+        self.output = w.Output()
+        for control in self.controls.values():
+            control.observe(lambda change: self.update(), names="value")
+        self.save_button.on_click(lambda _: self.save())
+        left = w.VBox(list(self.controls.values()) + [w.HBox([self.path, self.save_button]),
+                                                       self.status])
+        self.panel = w.HBox([left, self.output])
+        self._images = {}
+        self.nuclei = self.prompts = self.figure = None
+        self.update()
+
+    # -- state ------------------------------------------------------------------
+    def parameters(self) -> dict:
+        """Current locate and prompt parameters, as :func:`cellnb.locate` takes them."""
+        c = {k: v.value for k, v in self.controls.items()}
+        return {"locate": {"method": c["method"], "threshold_division": c["threshold_division"],
+                           "sigma": c["sigma"], "tophat_size": c["tophat_size"] or None,
+                           "erosion_radius": c["erosion_radius"] or None},
+                "prompt": {"kind": c["kind"], "box_scale": c["box_scale"]}}
+
+    def _pair(self):
+        name = self.controls["pair"].value
+        if name not in self._images:
+            self._images[name] = dict(self.pairs)[name]()
+        return self._images[name]
+
+    # -- callbacks ----------------------------------------------------------------
+    def update(self) -> None:
+        """Recompute nuclei and prompts for the current controls and redraw."""
+        import warnings
+
+        import matplotlib.pyplot as plt
+        from IPython.display import clear_output, display
+
+        from . import plot
+        from .locate import locate
+        from .prompt import prompt
+
+        params = self.parameters()
+        cellapp = params["locate"]["method"] != "auto"
+        for name in ("threshold_division", "sigma", "tophat_size", "erosion_radius"):
+            self.controls[name].disabled = not cellapp
+        tl, fl = self._pair()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.nuclei = locate(fl, **params["locate"])
+        self.prompts = prompt(self.nuclei, **params["prompt"])
+        areas = np.bincount(self.nuclei.ravel())[1:]
+        if self.figure is not None:
+            plt.close(self.figure)
+        fig, axes = plt.subplots(1, 3, figsize=(15, 5), constrained_layout=True,
+                                 gridspec_kw={"width_ratios": [1, 1, 0.7]})
+        plot.overlay(fl, self.nuclei, self.prompts, ax=axes[0], cmap="magma", color="cyan",
+                     title="fluorescence: nuclei and prompts", percentiles=(0.5, 99.9))
+        plot.overlay(tl, None, self.prompts, ax=axes[1], title="transmitted light: prompts")
+        axes[2].hist(areas, bins=30, color="0.4")
+        axes[2].set_xlabel("nucleus area (px)")
+        axes[2].set_ylabel("nuclei")
+        clipped = int(self.prompts["clipped"].sum()) if len(self.prompts) else 0
+        axes[2].set_title(f"{len(areas)} nuclei, {clipped} boxes at the border")
+        self.figure = fig
+        note = f"<b>{len(areas)}</b> prompts"
+        if caught:
+            note += f" — {caught[0].message}"
+        self.status.value = note
+        from IPython import get_ipython
+
+        if get_ipython() is not None:  # in a notebook: draw into the panel's output area
+            with self.output:
+                clear_output(wait=True)
+                display(fig)
+        plt.close(fig)
+
+    def save(self, path=None) -> Path:
+        """Write the config with the current parameters as YAML (atomically)."""
+        from .config import Config
+
+        path = Path(path or self.path.value)
+        data = self.config.to_dict()
+        for section, values in self.parameters().items():
+            data[section].update(values)
+        self.config = Config.from_dict(data)
+        self.config.to_yaml(path)
+        self.status.value = f"saved {path}"
+        return path
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
+
+
+def tune_locate(pairs_or_images, *, config=None) -> LocateTuner:
+    """Tune locate and prompt parameters with sliders, watching the result.
+
+    Pick a pair, a method and its parameters; nuclei outlines and prompts are
+    drawn over the fluorescence and TL images side by side with the nucleus
+    count and size histogram. "Save config" writes the YAML that
+    :class:`cellnb.Config` and ``cellnb annotate --config`` read.
+
+    Parameters
+    ----------
+    pairs_or_images : DataFrame, SyntheticPair(s) or (tl, fluorescence) tuples
+        A :func:`cellnb.io.find_pairs` table (images are read when picked),
+        synthetic pairs, or image tuples.
+    config : cellnb.Config, optional
+        Starting values (default: Cell-APP's defaults).
+
+    Returns
+    -------
+    tuner : LocateTuner
+        Displays itself in a notebook; ``tuner.config`` holds the choice.
+
+    Examples
+    --------
+    >>> from cellnb.data import synthetic_pairs
+    >>> tuner = tune_locate(synthetic_pairs(1, shape=(96, 96), n_cells=4))
+    >>> tuner.controls["method"].value = "auto"
+    >>> int(tuner.nuclei.max()) == len(tuner.prompts)
+    True
+    """
+    return LocateTuner(pairs_or_images, config=config)

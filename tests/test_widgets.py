@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from cellnb import Config
+from cellnb.data import synthetic_pairs, write_pairs
+from cellnb.io import find_pairs
+from cellnb.widgets import tune_locate
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return synthetic_pairs(2, shape=(128, 128), n_cells=8, seed=2)
+
+
+def test_tuner_drives_locate_and_prompt(pairs):
+    tuner = tune_locate(pairs)
+    assert tuner.controls["method"].value == "isodata"  # Cell-APP's default
+    tuner.controls["method"].value = "auto"
+    assert tuner.controls["sigma"].disabled  # auto needs no Cell-APP parameters
+    assert tuner.nuclei.max() == len(tuner.prompts) == len(pairs[0].truth)
+    assert tuner.figure is not None and "prompts" in tuner.status.value
+    tuner.controls["kind"].value = "boxes"
+    assert (tuner.prompts["kind"] == "boxes").all()
+    tuner.controls["pair"].value = "synthetic_001"
+    assert tuner.nuclei.max() == len(pairs[1].truth)
+    tuner.controls["method"].value = "isodata"
+    assert not tuner.controls["sigma"].disabled
+    tuner.controls["erosion_radius"].value = 0
+    assert tuner.parameters()["locate"]["erosion_radius"] is None
+
+
+def test_tuner_saves_config(pairs, tmp_path):
+    tuner = tune_locate(pairs, config=Config.from_dict({"locate": {"sigma": 3.0}}))
+    assert tuner.controls["sigma"].value == 3.0
+    tuner.controls["threshold_division"].value = 0.5
+    tuner.path.value = str(tmp_path / "tuned.yaml")
+    tuner.save_button.click()
+    saved = Config.from_yaml(tmp_path / "tuned.yaml")
+    assert saved.locate.threshold_division == 0.5 and saved.locate.sigma == 3.0
+    assert "saved" in tuner.status.value
+
+
+def test_tuner_reads_pairs_from_files(pairs, tmp_path):
+    table = find_pairs(write_pairs(pairs, tmp_path).pipe(lambda _: tmp_path))
+    tuner = tune_locate(table)
+    assert tuner.controls["pair"].options == ("synthetic_000", "synthetic_001")
+    tl, fl = pairs[0].tl, pairs[0].fluorescence
+    tuner2 = tune_locate((tl, fl))
+    assert tuner2.controls["pair"].options == ("pair 0",)
+
+
+def test_tuner_bad_input():
+    with pytest.raises(TypeError, match="item 0 is int"):
+        tune_locate([1])
+    with pytest.raises(ValueError, match="is empty"):
+        tune_locate([])
