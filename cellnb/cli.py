@@ -9,11 +9,11 @@ from pathlib import Path
 # Pipeline stages the demo will chain, and whether this version has them yet.
 _STAGES = {
     "synthetic pairs + pair IO": True,
-    "locate + prompt (issue #3)": False,
+    "locate + prompt (issue #3)": True,
+    "evaluate (issue #7)": True,
     "segment with μSAM + annotate (issue #4)": False,
     "measure + classify (issue #5)": False,
     "export COCO (issue #6)": False,
-    "evaluate (issue #7)": False,
     "train (issue #8)": False,
 }
 
@@ -34,12 +34,14 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     Returns
     -------
     written : dict
-        Paths of what the demo wrote (``pairs``, ``figure``).
+        Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    import pandas as pd
 
     from . import data, io, plot
 
@@ -51,23 +53,52 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     table = io.find_pairs(pairs_dir)
     say(f"found {len(table)} pairs by their shared stem:")
     say(table[["pair_id"]].to_string(index=False))
-    tl, fl = io.read_pair(table.iloc[0])
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    from .evaluate import evaluate
+    from .locate import locate
+    from .prompt import prompt, prompt_counts
+
+    nuclei, prompts, checks = [], [], []
+    for row, truth in tqdm(list(zip(table.itertuples(), synthetic)), desc="locate + prompt"):
+        tl, fl = io.read_pair((row.tl_path, row.fl_path))
+        nuclei.append(locate(fl))
+        prompts.append(prompt(nuclei[-1], kind="points+boxes"))
+        counts = prompt_counts(prompts[-1], truth.cells)["prompts"]
+        checks.append({"pair_id": row.pair_id, "cells": len(truth.truth),
+                       "prompts": len(prompts[-1]), "exactly one": int((counts == 1).sum()),
+                       "none": int((counts == 0).sum()), "two or more": int((counts > 1).sum())})
+    check = pd.DataFrame(checks)
+    say("one prompt per cell? (locate method 'auto')")
+    say(check.to_string(index=False))
+    check.to_csv(out / "prompt_check.csv", index=False)
+
     first = synthetic[0]
-    fig = plot.pair(tl, fl, cells=first.cells, nuclei=first.nuclei,
-                    title=f"{first.id}: {len(first.truth)} cells, "
-                          f"{int(first.truth['class_id'].sum())} mitotic (truth outlines)")
-    figure = out / "figures" / "pairs.png"
-    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig = plot.pair(first.tl, first.fluorescence, cells=first.cells, nuclei=nuclei[0],
+                    title=f"{first.id}: true cells (left), located nuclei (right)")
+    plot.overlay(first.fluorescence, nuclei[0], prompts[0], ax=fig.axes[1], cmap="magma",
+                 color="cyan", percentiles=(0.5, 99.9), title="located nuclei + prompts")
+    figure = figures / "pairs.png"
     fig.savefig(figure, dpi=100)
     plt.close(fig)
     say(f"figure: {figure}")
+
+    metrics = evaluate([p.nuclei for p in synthetic], nuclei, by="dataset")
+    metrics.to_csv(out / "locate_metrics.csv", index=False)
+    shown = metrics.set_index("threshold").loc[[0.5, 0.75], ["tp", "fp", "fn", "f1", "ap",
+                                                            "mean_matched_iou", "seg"]]
+    say("located nuclei vs true nuclei (cellnb.evaluate):")
+    say(shown.round(3).to_string())
+    say(f"tables: {out / 'prompt_check.csv'}, {out / 'locate_metrics.csv'}")
     say("pipeline stages in this version:")
     for stage, done in _STAGES.items():
         say(f"  [{'x' if done else ' '}] {stage}")
     missing = [s for s, done in _STAGES.items() if not done]
     if missing:
         say(f"not yet implemented: {len(missing)} stage(s); the demo grows as they land.")
-    return {"pairs": pairs_dir, "figure": figure}
+    return {"pairs": pairs_dir, "figure": figure, "metrics": out / "locate_metrics.csv"}
 
 
 def main(argv=None) -> int:

@@ -181,3 +181,18 @@ def test_suggest_locate_scales_with_nucleus_size():
                   method="isodata", **params).max() == 2
     with pytest.raises(ValueError, match="no nuclei stand out of the noise"):
         suggest_locate(np.random.default_rng(0).normal(100, 5, (64, 64)).astype(np.float32))
+
+
+def test_watershed_mode_is_the_distance_watershed_of_the_isodata_mask(fl):
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    im = recipe(fl, erosion_radius=3)
+    mask = im > threshold_isodata(im) / 1.0
+    distance = ndimage.distance_transform_edt(mask)
+    peaks = peak_local_max(distance, labels=label(mask), min_distance=3, exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    expected = watershed(-distance, markers, mask=mask)
+    got = locate(fl, method="watershed", threshold_division=1, erosion_radius=3)
+    np.testing.assert_array_equal(got, expected)
