@@ -56,7 +56,8 @@ def estimate_nucleus_radius(fluorescence) -> float:
 
     Every bright blob votes with the scale at which its scale-normalised LoG
     response peaks; the median vote (x sqrt 2) is the radius. The estimate
-    does not depend on how bright the nuclei are.
+    does not depend on how bright the nuclei are. Images larger than 512²
+    are measured on four 256² windows spread over the image.
 
     Parameters
     ----------
@@ -80,16 +81,31 @@ def estimate_nucleus_radius(fluorescence) -> float:
     from scipy import ndimage
 
     image = _as_float(fluorescence)
-    stack, sigmas = _log_stack(image)
-    best = stack.max(axis=0)
-    scale = stack.argmax(axis=0)
     noise = _noise_sigma(image)
+    sigmas = np.geomspace(1.1, 28, 13)
     gain = np.array([_filtered_noise_gain(s) for s in sigmas])
-    peaks = (best == ndimage.maximum_filter(best, size=5)) & (best > 8 * noise * gain[scale])
-    if not peaks.any():
+    votes = []
+    for window in _crops(image.shape, 256 if image.size > 512 * 512 else max(image.shape)):
+        crop = image[window]
+        stack = np.stack([-s ** 2 * ndimage.gaussian_laplace(crop, s)
+                          for s in sigmas])
+        best, scale = stack.max(axis=0), stack.argmax(axis=0)
+        peaks = (best == ndimage.maximum_filter(best, size=5)) & (best > 8 * noise * gain[scale])
+        votes.append(sigmas[scale[peaks]])  # one vote per blob, not per pixel
+    votes = np.concatenate(votes)
+    if votes.size == 0:
         return float("nan")
-    # weight votes equally per blob, not per pixel
-    return float(np.sqrt(2) * np.median(sigmas[scale[peaks]]))
+    return float(np.sqrt(2) * np.median(votes))
+
+
+def _crops(shape, side):
+    """Up to four windows of `side` px spread over the image (the whole image if small)."""
+    h, w = shape
+    if h <= 2 * side and w <= 2 * side:
+        return [(slice(0, h), slice(0, w))]
+    ys = [int(f * (h - side)) for f in (0.25, 0.75)] if h > side else [0]
+    xs = [int(f * (w - side)) for f in (0.25, 0.75)] if w > side else [0]
+    return [(slice(y, y + side), slice(x, x + side)) for y in ys for x in xs]
 
 
 def _filtered_noise_gain(sigma: float) -> float:
@@ -101,14 +117,6 @@ def _filtered_noise_gain(sigma: float) -> float:
     impulse[size // 2, size // 2] = 1
     kernel = -sigma ** 2 * ndimage.gaussian_laplace(impulse, sigma)
     return float(np.sqrt((kernel ** 2).sum()))
-
-
-def _log_stack(image: np.ndarray):
-    from scipy import ndimage
-
-    sigmas = np.geomspace(1.1, 28, 13)
-    stack = np.stack([-s ** 2 * ndimage.gaussian_laplace(image, s) for s in sigmas])
-    return stack, sigmas
 
 
 # ---------------------------------------------------------------------------
