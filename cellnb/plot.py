@@ -307,13 +307,12 @@ def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
             where[edges] = edge_kinds == kind
             rgba[where] = to_rgba(ERROR_COLORS[kind])
     ax.imshow(rgba, interpolation="nearest")
-    counts = {k: sum(v == k for v in true_kind.values()) for k in ("false negative",)}
-    n_tp = sum(v == "true positive" for v in pred_kind.values())
-    n_fp = sum(v == "false positive" for v in pred_kind.values())
-    n_merge = sum(v == "merge" for v in pred_kind.values())
-    n_split = sum(v == "split" for v in true_kind.values())
-    ax.set_title(f"TP {n_tp} · FP {n_fp} · FN {counts['false negative']} · merges {n_merge} "
-                 f"· splits {n_split} (IoU >= {threshold})")
+    from collections import Counter
+
+    pred_n, true_n = Counter(pred_kind.values()), Counter(true_kind.values())
+    ax.set_title(f"TP {pred_n['true positive']} · FP {pred_n['false positive']} · "
+                 f"FN {true_n['false negative']} · merges {pred_n['merge']} · "
+                 f"splits {true_n['split']} (IoU >= {threshold})")
     ax.legend(handles=[Patch(color=c, label=k) for k, c in ERROR_COLORS.items()],
               loc="lower right", fontsize=8, framealpha=0.8)
     ax.set_axis_off()
