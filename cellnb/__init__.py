@@ -18,6 +18,7 @@ from importlib import import_module
 
 from .config import Config
 from .evaluate import compare, evaluate
+from .export import export
 from .locate import locate, suggest_locate
 from .prompt import prompt
 
@@ -26,7 +27,8 @@ __version__ = "0.1.0"
 # Helper sub-modules load on first attribute access (PEP 562).
 _SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli")
 
-__all__ = ["Config", "locate", "suggest_locate", "prompt", "evaluate", "compare", "__version__",
+__all__ = ["Config", "locate", "suggest_locate", "prompt", "export", "evaluate", "compare",
+           "__version__",
            *_SUBMODULES]
 
 

@@ -380,7 +380,8 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
     -------
     records : list of Record
         One per COCO image, in the file's order. ``cells`` is indexed by
-        label (1..n in annotation order) with columns ``annotation_id``,
+        label (1..n in annotation order, or the original labels of a cellnb
+        export, kept in ``cellnb_label``) with columns ``annotation_id``,
         ``category_id``, ``category``, ``area`` (pixels in the label image),
         ``score`` (when present) and the box ``y0, x0, y1, x1``.
 
@@ -434,6 +435,10 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
                 rles.append(mask_utils.frPyObjects(seg, h, w))
             else:
                 rles.append(seg)
+        # cellnb's own exports carry each cell's original label; others get 1..n
+        ids = [int(ann.get("cellnb_label", i + 1)) for i, ann in enumerate(anns)]
+        if len(set(ids)) != len(ids):
+            ids = list(range(1, len(anns) + 1))
         labels = np.zeros((h, w), np.int32)
         coverage = np.zeros((h, w), np.uint16)
         if rles:
@@ -443,20 +448,22 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
                 x, y, bw, bh = boxes_xywh[i]
                 window = (slice(y, y + bh + 1), slice(x, x + bw + 1))
                 mask = mask_utils.decode(rles[i])[window].astype(bool)
-                labels[window][mask] = i + 1
+                labels[window][mask] = ids[i]
                 coverage[window] += mask
         from scipy import ndimage
 
-        areas = np.bincount(labels.ravel(), minlength=len(anns) + 1)
-        boxes = ndimage.find_objects(labels, max_label=len(anns))
+        top = max(ids, default=0)
+        areas = np.bincount(labels.ravel(), minlength=top + 1)
+        boxes = ndimage.find_objects(labels, max_label=top)
         rows = []
         for i, ann in enumerate(anns):
-            row = {"label": i + 1, "annotation_id": ann.get("id"),
+            row = {"label": ids[i], "annotation_id": ann.get("id"),
                    "category_id": ann.get("category_id"),
-                   "category": categories.get(ann.get("category_id")), "area": int(areas[i + 1])}
+                   "category": categories.get(ann.get("category_id")),
+                   "area": int(areas[ids[i]])}
             if "score" in ann:
                 row["score"] = float(ann["score"])
-            box = boxes[i]
+            box = boxes[ids[i] - 1]
             row.update(zip(("y0", "x0", "y1", "x1"), (box[0].start, box[1].start, box[0].stop,
                                                       box[1].stop) if box else (0, 0, 0, 0)))
             rows.append(row)
@@ -466,7 +473,8 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
             raise ValueError(f"image {info['file_name']} has shape {image.shape[:2]}, but the "
                              f"COCO file says ({h}, {w}).")
         records.append(Record(
-            id=Path(info["file_name"]).with_suffix("").as_posix(), image=image, labels=labels, cells=cells,
+            id=info.get("cellnb_id", Path(info["file_name"]).with_suffix("").as_posix()),
+            image=image, labels=labels, cells=cells,
             provenance={"source": str(json_path) if json_path else None,
                         "file_name": info["file_name"], "coco_image_id": info["id"],
                         "overlap_pixels": int((coverage > 1).sum())}))

@@ -1,0 +1,411 @@
+"""Export annotated records as a COCO dataset (plus label TIFFs, Cell-APP and Cellpose layouts).
+
+Layout of ``export(records, out, name="dataset")``::
+
+    out/
+      provenance.json                 config, model, versions, counts per split and class
+      train/dataset_train.json        COCO instances (pycocotools / Detectron2 ready)
+      train/images/<id>.png|.tif      the TL image, lossless, original bit depth
+      train/labels/<id>.tif           int32 label image        (formats += "labels")
+      train/annotations/<id>_cell<k>.png   one 0/255 mask per cell (formats += "cellapp")
+      train/cellpose/<id>_img.tif, <id>_masks.tif            (formats += "cellpose")
+      val/ ...  test/ ...
+
+Detectron2: ``register_coco_instances(name, {}, out/"train/dataset_train.json",
+out/"train/images")``; every ``file_name`` is relative to that images folder.
+The whole folder is built beside `out` and renamed into place at the end, so
+a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._files import atomic_dir, atomic_path
+from ._validation import as_generator, check_labels
+
+__all__ = ["export", "assign_splits", "FORMATS"]
+
+FORMATS = ("coco", "labels", "cellapp", "cellpose")
+_CLASS_COLUMNS = ("class_name", "category", "class")
+
+
+# ---------------------------------------------------------------------------
+# splits
+# ---------------------------------------------------------------------------
+def _groups(ids, group) -> list[str]:
+    if group is None:
+        return list(ids)
+    if callable(group):
+        return [str(group(i)) for i in ids]
+    if isinstance(group, Mapping):
+        missing = [i for i in ids if i not in group]
+        if missing:
+            raise ValueError(f"`group` has no entry for record(s) {missing[:5]}.")
+        return [str(group[i]) for i in ids]
+    if isinstance(group, str):
+        regex = re.compile(group)
+        out = []
+        for i in ids:
+            match = regex.search(i)
+            if not match:
+                raise ValueError(f"`group` pattern {group!r} does not match record id {i!r}.")
+            out.append(match.group(1) if match.groups() else match.group(0))
+        return out
+    raise TypeError("`group` must be a regex (its first group, or the match, names the "
+                    f"group), a mapping id -> group, or a callable; got {type(group).__name__}.")
+
+
+def assign_splits(ids: Sequence[str], splits, *, group=None, seed=0) -> dict[str, list[str]]:
+    """Assign record ids to splits, keeping each group (well, plate) in one split.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Record ids.
+    splits : mapping {split: fraction} or {split: [ids]}
+        Fractions (normalised to sum 1; groups are shuffled with `seed` and
+        dealt out by cumulative fraction) or explicit id lists, as Cell-APP's
+        ranges. Every listed split must receive at least one record.
+    group : str, mapping or callable, optional
+        What keeps records together: a regex on the id (first group, e.g.
+        ``r"^(plate\\d+_well\\w+)"``), a mapping id -> group, or a callable.
+    seed : int or Generator, default=0
+
+    Returns
+    -------
+    splits : dict {split: [ids]}
+
+    Examples
+    --------
+    >>> ids = ["A1_t0", "A1_t1", "B2_t0", "B2_t1", "C3_t0", "C3_t1"]
+    >>> out = assign_splits(ids, {"train": 2 / 3, "test": 1 / 3}, group=r"^(\\w\\d)_")
+    >>> sorted(len(v) for v in out.values())
+    [2, 4]
+    >>> {i[:2] for i in out["test"]} & {i[:2] for i in out["train"]}
+    set()
+    """
+    ids = [str(i) for i in ids]
+    if not isinstance(splits, Mapping) or not splits:
+        raise TypeError("`splits` must be a non-empty mapping {split: fraction or [ids]}.")
+    values = list(splits.values())
+    if all(isinstance(v, (list, tuple)) for v in values):
+        seen, out = set(), {}
+        for split, members in splits.items():
+            members = [str(m) for m in members]
+            unknown = sorted(set(members) - set(ids))
+            if unknown:
+                raise ValueError(f"split {split!r} lists unknown record id(s) {unknown[:5]}.")
+            twice = sorted(seen & set(members))
+            if twice:
+                raise ValueError(f"record id(s) {twice[:5]} are in more than one split.")
+            if not members:
+                raise ValueError(f"split {split!r} is empty.")
+            seen |= set(members)
+            out[split] = members
+        return out
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+               for v in values) or sum(values) <= 0:
+        raise ValueError(f"`splits` fractions must be numbers >= 0 with a positive sum, "
+                         f"got {dict(splits)}.")
+    keys = _groups(ids, group)
+    unique = list(dict.fromkeys(keys))
+    order = as_generator(seed).permutation(len(unique))
+    shuffled = [unique[k] for k in order]
+    fractions = np.array(values, float) / sum(values)
+    bounds = np.round(np.cumsum(fractions) * len(shuffled)).astype(int)
+    out, start = {}, 0
+    for (split, fraction), stop in zip(splits.items(), bounds):
+        chosen = set(shuffled[start:stop])
+        start = stop
+        if fraction > 0 and not chosen:
+            raise ValueError(
+                f"split {split!r} would be empty: {len(unique)} "
+                f"{'group' if group is not None else 'record'}(s) cannot fill "
+                f"{ {k: round(float(f), 3) for k, f in zip(splits, fractions)} }; add data, "
+                "merge splits or list the ids per split explicitly.")
+        out[split] = [i for i, k in zip(ids, keys) if k in chosen]
+    return {k: v for k, v in out.items() if v}
+
+
+# ---------------------------------------------------------------------------
+# writers
+# ---------------------------------------------------------------------------
+def _class_of(cells: pd.DataFrame) -> pd.Series | None:
+    for column in _CLASS_COLUMNS:
+        if column in cells.columns:
+            return cells[column].astype(str)
+    return None
+
+
+def _write_image(folder: Path, stem: str, image: np.ndarray) -> str:
+    """Lossless, original bit depth: PNG for uint8/uint16, TIFF otherwise."""
+    if image.dtype in (np.uint8, np.uint16):
+        import imageio.v3 as iio
+
+        name = f"{stem}.png"
+        iio.imwrite(folder / name, image)
+    else:
+        import tifffile
+
+        name = f"{stem}.tif"
+        tifffile.imwrite(folder / name, image)
+    return name
+
+
+def _polygons(mask: np.ndarray) -> list[list[float]]:
+    """Outer contours of a binary mask as COCO polygons ([x0, y0, x1, y1, ...])."""
+    from skimage.measure import find_contours
+
+    padded = np.pad(mask.astype(np.uint8), 1)
+    polygons = []
+    for contour in find_contours(padded, 0.5):
+        if len(contour) < 3:
+            continue
+        xy = np.flip(contour - 1, axis=1) + 0.5  # (row, col) -> (x, y), pixel-centre corners
+        polygons.append(np.round(xy.ravel(), 2).tolist())
+    return polygons
+
+
+def _annotations(record, image_id, start_id, categories, masks_kind):
+    from pycocotools import mask as mask_utils
+    from scipy import ndimage
+
+    labels = record.labels
+    ids = np.unique(labels[labels > 0])
+    boxes = ndimage.find_objects(labels)
+    classes = _class_of(record.cells)
+    scores = record.cells["score"] if "score" in record.cells.columns else None
+    anns = []
+    for k, lab in enumerate(ids):
+        window = boxes[lab - 1]
+        mask = np.zeros(labels.shape, np.uint8, order="F")
+        mask[window] = labels[window] == lab
+        rle = mask_utils.encode(mask)
+        if masks_kind == "rle":
+            segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+        else:
+            segmentation = _polygons(mask)
+        name = classes.get(lab, "cell") if classes is not None else "cell"
+        ann = {"id": start_id + k, "image_id": image_id, "category_id": categories[name],
+               "iscrowd": 0, "segmentation": segmentation,
+               "area": float(mask_utils.area(rle)),
+               "bbox": [float(v) for v in mask_utils.toBbox(rle)], "cellnb_label": int(lab)}
+        if scores is not None and lab in scores.index:
+            ann["score"] = float(scores[lab])
+        anns.append(ann)
+    return anns
+
+
+def _check_records(records):
+    from .io import Record
+
+    if isinstance(records, (str, Path)):
+        raise NotImplementedError(
+            "exporting straight from an annotate output folder arrives with cellnb.annotate; "
+            "pass the records in memory (e.g. cellnb.io.read_coco(...)) for now.")
+    records = list(records)
+    if not records:
+        raise ValueError("`records` is empty: nothing to export.")
+    for k, r in enumerate(records):
+        if not isinstance(r, Record):
+            raise TypeError(f"records[{k}] must be a cellnb.io.Record, got {type(r).__name__}.")
+        if r.image is None:
+            raise ValueError(f"record {r.id!r} has no image; read it with images=True.")
+        labels = check_labels(r.labels, f"record {r.id!r} labels")
+        if labels.shape != r.image.shape[:2]:
+            raise ValueError(f"record {r.id!r}: labels (shape {labels.shape}) do not match its "
+                             f"image (shape {r.image.shape}); each label image must cover its "
+                             "image pixel for pixel.")
+        if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)*", r.id):
+            raise ValueError(f"record id {r.id!r} cannot be a file name; use letters, digits, "
+                             "'_', '-', '.' (and '/' for sub-folders).")
+    ids = [r.id for r in records]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"duplicate record ids {twice[:5]}; every record needs its own id.")
+    return records
+
+
+def export(records, out, *, name: str = "dataset", splits=None, group=None, seed=0,
+           classes=None, masks: str = "rle", formats=("coco", "labels"), zip: bool = False,
+           overwrite: bool = False, config=None, progress: bool = False) -> Path:
+    """Write annotated records as a COCO dataset with train/val/test splits.
+
+    Parameters
+    ----------
+    records : sequence of cellnb.io.Record
+        Annotated images (TL image, cell labels, per-cell table with an
+        optional class column ``class_name`` and ``score``).
+    out : str or Path
+        Dataset folder to create.
+    name : str, default="dataset"
+        Dataset name: ``<split>/<name>_<split>.json``.
+    splits : mapping, default={"train": 0.8, "val": 0.1, "test": 0.1}
+        Fractions or explicit id lists (see :func:`assign_splits`).
+    group : str, mapping or callable, optional
+        Keeps a well / plate in one split (see :func:`assign_splits`), so
+        train and test never share one.
+    seed : int, default=0
+        Seed of the split assignment.
+    classes : sequence of str, optional
+        Category names in id order (1, 2, ...). Default: the classes found
+        in the records (sorted), or one category ``"cell"``.
+    masks : {"rle", "polygon"}, default="rle"
+        COCO segmentation encoding. RLE is exact; polygons trace outer
+        contours (holes are lost).
+    formats : sequence of {"coco", "labels", "cellapp", "cellpose"}, default=("coco", "labels")
+        What to write per split (COCO json and images are always written).
+    zip : bool, default=False
+        Also write ``<out>.zip`` holding the dataset under one top folder.
+    overwrite : bool, default=False
+        Replace an existing `out` (only once the new dataset is complete).
+    config : cellnb.Config, optional
+        Recorded in ``provenance.json``.
+    progress : bool, default=False
+        Progress bar over records.
+
+    Returns
+    -------
+    out : Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, pandas as pd
+    >>> from cellnb.io import Record, read_coco
+    >>> labels = np.zeros((32, 32), np.int32); labels[4:12, 4:12] = 1; labels[20:28, 8:16] = 2
+    >>> records = [Record(f"im{i}", np.zeros((32, 32), np.uint16), labels, pd.DataFrame())
+    ...            for i in range(3)]
+    >>> out = export(records, pathlib.Path(tempfile.mkdtemp()) / "ds",
+    ...              splits={"train": 2, "test": 1})
+    >>> sorted(p.name for p in out.iterdir())
+    ['provenance.json', 'test', 'train']
+    >>> back = read_coco(out / "test")
+    >>> bool((back[0].labels == labels).all())
+    True
+    """
+    from tqdm.auto import tqdm
+
+    records = _check_records(records)
+    if masks not in ("rle", "polygon"):
+        raise ValueError(f"`masks` must be 'rle' or 'polygon', got {masks!r}.")
+    formats = tuple(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format(s) {unknown}; choose from {list(FORMATS)}.")
+    if not re.fullmatch(r"[\w.\-]+", name):
+        raise ValueError(f"`name` {name!r} must be usable in a file name.")
+    splits = {"train": 0.8, "val": 0.1, "test": 0.1} if splits is None else splits
+    by_split = assign_splits([r.id for r in records], splits, group=group, seed=seed)
+
+    found = sorted({c for r in records if (s := _class_of(r.cells)) is not None for c in s})
+    if classes is None:
+        classes = found or ["cell"]
+    classes = [str(c) for c in classes]
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise ValueError(f"class name(s) {unknown} in the records are not in `classes` "
+                         f"{classes}; add them or rename the classes.")
+    categories = {c: k for k, c in enumerate(classes, start=1)}
+    if not found:
+        categories.setdefault("cell", len(categories) + 1)
+
+    by_id = {r.id: r for r in records}
+    out = Path(out)
+    counts = {}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        bar = tqdm(total=len(records), desc="export", disable=not progress)
+        for split, ids in by_split.items():
+            root = tmp / split
+            (root / "images").mkdir(parents=True)
+            images, anns = [], []
+            for image_id, rid in enumerate(ids, start=1):
+                record = by_id[rid]
+                stem = rid.replace("/", "__")
+                file_name = _write_image(root / "images", stem, record.image)
+                h, w = record.labels.shape
+                images.append({"id": image_id, "file_name": file_name, "height": h, "width": w,
+                               "cellnb_id": rid})
+                anns += _annotations(record, image_id, len(anns) + 1, categories, masks)
+                _write_extra(root, stem, record, formats)
+                bar.update()
+            coco = {"info": {"description": name, "split": split, "version": "1.0",
+                             "contributor": "cellnb"},
+                    "licenses": [], "images": images, "annotations": anns,
+                    "categories": [{"id": k, "name": c} for c, k in categories.items()]}
+            (root / f"{name}_{split}.json").write_text(json.dumps(coco))
+            per_class = pd.Series([a["category_id"] for a in anns], dtype=int).value_counts()
+            counts[split] = {"images": len(images), "cells": len(anns),
+                             "cells_per_class": {c: int(per_class.get(k, 0))
+                                                 for c, k in categories.items()}}
+        bar.close()
+        (tmp / "provenance.json").write_text(json.dumps(
+            _provenance(records, by_split, counts, name, masks, formats, config, seed),
+            indent=2, default=str))
+    if zip:
+        _zip(out)
+    return out
+
+
+def _write_extra(root, stem, record, formats):
+    import tifffile
+
+    from .io import write_labels
+
+    if "labels" in formats:
+        write_labels(root / "labels" / f"{stem}.tif", record.labels)
+    if "cellapp" in formats:
+        import imageio.v3 as iio
+
+        (root / "annotations").mkdir(exist_ok=True)
+        for lab in np.unique(record.labels[record.labels > 0]):
+            iio.imwrite(root / "annotations" / f"{stem}_cell{lab}.png",
+                        ((record.labels == lab) * 255).astype(np.uint8))
+    if "cellpose" in formats:
+        (root / "cellpose").mkdir(exist_ok=True)
+        tifffile.imwrite(root / "cellpose" / f"{stem}_img.tif", record.image)
+        tifffile.imwrite(root / "cellpose" / f"{stem}_masks.tif", record.labels.astype(np.int32),
+                         compression="zlib")
+
+
+def _provenance(records, by_split, counts, name, masks, formats, config, seed):
+    import importlib.metadata as md
+
+    from . import __version__
+
+    versions = {"cellnb": __version__}
+    for package in ("numpy", "pycocotools", "scikit-image", "micro_sam", "torch"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    models = sorted({(r.provenance.get("model"), r.provenance.get("model_hash"))
+                     for r in records if r.provenance.get("model")}, key=str)
+    return {"name": name, "masks": masks, "formats": list(formats), "seed": seed,
+            "splits": by_split, "counts": counts,
+            "models": [{"name": m, "hash": h} for m, h in models],
+            "config": config.to_dict() if config is not None else None,
+            "versions": versions,
+            "overlaps_resolved": {r.id: r.provenance["overlap_pixels"] for r in records
+                                  if r.provenance.get("overlap_pixels")},
+            "records": {r.id: {k: v for k, v in r.provenance.items()
+                               if isinstance(v, (str, int, float, bool, type(None)))}
+                        for r in records}}
+
+
+def _zip(out: Path) -> Path:
+    import zipfile
+
+    target = out.with_name(out.name + ".zip")
+    with atomic_path(target) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, Path(out.name) / path.relative_to(out))
+    return target
