@@ -11,9 +11,9 @@ _STAGES = {
     "synthetic pairs + pair IO": True,
     "locate + prompt (issue #3)": True,
     "evaluate (issue #7)": True,
+    "export COCO (issue #6; of the synthetic truth until annotate lands)": True,
     "segment with μSAM + annotate (issue #4)": False,
     "measure + classify (issue #5)": False,
-    "export COCO (issue #6)": False,
     "train (issue #8)": False,
 }
 
@@ -34,7 +34,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     Returns
     -------
     written : dict
-        Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``).
+        Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``, ``dataset``).
     """
     import matplotlib
 
@@ -92,13 +92,26 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     say("located nuclei vs true nuclei (cellnb.evaluate):")
     say(shown.round(3).to_string())
     say(f"tables: {out / 'prompt_check.csv'}, {out / 'locate_metrics.csv'}")
+
+    from .export import export
+
+    say("NOTE: segment/annotate are not implemented yet, so the dataset below holds the "
+        "synthetic TRUE cells, not μSAM annotations.")
+    records = [io.Record(p.id, p.tl, p.cells, p.truth, {"source": "synthetic truth"})
+               for p in synthetic]
+    splits = {"train": 0.5, "val": 0.25, "test": 0.25} if len(records) >= 4 else {"train": 1.0}
+    dataset = export(records, out / "dataset", name="demo", splits=splits,
+                     formats=("coco", "labels"), overwrite=True)
+    split_names = sorted(p.name for p in dataset.iterdir() if p.is_dir())
+    say(f"COCO dataset: {dataset} (splits: {', '.join(split_names)})")
     say("pipeline stages in this version:")
     for stage, done in _STAGES.items():
         say(f"  [{'x' if done else ' '}] {stage}")
     missing = [s for s, done in _STAGES.items() if not done]
     if missing:
         say(f"not yet implemented: {len(missing)} stage(s); the demo grows as they land.")
-    return {"pairs": pairs_dir, "figure": figure, "metrics": out / "locate_metrics.csv"}
+    return {"pairs": pairs_dir, "figure": figure, "metrics": out / "locate_metrics.csv",
+            "dataset": dataset}
 
 
 def main(argv=None) -> int:

@@ -42,6 +42,8 @@ def test_demo_writes_pairs_and_figure(tmp_path):
     assert written["figure"].is_file()
     assert len(list(written["pairs"].glob("*_phs.tif"))) == 2
     assert any("not yet implemented" in line for line in lines)
+    assert (written["dataset"] / "train" / "demo_train.json").is_file()
+    assert written["metrics"].is_file()
     assert main(["demo", "--out", str(tmp_path / "cli"), "--pairs", "1", "--size", "96",
                  "--cells", "4"]) == 0
     assert (tmp_path / "cli" / "figures" / "pairs.png").is_file()
