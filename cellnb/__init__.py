@@ -17,9 +17,11 @@ Examples
 from importlib import import_module
 
 from .config import Config
+from .classify import classify
 from .evaluate import compare, evaluate
 from .export import export
 from .locate import locate, suggest_locate
+from .measure import culture, measure
 from .prompt import prompt
 
 __version__ = "0.1.0"
@@ -27,8 +29,8 @@ __version__ = "0.1.0"
 # Helper sub-modules load on first attribute access (PEP 562).
 _SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli")
 
-__all__ = ["Config", "locate", "suggest_locate", "prompt", "export", "evaluate", "compare",
-           "__version__",
+__all__ = ["Config", "locate", "suggest_locate", "prompt", "measure", "culture", "classify",
+           "export", "evaluate", "compare", "__version__",
            *_SUBMODULES]
 
 
