@@ -10,7 +10,7 @@ import numpy as np
 
 from ._validation import check_image, check_labels, check_same_shape
 
-__all__ = ["overlay", "pair", "ap_curve", "errors", "error_types"]
+__all__ = ["overlay", "pair", "ap_curve", "errors", "error_types", "class_examples"]
 
 
 def _display(image: np.ndarray, percentiles=(0.5, 99.5)) -> np.ndarray:
@@ -317,3 +317,71 @@ def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
               loc="lower right", fontsize=8, framealpha=0.8)
     ax.set_axis_off()
     return ax
+
+
+def class_examples(image, labels, classes, *, n: int = 6, size: int = 48, names=None,
+                   seed=0, percentiles=(0.5, 99.9)):
+    """Show `n` example crops of cells per class, one row per class.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) ndarray
+        Image to crop (fluorescence or TL); one display range for all crops,
+        so brightness compares across classes.
+    labels : (H, W) int ndarray
+        Cell or nucleus labels.
+    classes : Series
+        Class per label (:func:`cellnb.classify`); -1 (noise) gets a row too.
+    n : int, default=6
+        Crops per class (fewer if the class is smaller), chosen at random.
+    size : int, default=48
+        Crop side in pixels, centred on each object.
+    names : dict {class id: name}, optional
+        Row titles.
+    seed : int, default=0
+
+    Returns
+    -------
+    fig : matplotlib Figure
+
+    Examples
+    --------
+    >>> import matplotlib, pandas as pd
+    >>> matplotlib.use("Agg")
+    >>> labels = np.zeros((64, 64), np.int32); labels[10:20, 10:20] = 1; labels[40:50, 40:50] = 2
+    >>> fig = class_examples(np.ones((64, 64), np.float32), labels, pd.Series({1: 0, 2: 1}), n=2)
+    >>> len(fig.axes)
+    4
+    """
+    import matplotlib.pyplot as plt
+    from scipy import ndimage
+
+    from ._validation import as_generator
+
+    image = check_image(image, "image", rgb=True)
+    labels = check_labels(labels)
+    check_same_shape(image, labels, "image", "labels")
+    shown = _display(image, percentiles)
+    rng = as_generator(seed)
+    groups = sorted(classes.unique())
+    fig, axes = plt.subplots(len(groups), n, figsize=(1.6 * n, 1.7 * len(groups)),
+                             squeeze=False, constrained_layout=True)
+    centres = dict(zip(classes.index, ndimage.center_of_mass(
+        np.ones_like(labels), labels, classes.index.to_numpy())))
+    half = size // 2
+    for row, group in zip(axes, groups):
+        members = classes.index[classes == group].to_numpy()
+        chosen = rng.choice(members, min(n, len(members)), replace=False)
+        for ax in row:
+            ax.set_axis_off()
+        for ax, label in zip(row, chosen):
+            cy, cx = (int(round(c)) for c in centres[label])
+            window = (slice(max(cy - half, 0), cy + half), slice(max(cx - half, 0), cx + half))
+            crop = shown[window]
+            ax.imshow(crop, cmap=None if crop.ndim == 3 else "gray", vmin=0, vmax=1)
+            mask = labels[window] == label
+            if not mask.all():
+                ax.contour(mask, levels=[0.5], colors="yellow", linewidths=0.6)
+        title = (names or {}).get(group, "noise" if group == -1 else f"class {group}")
+        row[0].set_title(f"{title} ({len(members)})", loc="left", fontsize=9)
+    return fig

@@ -155,3 +155,17 @@ def test_hela_features_cluster_like_cellapp(hela_features):
     features = pd.DataFrame({"intensity_max": values[:, 12], "area": values[:, 0]})
     classes = classify(features, method="threshold", columns=["intensity_max"])
     assert adjusted_rand_score(truth[truth >= 0], classes[truth >= 0]) > 0.8
+
+
+def test_class_examples_plot(pairs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cellnb.plot import class_examples
+
+    p = pairs[0]
+    classes = classify(measure(p.nuclei, p.fluorescence))
+    fig = class_examples(p.fluorescence, p.nuclei, classes, n=4,
+                         names={0: "interphase", 1: "mitotic"})
+    assert len(fig.axes) == 8
+    assert fig.axes[4].get_title(loc="left").startswith("mitotic (")
