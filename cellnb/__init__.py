@@ -23,14 +23,15 @@ from .export import export
 from .locate import locate, suggest_locate
 from .measure import culture, measure
 from .prompt import prompt
+from .segment import Segmentation, segment
 
 __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
 _SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli")
 
-__all__ = ["Config", "locate", "suggest_locate", "prompt", "measure", "culture", "classify",
-           "export", "evaluate", "compare", "__version__",
+__all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",
+           "culture", "classify", "export", "evaluate", "compare", "__version__",
            *_SUBMODULES]
 
 

@@ -1,0 +1,499 @@
+"""Segment whole cells in the transmitted-light image from nucleus prompts with SAM / μSAM.
+
+Pipeline of :func:`segment`:
+
+1. The TL image is normalised explicitly as micro_sam does for its models
+   (min-max per channel to uint8, grey replicated to RGB); the values used
+   are recorded in ``Segmentation.normalization``.
+2. The image embedding is computed once per image, or once per tile of
+   ``tile_shape`` (+ ``halo``) for large images; each prompt goes to the tile
+   whose inner block holds it, and its mask is pasted back in image
+   coordinates.
+3. Prompts are decoded in batches (``batch_size``) at SAM's low-resolution
+   logits (256 x 256). Each mask is upsampled only inside its prompt's
+   neighbourhood (the box, grown until the mask no longer touches its edge),
+   so memory grows with the number of cells, not cells x pixels.
+4. :func:`resolve_overlaps` drops the lower-scoring of two masks whose
+   **mask** IoU exceeds ``iou_threshold`` and gives contested pixels to the
+   higher score. Every prompt keeps a row in the table with its status.
+
+``model="watershed"`` is a classical baseline (seeded watershed of the TL
+image from the nuclei), for comparison and offline demos; it is never used
+silently in place of SAM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._validation import check_image, check_labels
+
+__all__ = ["segment", "resolve_overlaps", "Segmentation", "normalize_for_sam", "STATUSES"]
+
+#: Status of each prompt in ``Segmentation.table``.
+STATUSES = ("kept", "overlap", "empty", "too small", "covered")
+TABLE_COLUMNS = ["label", "score", "area", "y0", "x0", "y1", "x1", "status"]
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment`.
+
+    Attributes
+    ----------
+    labels : (H, W) int32 ndarray
+        Cell labels; each cell keeps the id of the nucleus that prompted it.
+    table : DataFrame
+        One row per prompt: ``label, score, area, y0, x0, y1, x1, status``
+        (status in :data:`STATUSES`: kept, overlap = dropped as a duplicate,
+        empty = SAM returned no pixel, too small, covered = every pixel went
+        to higher-scoring cells).
+    normalization : dict
+        How the TL image was mapped to SAM's input.
+    model : str
+        Model name (and weights hash for SAM models).
+    """
+
+    labels: np.ndarray
+    table: pd.DataFrame
+    normalization: dict = field(default_factory=dict)
+    model: str = ""
+
+
+def normalize_for_sam(image) -> tuple[np.ndarray, dict]:
+    """Map a TL image to SAM's input: (H, W, 3) uint8, min-max per channel.
+
+    Returns the image and a record of the mapping (``method``, per-channel
+    ``min`` and ``max``), as micro_sam normalises its inputs.
+
+    Examples
+    --------
+    >>> rgb, record = normalize_for_sam(np.array([[100, 300], [200, 300]], np.uint16))
+    >>> rgb.shape, rgb[..., 0].tolist(), record["min"], record["max"]
+    ((2, 2, 3), [[0, 255], [128, 255]], [100.0], [300.0])
+    """
+    image = check_image(image, "image", rgb=True)
+    channels = image[..., None] if image.ndim == 2 else image
+    values = channels.astype(np.float32)
+    lo = values.min(axis=(0, 1))
+    hi = values.max(axis=(0, 1))
+    scaled = (values - lo) / np.maximum(hi - lo, 1e-7)
+    out = np.round(scaled * 255).astype(np.uint8)
+    if out.shape[-1] == 1:
+        out = np.repeat(out, 3, axis=-1)
+    return out, {"method": "min-max per channel to uint8 (micro_sam convention)",
+                 "min": lo.astype(float).tolist(), "max": hi.astype(float).tolist()}
+
+
+# ---------------------------------------------------------------------------
+# overlap resolution (pure)
+# ---------------------------------------------------------------------------
+def _as_crops(masks):
+    """(N, H, W) bool array or list of (y0, x0, crop) -> list of (y0, x0, crop), shape."""
+    if isinstance(masks, np.ndarray):
+        if masks.ndim != 3:
+            raise ValueError(f"`masks` must be (N, H, W), got shape {masks.shape}.")
+        from scipy import ndimage
+
+        crops = []
+        for m in masks.astype(bool):
+            box = ndimage.find_objects(m.astype(np.uint8))
+            if not box:
+                crops.append((0, 0, np.zeros((0, 0), bool)))
+            else:
+                ys, xs = box[0]
+                crops.append((ys.start, xs.start, m[ys, xs]))
+        return crops, masks.shape[1:]
+    return list(masks), None
+
+
+def resolve_overlaps(masks, scores, iou_threshold: float = 0.85, *, shape=None,
+                     labels=None, min_area: int | None = None):
+    """Turn possibly overlapping masks into one label image.
+
+    Masks are visited from the highest score down. A mask whose **mask IoU**
+    with an already kept mask exceeds `iou_threshold` is dropped as a
+    duplicate ("overlap"); box overlap alone never drops a mask, so touching
+    neighbours in dense cultures both stay. Pixels claimed by several kept
+    masks go to the highest score.
+
+    Parameters
+    ----------
+    masks : (N, H, W) bool ndarray, or list of (y0, x0, (h, w) bool crop)
+        Candidate masks (crops place a mask at row `y0`, column `x0`).
+    scores : (N,) array
+        Higher is better (e.g. SAM's predicted IoU).
+    iou_threshold : float, default=0.85
+    shape : (int, int), optional
+        Image shape; required with crops.
+    labels : (N,) int array, optional
+        Id of each mask in the output (default 1..N).
+    min_area : int, optional
+        Masks with fewer pixels are dropped ("too small").
+
+    Returns
+    -------
+    label_image : (H, W) int32 ndarray
+    status : list of str
+        Per input mask: "kept", "overlap", "empty", "too small" or
+        "covered" (all its pixels went to higher scores).
+
+    Examples
+    --------
+    >>> a = np.zeros((3, 6, 6), bool)
+    >>> a[0, 1:4, 0:3] = True   # cell
+    >>> a[1, 1:4, 3:6] = True   # its neighbour: the boxes touch, the masks do not overlap
+    >>> a[2, 1:4, 0:3] = True   # a duplicate of the first
+    >>> image, status = resolve_overlaps(a, [0.9, 0.8, 0.7])
+    >>> status
+    ['kept', 'kept', 'overlap']
+    >>> image[2].tolist()
+    [1, 1, 1, 2, 2, 2]
+    """
+    crops, array_shape = _as_crops(masks)
+    shape = array_shape or shape
+    if shape is None:
+        raise ValueError("pass `shape=(H, W)` when `masks` are crops.")
+    scores = np.asarray(scores, dtype=float)
+    if len(scores) != len(crops):
+        raise ValueError(f"{len(crops)} masks but {len(scores)} scores.")
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"`iou_threshold` must be in (0, 1], got {iou_threshold}.")
+    ids = np.arange(1, len(crops) + 1) if labels is None else np.asarray(labels)
+    status = [""] * len(crops)
+    kept = []  # (index, y0, x0, crop)
+    for i in np.argsort(-scores, kind="stable"):
+        y0, x0, crop = crops[i]
+        area = int(crop.sum())
+        if area == 0:
+            status[i] = "empty"
+            continue
+        if min_area and area < min_area:
+            status[i] = "too small"
+            continue
+        duplicate = False
+        for _, ky0, kx0, kcrop in kept:
+            # intersect bounding boxes first; mask IoU only where they meet
+            oy0, ox0 = max(y0, ky0), max(x0, kx0)
+            oy1 = min(y0 + crop.shape[0], ky0 + kcrop.shape[0])
+            ox1 = min(x0 + crop.shape[1], kx0 + kcrop.shape[1])
+            if oy0 >= oy1 or ox0 >= ox1:
+                continue
+            inter = np.logical_and(crop[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0],
+                                   kcrop[oy0 - ky0:oy1 - ky0, ox0 - kx0:ox1 - kx0]).sum()
+            if inter and inter / (area + kcrop.sum() - inter) > iou_threshold:
+                duplicate = True
+                break
+        if duplicate:
+            status[i] = "overlap"
+            continue
+        kept.append((i, y0, x0, crop))
+        status[i] = "kept"
+    image = np.zeros(shape, np.int32)
+    for i, y0, x0, crop in reversed(kept):  # lowest score first: higher scores paint last
+        window = image[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]]
+        window[crop] = ids[i]
+    present = set(np.unique(image).tolist())
+    for i, *_ in kept:
+        if ids[i] not in present:
+            status[i] = "covered"
+    return image, status
+
+
+# ---------------------------------------------------------------------------
+# SAM decoding
+# ---------------------------------------------------------------------------
+def _default_batch_size(device: str) -> int:
+    return 64 if str(device).startswith("cuda") else 8
+
+
+def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
+            multimask: bool, batch_size: int, offset=(0, 0), positions=None):
+    """Low-res logits (B, 256, 256) and scores for each prompt row, in batches."""
+    import torch
+
+    predictor = model.predictor
+    sam = predictor.model
+    device = predictor.device
+    transform = predictor.transform
+    original = predictor.original_size
+    oy, ox = offset
+    logits_all, scores_all = [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts.iloc[start:start + batch_size]
+        coords = labels = boxes = None
+        if kind_points:
+            # positive point (+ negatives), (row, col) -> SAM's (x, y) at pixel centres
+            n_neg = max((len(v) for v in chunk["negatives"]), default=0)
+            pts = np.zeros((len(chunk), 1 + n_neg, 2), np.float32)
+            lab = -np.ones((len(chunk), 1 + n_neg), np.int64)  # -1 = padding
+            for r, row in enumerate(chunk.itertuples()):
+                pts[r, 0] = (row.x + 0.5 - ox, row.y + 0.5 - oy)
+                lab[r, 0] = 1
+                for j, other in enumerate(row.negatives):
+                    y, x = positions[other]
+                    pts[r, 1 + j] = (x + 0.5 - ox, y + 0.5 - oy)
+                    lab[r, 1 + j] = 0
+            coords = transform.apply_coords_torch(torch.as_tensor(pts, device=device), original)
+            labels = torch.as_tensor(lab, device=device)
+        if kind_boxes:
+            xyxy = chunk[["x0", "y0", "x1", "y1"]].to_numpy(np.float32) - [ox, oy, ox, oy]
+            boxes = transform.apply_boxes_torch(torch.as_tensor(xyxy, device=device), original)
+        with torch.no_grad():
+            sparse, dense = sam.prompt_encoder(
+                points=(coords, labels) if coords is not None else None, boxes=boxes,
+                masks=None)
+            low_res, iou = sam.mask_decoder(
+                image_embeddings=predictor.features, image_pe=sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                multimask_output=multimask)
+        best = iou.argmax(dim=1)
+        pick = torch.arange(len(chunk), device=device)
+        logits_all.append(low_res[pick, best].float().cpu().numpy())
+        scores_all.append(iou[pick, best].float().cpu().numpy())
+    return np.concatenate(logits_all), np.concatenate(scores_all)
+
+
+def _upsample_window(logits, window, image_shape, input_size):
+    """Bilinear logits for the pixels of `window` (rows, cols slices) of the original image."""
+    from scipy import ndimage
+
+    h, w = image_shape
+    ih, iw = input_size  # the resized (longest side 1024) image inside SAM's padded input
+    rows = np.arange(window[0].start, window[0].stop)
+    cols = np.arange(window[1].start, window[1].stop)
+    # original pixel centre -> resized input -> 256 x 256 logit grid (pixel-centre aligned)
+    r = ((rows + 0.5) * ih / h) / 4 - 0.5
+    c = ((cols + 0.5) * iw / w) / 4 - 0.5
+    grid = np.meshgrid(r, c, indexing="ij")
+    return ndimage.map_coordinates(logits, grid, order=1, mode="nearest")
+
+
+def _mask_from_logits(logits, box, image_shape, input_size, point):
+    """Threshold the logits around `box`, growing the window while the mask touches its edge."""
+    from scipy import ndimage
+
+    h, w = image_shape
+    y0, x0, y1, x1 = box
+    margin = max(y1 - y0, x1 - x0) // 2 + 2
+    while True:
+        wy0, wx0 = max(y0 - margin, 0), max(x0 - margin, 0)
+        wy1, wx1 = min(y1 + margin, h), min(x1 + margin, w)
+        window = (slice(wy0, wy1), slice(wx0, wx1))
+        mask = _upsample_window(logits, window, image_shape, input_size) > 0
+        full = (wy0, wx0, wy1, wx1) == (0, 0, h, w)
+        touches = ((mask[0].any() and wy0 > 0) or (mask[-1].any() and wy1 < h)
+                   or (mask[:, 0].any() and wx0 > 0) or (mask[:, -1].any() and wx1 < w))
+        if full or not touches:
+            break
+        margin *= 2
+    if not mask.any():
+        return wy0, wx0, mask
+    # keep the piece holding the prompt point (else the largest), with its holes filled
+    pieces, n = ndimage.label(mask)
+    py, px = int(round(point[0])) - wy0, int(round(point[1])) - wx0
+    if 0 <= py < mask.shape[0] and 0 <= px < mask.shape[1] and pieces[py, px]:
+        keep = pieces[py, px]
+    else:
+        keep = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    mask = ndimage.binary_fill_holes(pieces == keep)
+    return wy0, wx0, mask
+
+
+def _tiles(shape, tile_shape, halo):
+    """Inner blocks of `tile_shape` and their outer windows grown by `halo`."""
+    h, w = shape
+    th, tw = tile_shape
+    hy, hx = halo
+    for y in range(0, h, th):
+        for x in range(0, w, tw):
+            inner = (y, x, min(y + th, h), min(x + tw, w))
+            outer = (max(y - hy, 0), max(x - hx, 0), min(y + th + hy, h), min(x + tw + hx, w))
+            yield inner, outer
+
+
+def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape, halo,
+                 iou_threshold, min_area, progress):
+    from tqdm.auto import tqdm
+
+    rgb, normalization = normalize_for_sam(image)
+    h, w = rgb.shape[:2]
+    if batch_size == "auto":
+        batch_size = _default_batch_size(model.device)
+    kind_points, kind_boxes = kind != "boxes", kind != "points"
+    positions = {int(r.label): (r.y, r.x) for r in prompts.itertuples()}
+    if tile_shape is None or (h <= tile_shape[0] and w <= tile_shape[1]):
+        tiles = [((0, 0, h, w), (0, 0, h, w))]
+    else:
+        tiles = list(_tiles((h, w), tile_shape, halo or (0, 0)))
+    crops, scores = [None] * len(prompts), np.zeros(len(prompts))
+    ys, xs = prompts["y"].to_numpy(), prompts["x"].to_numpy()
+    bar = tqdm(total=len(prompts), desc="segment", disable=not progress)
+    for (iy0, ix0, iy1, ix1), (oy0, ox0, oy1, ox1) in tiles:
+        inside = np.flatnonzero((ys >= iy0) & (ys < iy1) & (xs >= ix0) & (xs < ix1))
+        if len(inside) == 0:
+            continue
+        model.predictor.set_image(rgb[oy0:oy1, ox0:ox1])  # one embedding per image / tile
+        rows = prompts.iloc[inside]
+        logits, tile_scores = _decode(model, rows, kind_points, kind_boxes, multimask,
+                                      int(batch_size), offset=(oy0, ox0), positions=positions)
+        input_size = model.predictor.input_size
+        for k, row, lg, sc in zip(inside, rows.itertuples(), logits, tile_scores):
+            box = (row.y0 - oy0, row.x0 - ox0, row.y1 - oy0, row.x1 - ox0)
+            wy0, wx0, mask = _mask_from_logits(lg, box, (oy1 - oy0, ox1 - ox0), input_size,
+                                               (row.y - oy0, row.x - ox0))
+            crops[k] = (wy0 + oy0, wx0 + ox0, mask)
+            scores[k] = sc
+            bar.update()
+    bar.close()
+    return crops, scores, normalization
+
+
+def _segment_watershed(image, nuclei, prompts):
+    """Seeded watershed of the TL image from the nuclei (classical baseline)."""
+    from scipy import ndimage
+    from skimage.filters import sobel, threshold_otsu
+    from skimage.segmentation import watershed
+
+    grey = image.mean(axis=-1) if image.ndim == 3 else image.astype(np.float32)
+    grey = grey.astype(np.float32)
+    smooth = ndimage.gaussian_filter(grey, 1.5)
+    # cells are textured, background is flat: local standard deviation separates them
+    mean = ndimage.uniform_filter(smooth, 9)
+    texture = np.sqrt(np.clip(ndimage.uniform_filter(smooth ** 2, 9) - mean ** 2, 0, None))
+    foreground = texture > threshold_otsu(texture) if texture.max() > texture.min() else (
+        np.ones(grey.shape, bool))
+    foreground = ndimage.binary_fill_holes(ndimage.binary_opening(foreground, iterations=2))
+    foreground |= nuclei > 0
+    markers = np.where(np.isin(nuclei, prompts["label"].to_numpy()), nuclei, 0)
+    labels = watershed(sobel(smooth), markers, mask=foreground)
+    crops, scores = [], []
+    boxes = ndimage.find_objects(labels)
+    for lab in prompts["label"]:
+        box = boxes[lab - 1] if lab - 1 < len(boxes) else None
+        if box is None:
+            crops.append((0, 0, np.zeros((0, 0), bool)))
+        else:
+            crops.append((box[0].start, box[1].start, labels[box] == lab))
+        scores.append(1.0)
+    return crops, np.array(scores), {"method": "none (watershed works on the TL image as is)"}
+
+
+def segment(image, prompts, *, model, nuclei=None, kind=None, multimask: bool = False,
+            batch_size="auto", tile_shape=None, halo=None, iou_threshold: float = 0.85,
+            min_area: int | None = None, progress: bool = False) -> Segmentation:
+    """Segment the cell of every prompt in a transmitted-light image.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) ndarray
+        TL image (uint8, uint16 or float32), as read.
+    prompts : DataFrame
+        Prompt table of :func:`cellnb.prompt`; each cell keeps its ``label``.
+    model : SamModel or "watershed"
+        A loaded SAM model (:func:`cellnb.models.load`,
+        :func:`cellnb.testing.random_sam`) or the classical baseline.
+    nuclei : (H, W) int ndarray, optional
+        Nucleus labels; required by ``model="watershed"`` (its seeds).
+    kind : {"points", "boxes", "points+boxes"}, optional
+        Prompt kind; default the table's ``kind`` column.
+    multimask : bool, default=False
+        Let SAM propose three masks per prompt and keep the best scored.
+    batch_size : int or "auto", default="auto"
+        Prompts decoded together ("auto": 64 on GPU, 8 on CPU; see
+        benchmarks/bench_segment.py).
+    tile_shape, halo : (int, int), optional
+        Embed large images per tile of `tile_shape` plus `halo` context.
+    iou_threshold : float, default=0.85
+        Mask IoU above which the lower-scoring of two masks is dropped.
+    min_area : int, optional
+        Masks with fewer pixels are dropped.
+    progress : bool, default=False
+
+    Returns
+    -------
+    segmentation : Segmentation
+
+    Examples
+    --------
+    >>> from cellnb.data import synthetic_pairs
+    >>> from cellnb.locate import locate
+    >>> from cellnb.prompt import prompt
+    >>> pair = synthetic_pairs(1, shape=(128, 128), n_cells=6, seed=0)[0]
+    >>> nuclei = locate(pair.fluorescence)
+    >>> result = segment(pair.tl, prompt(nuclei), model="watershed", nuclei=nuclei)
+    >>> set(result.table["status"]) <= {"kept", "covered", "empty"}
+    True
+    """
+    image = check_image(image, "image", rgb=True)
+    if not isinstance(prompts, pd.DataFrame) or not {"label", "y", "x", "y0", "x0", "y1",
+                                                      "x1"} <= set(prompts.columns):
+        raise ValueError("`prompts` must be a prompt table from cellnb.prompt (columns label, "
+                         "y, x, y0, x0, y1, x1).")
+    if prompts["label"].duplicated().any():
+        raise ValueError("`prompts` has duplicate labels; every prompt needs its own id.")
+    h, w = image.shape[:2]
+    outside = (prompts["y"] < 0) | (prompts["y"] >= h) | (prompts["x"] < 0) | (prompts["x"] >= w)
+    if outside.any():
+        raise ValueError(f"{int(outside.sum())} prompt(s) lie outside the image of shape "
+                         f"{image.shape[:2]}; were they made for another image?")
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"`iou_threshold` must be in (0, 1], got {iou_threshold}.")
+    for name, value in (("tile_shape", tile_shape), ("halo", halo)):
+        if value is not None and (len(value) != 2 or min(value) < 0):
+            raise ValueError(f"`{name}` must be two non-negative ints, got {value!r}.")
+    if batch_size != "auto" and (isinstance(batch_size, bool) or
+                                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive int or 'auto', got {batch_size!r}.")
+    prompts = prompts.reset_index(drop=True)
+    if "negatives" not in prompts.columns:
+        prompts = prompts.assign(negatives=[()] * len(prompts))
+    if kind is None:
+        kinds = set(prompts["kind"]) if "kind" in prompts.columns else {"points"}
+        if len(kinds) > 1:
+            raise ValueError(f"`prompts` mixes kinds {sorted(kinds)}; pass `kind=`.")
+        kind = kinds.pop() if kinds else "points"
+    if kind not in ("points", "boxes", "points+boxes"):
+        raise ValueError(f"`kind` must be 'points', 'boxes' or 'points+boxes', got {kind!r}.")
+
+    if isinstance(model, str):
+        if model != "watershed":
+            raise ValueError(f"`model` must be a loaded SAM model (cellnb.models.load) or "
+                             f"'watershed', got {model!r}.")
+        if nuclei is None:
+            raise ValueError("model='watershed' needs `nuclei=` (the seeds).")
+        nuclei = check_labels(nuclei, "nuclei")
+        if nuclei.shape != (h, w):
+            raise ValueError(f"`nuclei` (shape {nuclei.shape}) must match the image {(h, w)}.")
+        crops, scores, normalization = _segment_watershed(image, nuclei, prompts)
+        name = "watershed"
+    elif hasattr(model, "predictor"):
+        if len(prompts) == 0:
+            crops, scores, normalization = [], np.zeros(0), normalize_for_sam(image)[1]
+        else:
+            crops, scores, normalization = _segment_sam(
+                image, prompts, model, kind, multimask, batch_size, tile_shape, halo,
+                iou_threshold, min_area, progress)
+        name = f"{model.name} ({model.weights_hash})"
+    else:
+        raise TypeError(f"`model` must be a SamModel or 'watershed', got {type(model).__name__}.")
+
+    labels, status = resolve_overlaps(crops, scores, iou_threshold, shape=(h, w),
+                                      labels=prompts["label"].to_numpy(), min_area=min_area)
+    from scipy import ndimage
+
+    top = int(prompts["label"].max()) if len(prompts) else 0
+    areas = np.bincount(labels.ravel(), minlength=top + 1)
+    boxes = ndimage.find_objects(labels)
+    rows = []
+    for lab, sc, st in zip(prompts["label"], scores, status):
+        box = boxes[lab - 1] if st == "kept" and lab - 1 < len(boxes) and boxes[lab - 1] else None
+        y0, x0, y1, x1 = ((box[0].start, box[1].start, box[0].stop, box[1].stop) if box
+                          else (0, 0, 0, 0))
+        rows.append((int(lab), float(sc), int(areas[lab]) if st == "kept" else 0,
+                     y0, x0, y1, x1, st))
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return Segmentation(labels=labels, table=table, normalization=normalization, model=name)

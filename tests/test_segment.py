@@ -1,0 +1,138 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellnb import evaluate, locate, prompt
+from cellnb.data import synthetic_pairs
+from cellnb.segment import STATUSES, Segmentation, normalize_for_sam, resolve_overlaps, segment
+
+
+# -- resolve_overlaps on constructed masks -----------------------------------
+def test_neighbours_with_overlapping_boxes_are_both_kept():
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 1:9, 1:5] = True
+    masks[0, 1:3, 5:8] = True           # an L: its box reaches over the neighbour
+    masks[1, 4:9, 5:9] = True           # inside the L's box, touching no pixel of it
+    image, status = resolve_overlaps(masks, [0.5, 0.9], iou_threshold=0.1)
+    assert status == ["kept", "kept"]   # box IoU would drop one (Cell-APP); mask IoU keeps both
+    assert set(np.unique(image)) == {0, 1, 2}
+
+
+def test_duplicate_dropped_and_contested_pixels_go_to_higher_score():
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, 0:4, 0:4] = True
+    masks[1, 0:4, 0:4] = True               # duplicate of 0, lower score
+    masks[2, 2:6, 2:6] = True               # partly overlaps 0 (IoU 4/28)
+    image, status = resolve_overlaps(masks, [0.6, 0.5, 0.9], labels=[10, 20, 30])
+    assert status == ["kept", "overlap", "kept"]
+    assert image[3, 3] == 30                # contested pixel -> higher score
+    assert image[0, 0] == 10 and (image == 20).sum() == 0
+
+
+def test_empty_small_and_covered_statuses():
+    masks = np.zeros((4, 8, 8), bool)
+    masks[1, 0, 0] = True                   # too small
+    masks[2, 0:6, 0:6] = True
+    masks[3, 1:3, 1:3] = True               # entirely inside a higher-scoring mask
+    image, status = resolve_overlaps(masks, [0.9, 0.9, 0.9, 0.1], min_area=2,
+                                     iou_threshold=0.9)
+    assert status == ["empty", "too small", "kept", "covered"]
+    assert set(np.unique(image)) == {0, 3}
+
+
+def test_crops_and_errors():
+    crops = [(2, 3, np.ones((2, 2), bool)), (0, 0, np.ones((1, 1), bool))]
+    image, status = resolve_overlaps(crops, [1, 1], shape=(5, 6))
+    assert image[2:4, 3:5].tolist() == [[1, 1], [1, 1]] and image[0, 0] == 2
+    with pytest.raises(ValueError, match="pass `shape=\\(H, W\\)`"):
+        resolve_overlaps(crops, [1, 1])
+    with pytest.raises(ValueError, match="2 masks but 1 scores"):
+        resolve_overlaps(crops, [1], shape=(5, 6))
+    with pytest.raises(ValueError, match=r"`iou_threshold` must be in \(0, 1\]"):
+        resolve_overlaps(crops, [1, 1], shape=(5, 6), iou_threshold=0)
+
+
+def test_normalize_for_sam_records_mapping():
+    rgb, record = normalize_for_sam(np.array([[10, 20], [30, 50]], np.uint16))
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
+    assert rgb[..., 0].tolist() == [[0, 64], [128, 255]]
+    assert record["min"] == [10.0] and record["max"] == [50.0]
+
+
+# -- segment ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scene():
+    pair = synthetic_pairs(1, shape=(192, 192), n_cells=10, seed=2)[0]
+    nuclei = locate(pair.fluorescence)
+    return pair, nuclei, prompt(nuclei, kind="points+boxes", negatives=1)
+
+
+def _check(result, prompts, shape):
+    assert isinstance(result, Segmentation)
+    assert result.labels.shape == shape and result.labels.dtype == np.int32
+    assert result.table["label"].tolist() == prompts["label"].tolist()  # a row per prompt
+    assert set(result.table["status"]) <= set(STATUSES)
+    kept = result.table[result.table["status"] == "kept"]
+    # cells keep their nucleus' id
+    assert set(np.unique(result.labels[result.labels > 0])) == set(kept["label"])
+    np.testing.assert_array_equal(np.bincount(result.labels.ravel(),
+                                              minlength=kept["label"].max() + 1)[kept["label"]],
+                                  kept["area"])
+
+
+@pytest.mark.parametrize("kind", ["points", "boxes", "points+boxes"])
+def test_sam_segment_real_architecture(scene, vit_t, kind):
+    pair, nuclei, prompts = scene
+    result = segment(pair.tl, prompts, model=vit_t, kind=kind, batch_size=4)
+    _check(result, prompts, pair.tl.shape)
+    assert result.model.startswith("random_vit_t (xxh128:")
+    assert result.normalization["min"] == [float(pair.tl.min())]
+
+
+def test_sam_segment_tiled_and_multimask(scene, vit_t):
+    pair, nuclei, prompts = scene
+    result = segment(pair.tl, prompts, model=vit_t, tile_shape=(96, 96), halo=(16, 16),
+                     multimask=True)
+    _check(result, prompts, pair.tl.shape)
+
+
+def test_watershed_baseline(scene):
+    pair, nuclei, prompts = scene
+    result = segment(pair.tl, prompts, model="watershed", nuclei=nuclei)
+    _check(result, prompts, pair.tl.shape)
+    assert result.model == "watershed"
+    # every cell grows from its nucleus: the nucleus pixels keep their id
+    inside = (nuclei > 0) & (result.labels > 0)
+    assert (result.labels[inside] == nuclei[inside]).mean() > 0.95
+    assert evaluate(pair.cells, result.labels, thresholds=[0.5])["tp"][0] > 0
+
+
+def test_empty_prompts(scene, vit_t):
+    pair, _, prompts = scene
+    result = segment(pair.tl, prompts.iloc[:0], model=vit_t)
+    assert result.labels.max() == 0 and result.table.empty
+
+
+def test_segment_bad_inputs(scene, vit_t):
+    pair, nuclei, prompts = scene
+    with pytest.raises(ValueError, match="must be a prompt table"):
+        segment(pair.tl, pd.DataFrame({"y": [1]}), model=vit_t)
+    far = prompts.assign(y=prompts["y"] + 1000)
+    with pytest.raises(ValueError, match=r"prompt\(s\) lie outside the image"):
+        segment(pair.tl, far, model=vit_t)
+    with pytest.raises(ValueError, match="needs `nuclei=`"):
+        segment(pair.tl, prompts, model="watershed")
+    with pytest.raises(ValueError, match="must be a loaded SAM model .* or 'watershed'"):
+        segment(pair.tl, prompts, model="vit_b_lm")
+    with pytest.raises(TypeError, match="`model` must be a SamModel or 'watershed'"):
+        segment(pair.tl, prompts, model=3)
+    with pytest.raises(ValueError, match="duplicate labels"):
+        segment(pair.tl, pd.concat([prompts, prompts]), model=vit_t)
+    with pytest.raises(ValueError, match="`batch_size` must be a positive int or 'auto'"):
+        segment(pair.tl, prompts, model=vit_t, batch_size=0)
+    with pytest.raises(ValueError, match="mixes kinds"):
+        segment(pair.tl, pd.concat([prompts.iloc[:2], prompt(nuclei).iloc[2:]]), model=vit_t)
+    with pytest.raises(ValueError, match="`fluorescence`|`image` contains 1 NaN"):
+        bad = pair.tl.astype(np.float32)
+        bad[0, 0] = np.nan
+        segment(bad, prompts, model=vit_t)
