@@ -200,7 +200,7 @@ def _auto(image, radius=None):
     peak = ndimage.maximum(signal, labels, np.arange(labels.max() + 1))
     peak[0] = np.inf
     labels[signal < 0.35 * peak[labels]] = 0
-    labels = _keep_seed_component(labels)
+    labels = _keep_largest_piece(labels)
     labels = _merge_without_dip(labels, signal, ratio=0.9)
     min_area = max(3, 0.15 * np.pi * radius ** 2)
     areas = np.bincount(labels.ravel())
@@ -255,7 +255,7 @@ def _merge_without_dip(labels, intensity, ratio):
     return roots[labels]
 
 
-def _keep_seed_component(labels):
+def _keep_largest_piece(labels):
     """Drop fragments: keep the largest connected piece of each label."""
     from scipy import ndimage
 

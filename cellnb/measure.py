@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_image, check_labels, check_same_shape
+from .config import CELLAPP_PROPERTIES  # one list, shared with Config
 
 __all__ = ["measure", "culture", "CELLAPP_PROPERTIES", "INTENSITY_FEATURES"]
-
-from .config import CELLAPP_PROPERTIES  # noqa: E402  (one list, shared with Config)
 
 #: Extra columns computed when an intensity image is given.
 INTENSITY_FEATURES = ("intensity_mean", "intensity_std", "intensity_p10", "intensity_p50",
