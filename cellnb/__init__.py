@@ -17,6 +17,7 @@ Examples
 from importlib import import_module
 
 from .config import Config
+from .annotate import annotate
 from .classify import classify
 from .evaluate import compare, evaluate
 from .export import export
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli")
 
 __all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",
-           "culture", "classify", "export", "evaluate", "compare", "__version__",
+           "culture", "classify", "annotate", "export", "evaluate", "compare", "__version__",
            *_SUBMODULES]
 
 

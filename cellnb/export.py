@@ -207,9 +207,9 @@ def _check_records(records):
     from .io import Record
 
     if isinstance(records, (str, Path)):
-        raise NotImplementedError(
-            "exporting straight from an annotate output folder arrives with cellnb.annotate; "
-            "pass the records in memory (e.g. cellnb.io.read_coco(...)) for now.")
+        from .annotate import read_records
+
+        records = read_records(records)
     records = list(records)
     if not records:
         raise ValueError("`records` is empty: nothing to export.")
@@ -240,9 +240,11 @@ def export(records, out, *, name: str = "dataset", splits=None, group=None, seed
 
     Parameters
     ----------
-    records : sequence of cellnb.io.Record
+    records : sequence of cellnb.io.Record, or an annotate output folder
         Annotated images (TL image, cell labels, per-cell table with an
-        optional class column ``class_name`` and ``score``).
+        optional class column ``class_name`` and ``score``), or the folder
+        :func:`cellnb.annotate` wrote (read with
+        :func:`cellnb.annotate.read_records`).
     out : str or Path
         Dataset folder to create.
     name : str, default="dataset"

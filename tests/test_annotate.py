@@ -1,0 +1,114 @@
+import importlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellnb import Config, annotate, export
+from cellnb.annotate import read_records
+from cellnb.data import synthetic_pairs, write_pairs
+from cellnb.io import find_pairs, read_coco
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_pairs(synthetic_pairs(3, shape=(128, 128), n_cells=6, seed=4), tmp_path / "pairs")
+    return tmp_path / "pairs"
+
+
+def records_of(out):
+    return {r.id: r for r in read_records(out)}
+
+
+def test_annotate_writes_records_and_skips_identical_reruns(folder, tmp_path):
+    config = Config.from_dict({"locate": {"method": "auto"}})
+    summary = annotate(folder, tmp_path / "out", config=config, model="watershed",
+                       progress=False)
+    assert list(summary.columns) == ["pair_id", "status", "nuclei", "cells", "seconds", "record"]
+    assert summary["status"].tolist() == ["done"] * 3 and (summary["cells"] > 0).all()
+    record = json.loads((tmp_path / "out/records/synthetic_000/record.json").read_text())
+    assert record["config"]["locate"]["method"] == "auto" and len(record["tl_sha256"]) == 64
+    assert record["model"] == "watershed" and "cellnb" in record["versions"]
+    again = annotate(folder, tmp_path / "out", config=config, model="watershed", progress=False)
+    assert again["status"].tolist() == ["skipped"] * 3
+    changed = Config.from_dict({"locate": {"method": "auto"}, "prompt": {"box_scale": 3.0}})
+    assert annotate(folder, tmp_path / "out", config=changed, model="watershed",
+                    progress=False)["status"].tolist() == ["done"] * 3  # new config: redone
+
+
+def test_interrupted_run_resumes_with_identical_records(folder, tmp_path, monkeypatch):
+    config = Config.from_dict({"locate": {"method": "auto"}})
+    reference = annotate(folder, tmp_path / "ref", config=config, model="watershed",
+                         progress=False)
+    segment_module = importlib.import_module("cellnb.segment")
+    original = segment_module.segment
+    calls = []
+
+    def dies_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(segment_module, "segment", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(folder, tmp_path / "out", config=config, model="watershed", progress=False)
+    written = sorted(p.name for p in (tmp_path / "out" / "records").iterdir())
+    assert written == ["synthetic_000"]  # nothing half-written for the second pair
+    monkeypatch.setattr(segment_module, "segment", original)
+    resumed = annotate(folder, tmp_path / "out", config=config, model="watershed",
+                       progress=False)
+    assert resumed["status"].tolist() == ["skipped", "done", "done"]
+    ref, out = records_of(tmp_path / "ref"), records_of(tmp_path / "out")
+    assert set(ref) == set(out)
+    for pair_id in ref:
+        np.testing.assert_array_equal(ref[pair_id].labels, out[pair_id].labels)
+        pd.testing.assert_frame_equal(ref[pair_id].cells, out[pair_id].cells)
+
+
+def test_annotate_with_sam_model_and_export_from_folder(folder, tmp_path, vit_t):
+    config = Config.from_dict({"locate": {"method": "auto"}, "segment": {"batch_size": 4}})
+    summary = annotate(find_pairs(folder), tmp_path / "out", config=config, model=vit_t,
+                       progress=False)
+    assert summary["status"].tolist() == ["done"] * 3
+    record = json.loads((tmp_path / "out/records/synthetic_001/record.json").read_text())
+    assert record["model"] == "random_vit_t" and record["model_hash"].startswith("xxh128:")
+    records = read_records(tmp_path / "out")
+    assert [r.id for r in records] == ["synthetic_000", "synthetic_001", "synthetic_002"]
+    assert records[0].image.dtype == np.uint16
+    dataset = export(tmp_path / "out", tmp_path / "ds", splits={"train": 1.0})
+    back = {r.id: r for r in read_coco(dataset / "train")}
+    for r in records:
+        np.testing.assert_array_equal(back[r.id].labels, r.labels)
+    provenance = json.loads((dataset / "provenance.json").read_text())
+    assert provenance["models"][0]["name"] == "random_vit_t"
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_records(folder, tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    config = Config.from_dict({"locate": {"method": "auto"}})
+    local = annotate(folder, tmp_path / "local", config=config, model="watershed",
+                     progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        distributed = annotate(folder, tmp_path / "dask", config=config, model="watershed",
+                               client=client, progress=False)
+    assert distributed["pair_id"].tolist() == local["pair_id"].tolist()
+    a, b = records_of(tmp_path / "local"), records_of(tmp_path / "dask")
+    for pair_id in a:
+        np.testing.assert_array_equal(a[pair_id].labels, b[pair_id].labels)
+        pd.testing.assert_frame_equal(a[pair_id].cells, b[pair_id].cells)
+
+
+def test_bad_inputs(folder, tmp_path):
+    with pytest.raises(TypeError, match="`config` must be a cellnb.Config"):
+        annotate(folder, tmp_path / "out", config={"locate": {}}, model="watershed")
+    with pytest.raises(TypeError, match="`pairs` must be a find_pairs"):
+        annotate([1, 2], tmp_path / "out", model="watershed")
+    with pytest.raises(TypeError, match="`model` must be a SamModel"):
+        annotate(folder, tmp_path / "out", model=3)
+    with pytest.raises(FileNotFoundError, match="holds no annotate records"):
+        read_records(tmp_path / "nothing")
