@@ -124,8 +124,34 @@ def main(argv=None) -> int:
     p_demo.add_argument("--size", type=int, default=512, help="image side in pixels")
     p_demo.add_argument("--cells", type=int, default=60, help="cells per image")
     p_demo.add_argument("--seed", type=int, default=0)
+    p_ann = sub.add_parser("annotate", help="annotate every TL/fluorescence pair in a folder")
+    p_ann.add_argument("folder", help="folder of image pairs")
+    p_ann.add_argument("--out", required=True, help="output folder for the records")
+    p_ann.add_argument("--config", help="YAML config (cellnb.Config)")
+    which = p_ann.add_mutually_exclusive_group()
+    which.add_argument("--model", help="micro_sam model-zoo name, or 'watershed'")
+    which.add_argument("--checkpoint", help="SAM / μSAM checkpoint file")
+    p_ann.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "annotate":
+        from .annotate import annotate
+        from .config import Config
+
+        config = Config.from_yaml(args.config) if args.config else Config()
+        model = args.model
+        if args.checkpoint:
+            from .models import load
+
+            model = load(config.segment.model[:5], checkpoint=args.checkpoint,
+                         device=args.device)
+        elif model not in (None, "watershed"):
+            from .models import load
+
+            model = load(model, device=args.device)
+        summary = annotate(args.folder, args.out, config=config, model=model)
+        print(summary.drop(columns="record").to_string(index=False))
+        print(f"records: {Path(args.out) / 'records'}")
+    elif args.command == "demo":
         demo(args.out, n_pairs=args.pairs, shape=(args.size, args.size), n_cells=args.cells,
              seed=args.seed)
     return 0

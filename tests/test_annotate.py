@@ -112,3 +112,15 @@ def test_bad_inputs(folder, tmp_path):
         annotate(folder, tmp_path / "out", model=3)
     with pytest.raises(FileNotFoundError, match="holds no annotate records"):
         read_records(tmp_path / "nothing")
+
+
+def test_cli_annotate(folder, tmp_path, capsys):
+    from cellnb.cli import main
+
+    config = tmp_path / "c.yaml"
+    Config.from_dict({"locate": {"method": "auto"}}).to_yaml(config)
+    assert main(["annotate", str(folder), "--out", str(tmp_path / "out"), "--config",
+                 str(config), "--model", "watershed"]) == 0
+    shown = capsys.readouterr().out
+    assert "synthetic_002" in shown and "done" in shown
+    assert len(read_records(tmp_path / "out", images=False)) == 3
