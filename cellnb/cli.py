@@ -11,9 +11,9 @@ _STAGES = {
     "synthetic pairs + pair IO": True,
     "locate + prompt (issue #3)": True,
     "evaluate (issue #7)": True,
-    "export COCO (issue #6; of the synthetic truth until annotate lands)": True,
-    "segment with μSAM + annotate (issue #4)": False,
-    "measure + classify (issue #5)": False,
+    "segment with μSAM + annotate (issue #4)": True,
+    "measure + classify (issue #5)": True,
+    "export COCO (issue #6)": True,
     "train (issue #8)": False,
 }
 
@@ -34,7 +34,8 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     Returns
     -------
     written : dict
-        Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``, ``dataset``).
+        Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``, ``records``,
+        ``cell_metrics``, ``dataset``).
     """
     import matplotlib
 
@@ -93,17 +94,36 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     say(shown.round(3).to_string())
     say(f"tables: {out / 'prompt_check.csv'}, {out / 'locate_metrics.csv'}")
 
+    from .annotate import annotate, read_records
+    from .config import Config
     from .export import export
+    from .models import available
 
-    say("NOTE: segment/annotate are not implemented yet, so the dataset below holds the "
-        "synthetic TRUE cells, not μSAM annotations.")
-    records = [io.Record(p.id, p.tl, p.cells, p.truth, {"source": "synthetic truth"})
-               for p in synthetic]
+    if "vit_b_lm" in set(available().query("cached")["name"]):
+        model = "vit_b_lm"
+        say("segmenting cells with μSAM vit_b_lm (cached weights)")
+    else:
+        model = "watershed"
+        say("WARNING: μSAM weights (vit_b_lm) are not in micro_sam's cache and cannot be "
+            "downloaded here, so the demo segments cells with the classical WATERSHED "
+            "BASELINE instead (recorded in every record). Put the weights in the cache to "
+            "run μSAM.")
+    config = Config.from_dict({"locate": {"method": "auto"}, "prompt": {"kind": "points+boxes"},
+                               "segment": {"model": model}})
+    summary = annotate(table, out / "annotate", config=config, model=model)
+    say(summary.drop(columns="record").to_string(index=False))
+    records = read_records(out / "annotate")
+    cell_metrics = evaluate([p.cells for p in synthetic], records, by="dataset")
+    cell_metrics.to_csv(out / "cell_metrics.csv", index=False)
+    say(f"annotated cells vs true cells ({model}):")
+    say(cell_metrics.set_index("threshold").loc[[0.5, 0.75], ["tp", "fp", "fn", "f1", "ap",
+                                                              "seg"]].round(3).to_string())
     splits = {"train": 0.5, "val": 0.25, "test": 0.25} if len(records) >= 4 else {"train": 1.0}
-    dataset = export(records, out / "dataset", name="demo", splits=splits,
-                     formats=("coco", "labels"), overwrite=True)
+    dataset = export(out / "annotate", out / "dataset", name="demo", splits=splits,
+                     config=config, overwrite=True)
     split_names = sorted(p.name for p in dataset.iterdir() if p.is_dir())
     say(f"COCO dataset: {dataset} (splits: {', '.join(split_names)})")
+    say(f"records: {out / 'annotate' / 'records'}; metrics: {out / 'cell_metrics.csv'}")
     say("pipeline stages in this version:")
     for stage, done in _STAGES.items():
         say(f"  [{'x' if done else ' '}] {stage}")
@@ -111,6 +131,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     if missing:
         say(f"not yet implemented: {len(missing)} stage(s); the demo grows as they land.")
     return {"pairs": pairs_dir, "figure": figure, "metrics": out / "locate_metrics.csv",
+            "records": out / "annotate", "cell_metrics": out / "cell_metrics.csv",
             "dataset": dataset}
 
 
