@@ -10,9 +10,10 @@ Pipeline of :func:`segment`:
    whose inner block holds it, and its mask is pasted back in image
    coordinates.
 3. Prompts are decoded in batches (``batch_size``) at SAM's low-resolution
-   logits (256 x 256). Each mask is upsampled only inside its prompt's
-   neighbourhood (the box, grown until the mask no longer touches its edge),
-   so memory grows with the number of cells, not cells x pixels.
+   logits (256 x 256). Each mask is located on those logits (the connected
+   piece holding the prompt) and upsampled, bilinearly, only inside that
+   piece's window, so memory grows with the number of cells, not cells x
+   pixels.
 4. :func:`resolve_overlaps` drops the lower-scoring of two masks whose
    **mask** IoU exceeds ``iou_threshold`` and gives contested pixels to the
    higher score. Every prompt keeps a row in the table with its status.
@@ -207,7 +208,9 @@ def resolve_overlaps(masks, scores, iou_threshold: float = 0.85, *, shape=None,
 # SAM decoding
 # ---------------------------------------------------------------------------
 def _default_batch_size(device: str) -> int:
-    return 64 if str(device).startswith("cuda") else 8
+    # measured with benchmarks/bench_segment.py: on CPU the decoder is fastest one prompt at
+    # a time (61 ms at 1 vs 84 ms at 8 per prompt, vit_t); on GPUs batching is the main gain
+    return 64 if str(device).startswith("cuda") else 1
 
 
 def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
@@ -257,50 +260,64 @@ def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
     return np.concatenate(logits_all), np.concatenate(scores_all)
 
 
+def _bilinear_weights(positions: np.ndarray, n: int) -> np.ndarray:
+    """(len(positions), n) matrix of linear-interpolation weights (edge values held)."""
+    c = np.clip(positions, 0, n - 1)
+    i0 = np.floor(c).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    frac = (c - i0).astype(np.float32)
+    weights = np.zeros((len(c), n), np.float32)
+    rows = np.arange(len(c))
+    np.add.at(weights, (rows, i0), 1 - frac)
+    np.add.at(weights, (rows, i1), frac)
+    return weights
+
+
+def _to_lowres(index, size, input_size):
+    """Original pixel index -> position on the 256 x 256 logit grid (pixel centres)."""
+    return ((np.asarray(index, float) + 0.5) * input_size / size) / 4 - 0.5
+
+
 def _upsample_window(logits, window, image_shape, input_size):
-    """Bilinear logits for the pixels of `window` (rows, cols slices) of the original image."""
+    """Bilinear logits for the pixels of `window` (rows, cols slices), as two matrix products."""
+    (h, w), (ih, iw) = image_shape, input_size
+    rows = _to_lowres(np.arange(window[0].start, window[0].stop), h, ih)
+    cols = _to_lowres(np.arange(window[1].start, window[1].stop), w, iw)
+    return _bilinear_weights(rows, logits.shape[0]) @ logits @ _bilinear_weights(
+        cols, logits.shape[1]).T
+
+
+def _mask_from_logits(logits, image_shape, input_size, point):
+    """The prompt's mask: located on the low-res logits, upsampled only around itself."""
     from scipy import ndimage
 
-    h, w = image_shape
-    ih, iw = input_size  # the resized (longest side 1024) image inside SAM's padded input
-    rows = np.arange(window[0].start, window[0].stop)
-    cols = np.arange(window[1].start, window[1].stop)
-    # original pixel centre -> resized input -> 256 x 256 logit grid (pixel-centre aligned)
-    r = ((rows + 0.5) * ih / h) / 4 - 0.5
-    c = ((cols + 0.5) * iw / w) / 4 - 0.5
-    grid = np.meshgrid(r, c, indexing="ij")
-    return ndimage.map_coordinates(logits, grid, order=1, mode="nearest")
-
-
-def _mask_from_logits(logits, box, image_shape, input_size, point):
-    """Threshold the logits around `box`, growing the window while the mask touches its edge."""
-    from scipy import ndimage
-
-    h, w = image_shape
-    y0, x0, y1, x1 = box
-    margin = max(y1 - y0, x1 - x0) // 2 + 2
-    while True:
-        wy0, wx0 = max(y0 - margin, 0), max(x0 - margin, 0)
-        wy1, wx1 = min(y1 + margin, h), min(x1 + margin, w)
-        window = (slice(wy0, wy1), slice(wx0, wx1))
-        mask = _upsample_window(logits, window, image_shape, input_size) > 0
-        full = (wy0, wx0, wy1, wx1) == (0, 0, h, w)
-        touches = ((mask[0].any() and wy0 > 0) or (mask[-1].any() and wy1 < h)
-                   or (mask[:, 0].any() and wx0 > 0) or (mask[:, -1].any() and wx1 < w))
-        if full or not touches:
-            break
-        margin *= 2
+    (h, w), (ih, iw) = image_shape, input_size
+    valid = (int(np.ceil(ih / 4)), int(np.ceil(iw / 4)))  # the rest of the grid is padding
+    low = np.zeros(logits.shape, bool)
+    low[:valid[0], :valid[1]] = logits[:valid[0], :valid[1]] > 0
+    if not low.any():
+        return 0, 0, np.zeros((0, 0), bool)
+    pieces, _ = ndimage.label(low)
+    py = int(np.clip(np.round(_to_lowres(point[0], h, ih)), 0, valid[0] - 1))
+    px = int(np.clip(np.round(_to_lowres(point[1], w, iw)), 0, valid[1] - 1))
+    keep = pieces[py, px] or np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    box = ndimage.find_objects((pieces == keep).astype(np.uint8))[0]
+    # back to original pixels, one low-res pixel of margin for the interpolation support
+    scale_y, scale_x = 4 * h / ih, 4 * w / iw
+    y0 = max(int(np.floor((box[0].start - 1 + 0.5) * scale_y - 0.5)), 0)
+    y1 = min(int(np.ceil((box[0].stop + 1 + 0.5) * scale_y - 0.5)), h)
+    x0 = max(int(np.floor((box[1].start - 1 + 0.5) * scale_x - 0.5)), 0)
+    x1 = min(int(np.ceil((box[1].stop + 1 + 0.5) * scale_x - 0.5)), w)
+    window = (slice(y0, y1), slice(x0, x1))
+    mask = _upsample_window(logits, window, image_shape, input_size) > 0
     if not mask.any():
-        return wy0, wx0, mask
+        return y0, x0, mask
     # keep the piece holding the prompt point (else the largest), with its holes filled
-    pieces, n = ndimage.label(mask)
-    py, px = int(round(point[0])) - wy0, int(round(point[1])) - wx0
-    if 0 <= py < mask.shape[0] and 0 <= px < mask.shape[1] and pieces[py, px]:
-        keep = pieces[py, px]
-    else:
-        keep = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
-    mask = ndimage.binary_fill_holes(pieces == keep)
-    return wy0, wx0, mask
+    pieces, _ = ndimage.label(mask)
+    qy, qx = int(round(point[0])) - y0, int(round(point[1])) - x0
+    inside = 0 <= qy < mask.shape[0] and 0 <= qx < mask.shape[1] and pieces[qy, qx]
+    keep = pieces[qy, qx] if inside else np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    return y0, x0, ndimage.binary_fill_holes(pieces == keep)
 
 
 def _tiles(shape, tile_shape, halo):
@@ -342,8 +359,7 @@ def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape,
                                       int(batch_size), offset=(oy0, ox0), positions=positions)
         input_size = model.predictor.input_size
         for k, row, lg, sc in zip(inside, rows.itertuples(), logits, tile_scores):
-            box = (row.y0 - oy0, row.x0 - ox0, row.y1 - oy0, row.x1 - ox0)
-            wy0, wx0, mask = _mask_from_logits(lg, box, (oy1 - oy0, ox1 - ox0), input_size,
+            wy0, wx0, mask = _mask_from_logits(lg, (oy1 - oy0, ox1 - ox0), input_size,
                                                (row.y - oy0, row.x - ox0))
             crops[k] = (wy0 + oy0, wx0 + ox0, mask)
             scores[k] = sc
@@ -403,8 +419,8 @@ def segment(image, prompts, *, model, nuclei=None, kind=None, multimask: bool = 
     multimask : bool, default=False
         Let SAM propose three masks per prompt and keep the best scored.
     batch_size : int or "auto", default="auto"
-        Prompts decoded together ("auto": 64 on GPU, 8 on CPU; see
-        benchmarks/bench_segment.py).
+        Prompts decoded together ("auto": 64 on GPU, 1 on CPU, as measured
+        by benchmarks/bench_segment.py).
     tile_shape, halo : (int, int), optional
         Embed large images per tile of `tile_shape` plus `halo` context.
     iou_threshold : float, default=0.85

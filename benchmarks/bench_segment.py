@@ -1,0 +1,132 @@
+"""Segment speed: cellnb vs Cell-APP's per-cell SAM loop, and vs the bare model cost.
+
+Synthetic 1024 x 1024 pairs with ~100 and ~300 cells; random-init SAM of the
+real architectures (cellnb.testing.random_sam: same code, same compute as
+trained weights). Per model and cell count:
+
+  (a) encoder: one image embedding (predictor.set_image)
+  (b) prompt encoder + mask decoder per prompt, at batch size 1 (bare model)
+  (c) cellnb.segment (normalise, embed, batched low-res decode, windowed
+      upsampling, overlap resolution), point prompts
+  (d) Cell-APP's way: set_image once, then one SamPredictor.predict per cell
+      with full-resolution masks
+
+Printed: (c)/(d), (c)/((a) + N*(b)), peak resident memory growth of each
+(sampled in-process), and (b) at several batch sizes, which is what
+segment's batch_size="auto" should follow on this device.
+
+    python benchmarks/bench_segment.py [--models vit_t vit_b] [--cells 100 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+import warnings
+
+import numpy as np
+
+from cellnb.data import synthetic_pairs
+from cellnb.locate import locate
+from cellnb.prompt import prompt
+from cellnb.testing import random_sam
+
+S = importlib.import_module("cellnb.segment")
+
+
+def scene(n_cells, size=1024, seed=0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pair = synthetic_pairs(1, shape=(size, size), n_cells=n_cells, nucleus_radius=(5, 8),
+                               seed=seed)[0]
+    nuclei = locate(pair.fluorescence)
+    return pair.tl, prompt(nuclei, kind="points")
+
+
+def encoder(model, tl, prompts):
+    rgb, _ = S.normalize_for_sam(tl)
+    model.predictor.set_image(rgb)
+
+
+def decoder_per_prompt(model, tl, prompts, batch_size=1, limit=60):
+    rgb, _ = S.normalize_for_sam(tl)
+    model.predictor.set_image(rgb)
+    rows = prompts.iloc[:limit]
+    t0 = time.perf_counter()
+    S._decode(model, rows, True, False, False, batch_size, positions={})
+    return (time.perf_counter() - t0) / len(rows)
+
+
+def cellnb_segment(model, tl, prompts):
+    S.segment(tl, prompts, model=model)
+
+
+def cellapp_loop(model, tl, prompts):
+    rgb, _ = S.normalize_for_sam(tl)
+    predictor = model.predictor
+    predictor.set_image(rgb)
+    for row in prompts.itertuples():
+        masks, _, _ = predictor.predict(point_coords=np.array([[row.x, row.y]]),
+                                        point_labels=np.array([1]), multimask_output=False)
+        np.packbits(masks[0], axis=0)  # Cell-APP keeps each full-resolution mask
+
+
+def measure(fn, *args):
+    """Seconds, peak resident-memory growth (MB, sampled every 5 ms) and the return value.
+
+    Runs in this process: torch's thread pool does not survive a fork.
+    """
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    start = proc.memory_info().rss
+    peak = [start]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    value = fn(*args)
+    seconds = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    return seconds, (peak[0] - start) / 2 ** 20, value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["vit_t", "vit_b"])
+    parser.add_argument("--cells", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    scenes = {n: scene(n) for n in args.cells}
+    for kind in args.models:
+        model = random_sam(kind, device=args.device)
+        print(f"\n== {kind} on {args.device} ==")
+        for n, (tl, prompts) in scenes.items():
+            n_prompts = len(prompts)
+            a, _, _ = measure(encoder, model, tl, prompts)
+            _, _, b = measure(decoder_per_prompt, model, tl, prompts)
+            c, c_mem, _ = measure(cellnb_segment, model, tl, prompts)
+            d, d_mem, _ = measure(cellapp_loop, model, tl, prompts)
+            print(f"{n_prompts} prompts: (a) encoder {a:.2f} s | (b) decoder {1000 * b:.0f} "
+                  f"ms/prompt | (c) cellnb.segment {c:.1f} s ({c_mem:.0f} MB) | "
+                  f"(d) Cell-APP loop {d:.1f} s ({d_mem:.0f} MB)")
+            print(f"   (c)/(d) = {c / d:.2f}   (c)/((a) + N*(b)) = {c / (a + n_prompts * b):.2f}")
+        tl, prompts = scenes[max(scenes)]
+        sweep = {bs: measure(decoder_per_prompt, model, tl, prompts, bs, 64)[2]
+                 for bs in (1, 4, 8, 16, 32, 64)}
+        print("   decoder ms/prompt by batch size: "
+              + ", ".join(f"{bs}: {1000 * v:.0f}" for bs, v in sweep.items()))
+
+
+if __name__ == "__main__":
+    main()
