@@ -215,7 +215,10 @@ def _default_batch_size(device: str) -> int:
 
 def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
             multimask: bool, batch_size: int, offset=(0, 0), positions=None):
-    """Low-res logits (B, 256, 256) and scores for each prompt row, in batches."""
+    """Low-res logits (B, 256, 256) and scores for each prompt row, in batches.
+
+    Negative points outside the embedded image (another tile) are left out.
+    """
     import torch
 
     predictor = model.predictor
@@ -224,6 +227,7 @@ def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
     transform = predictor.transform
     original = predictor.original_size
     oy, ox = offset
+    th, tw = original
     logits_all, scores_all = [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts.iloc[start:start + batch_size]
@@ -236,10 +240,13 @@ def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
             for r, row in enumerate(chunk.itertuples()):
                 pts[r, 0] = (row.x + 0.5 - ox, row.y + 0.5 - oy)
                 lab[r, 0] = 1
-                for j, other in enumerate(row.negatives):
-                    y, x = positions[other]
-                    pts[r, 1 + j] = (x + 0.5 - ox, y + 0.5 - oy)
-                    lab[r, 1 + j] = 0
+                j = 0
+                for other in row.negatives:
+                    y, x = positions[other][0] - oy, positions[other][1] - ox
+                    if 0 <= y < th and 0 <= x < tw:
+                        pts[r, 1 + j] = (x + 0.5, y + 0.5)
+                        lab[r, 1 + j] = 0
+                        j += 1
             coords = transform.apply_coords_torch(torch.as_tensor(pts, device=device), original)
             labels = torch.as_tensor(lab, device=device)
         if kind_boxes:

@@ -136,3 +136,23 @@ def test_segment_bad_inputs(scene, vit_t):
         bad = pair.tl.astype(np.float32)
         bad[0, 0] = np.nan
         segment(bad, prompts, model=vit_t)
+
+
+def test_tiled_agrees_with_untiled_on_a_twin_image(scene, vit_t):
+    """Two identical halves tiled at the seam: each tile's embedding is the untiled
+    embedding of one half, so routing and pasting must reproduce the untiled masks."""
+    pair, nuclei, _ = scene
+    half = pair.tl
+    width = half.shape[1]
+    prompts = prompt(nuclei, kind="points")
+    untiled = segment(half, prompts, model=vit_t)
+    twin = np.concatenate([half, half], axis=1)
+    shifted = prompts.assign(label=prompts["label"] + 1000, x=prompts["x"] + width,
+                             x0=prompts["x0"] + width, x1=prompts["x1"] + width)
+    tiled = segment(twin, pd.concat([prompts, shifted], ignore_index=True), model=vit_t,
+                    tile_shape=(half.shape[0], width), halo=(0, 0))
+    np.testing.assert_array_equal(tiled.labels[:, :width], untiled.labels)
+    right = np.where(untiled.labels > 0, untiled.labels + 1000, 0)
+    np.testing.assert_array_equal(tiled.labels[:, width:], right)
+    assert (tiled.table["status"].tolist()
+            == untiled.table["status"].tolist() * 2)
