@@ -23,18 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._files import sha256
+
 __all__ = ["annotate", "read_records", "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = ["pair_id", "status", "nuclei", "cells", "seconds", "record"]
 _MODELS: dict = {}  # per-process model cache: each Dask worker loads its model once
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _model_spec(model, config) -> dict:
@@ -67,7 +61,7 @@ def _get_model(spec):
 
 def _fingerprint(tl_path, fl_path, config, spec) -> dict:
     model = _get_model(spec)
-    return {"tl_sha256": _sha256(tl_path), "fl_sha256": _sha256(fl_path),
+    return {"tl_sha256": sha256(tl_path), "fl_sha256": sha256(fl_path),
             "config_sha256": hashlib.sha256(
                 json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest(),
             "model": spec["name"],

@@ -15,7 +15,6 @@ the teaching and test dataset of cellnb.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import atomic_path
+from ._files import atomic_path, sha256
 from ._validation import as_generator
 
 __all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError",
@@ -86,14 +85,6 @@ def data_dir() -> Path:
     return Path(pooch.os_cache("cellnb"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(name: str, *, progress: bool = False) -> Path:
     """Return the local folder of dataset `name`, downloading what is missing.
 
@@ -131,7 +122,7 @@ def fetch(name: str, *, progress: bool = False) -> Path:
     todo = []
     for entry in tqdm(spec["files"], desc=f"verify {name}", disable=not progress):
         path = folder / entry["path"]
-        if not path.is_file() or _sha256(path) != entry["sha256"]:
+        if not path.is_file() or sha256(path) != entry["sha256"]:
             todo.append(entry)
     if not todo:
         return folder
