@@ -25,14 +25,17 @@ from .locate import locate, suggest_locate
 from .measure import culture, measure
 from .prompt import prompt
 from .segment import Segmentation, segment
+from .train import TrainedModel, load_trained, train
 
 __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
-_SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli")
+_SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli",
+               "recipes")
 
 __all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",
-           "culture", "classify", "annotate", "export", "evaluate", "compare", "__version__",
+           "culture", "classify", "annotate", "export", "train", "load_trained", "TrainedModel",
+           "evaluate", "compare", "__version__",
            *_SUBMODULES]
 
 

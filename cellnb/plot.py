@@ -199,6 +199,55 @@ def ap_curve(table, *, metric: str = "ap", ax=None):
     return ax
 
 
+def learning_curve(history, *, ax=None):
+    """Plot training and validation loss, and validation AP@0.5, per epoch.
+
+    Parameters
+    ----------
+    history : DataFrame
+        ``TrainedModel.history`` (columns ``epoch``, ``train_loss``,
+        ``val_loss``, ``val_ap50``).
+    ax : matplotlib Axes, optional
+        Axes for the losses; AP goes on a twin axis at the right.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib, pandas as pd
+    >>> matplotlib.use("Agg")
+    >>> h = pd.DataFrame({"epoch": [0, 1], "train_loss": [0.9, 0.5], "val_loss": [0.8, 0.6],
+    ...                   "val_ap50": [0.1, 0.4]})
+    >>> ax = learning_curve(h)
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['train loss', 'val loss']
+    """
+    import matplotlib.pyplot as plt
+
+    needed = {"epoch", "train_loss", "val_loss", "val_ap50"}
+    if not needed <= set(history.columns):
+        raise ValueError(f"`history` needs columns {sorted(needed)}; it has "
+                         f"{list(history.columns)}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.plot(history["epoch"], history["train_loss"], marker="o", label="train loss")
+    ax.plot(history["epoch"], history["val_loss"], marker="o", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    twin = ax.twinx()
+    twin.plot(history["epoch"], history["val_ap50"], marker="s", color="tab:green",
+              label="val AP@0.5")
+    twin.set_ylabel("val AP@0.5", color="tab:green")
+    twin.set_ylim(0, 1.02)
+    handles = ax.get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right")
+    return ax
+
+
 #: Colors of the error overlay.
 ERROR_COLORS = {"true positive": "lime", "false positive": "red", "false negative": "dodgerblue",
                 "merge": "orange", "split": "magenta"}

@@ -405,7 +405,7 @@ def _segment_watershed(image, nuclei, prompts):
     return crops, np.array(scores), {"method": "none (watershed works on the TL image as is)"}
 
 
-def segment(image, prompts, *, model, nuclei=None, kind=None, multimask: bool = False,
+def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bool = False,
             batch_size="auto", tile_shape=None, halo=None, iou_threshold: float = 0.85,
             min_area: int | None = None, progress: bool = False) -> Segmentation:
     """Segment the cell of every prompt in a transmitted-light image.
@@ -414,11 +414,15 @@ def segment(image, prompts, *, model, nuclei=None, kind=None, multimask: bool = 
     ----------
     image : (H, W) or (H, W, 3) ndarray
         TL image (uint8, uint16 or float32), as read.
-    prompts : DataFrame
+    prompts : DataFrame, optional
         Prompt table of :func:`cellnb.prompt`; each cell keeps its ``label``.
-    model : SamModel or "watershed"
+        Not used with a trained model (automatic segmentation).
+    model : SamModel, TrainedModel or "watershed"
         A loaded SAM model (:func:`cellnb.models.load`,
-        :func:`cellnb.testing.random_sam`) or the classical baseline.
+        :func:`cellnb.testing.random_sam`), a model trained by
+        :func:`cellnb.train` (automatic instance segmentation, tiled by
+        `tile_shape` / `halo`, no prompts; cells carry ``class_name`` when
+        it was trained with classes) or the classical baseline.
     nuclei : (H, W) int ndarray, optional
         Nucleus labels; required by ``model="watershed"`` (its seeds).
     kind : {"points", "boxes", "points+boxes"}, optional
@@ -452,6 +456,11 @@ def segment(image, prompts, *, model, nuclei=None, kind=None, multimask: bool = 
     True
     """
     image = check_image(image, "image", rgb=True)
+    if hasattr(model, "recipe") and hasattr(model, "segment"):  # a TrainedModel
+        if prompts is not None:
+            raise ValueError("a trained model segments automatically; pass prompts=None.")
+        return model.segment(image, tile_shape=tile_shape, halo=halo, min_area=min_area,
+                             progress=progress)
     if not isinstance(prompts, pd.DataFrame) or not {"label", "y", "x", "y0", "x0", "y1",
                                                       "x1"} <= set(prompts.columns):
         raise ValueError("`prompts` must be a prompt table from cellnb.prompt (columns label, "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .models import SamModel, _micro_sam_util, load
 
-__all__ = ["random_sam"]
+__all__ = ["random_sam", "random_checkpoint"]
 
 _KINDS = ("vit_t", "vit_b", "vit_l", "vit_h")
 
@@ -52,11 +52,53 @@ def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
     import torch
 
-    util = _micro_sam_util()
     # micro_sam builds the network again before loading the weights, which draws from
     # torch's global RNG: fork it around the whole construction so callers are unaffected.
     with torch.random.fork_rng(devices=[]), \
             tempfile.TemporaryDirectory(prefix="cellnb-random-sam-") as tmp:
+        checkpoint = random_checkpoint(kind, Path(tmp) / f"random_{kind}_seed{seed}.pt",
+                                       seed=seed, decoder=decoder)
+        model = load(kind, checkpoint=checkpoint, device=device)
+    model.name = f"random_{kind}"
+    model.checkpoint = None  # the temporary file is gone; the hash identifies the weights
+    return model
+
+
+def random_checkpoint(kind: str, path, *, seed: int = 0, decoder: bool = False) -> Path:
+    """Write a random-init SAM of architecture `kind` as a micro_sam checkpoint file.
+
+    The file has micro_sam's layout (``model_state``, plus ``decoder_state``
+    when `decoder`), so anything that takes a checkpoint (``models.load``,
+    ``train(..., recipe="microsam", model=kind, checkpoint=path)``) takes it.
+
+    Parameters
+    ----------
+    kind : {"vit_t", "vit_b", "vit_l", "vit_h"}
+    path : str or Path
+        File to write.
+    seed : int, default=0
+        Seed of the initialisation; the global torch RNG is left untouched.
+    decoder : bool, default=False
+        Include micro_sam's instance-segmentation (UNETR) decoder.
+
+    Returns
+    -------
+    path : Path
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = random_checkpoint("vit_t", tempfile.mkdtemp() + "/vit_t.pt")  # doctest: +SKIP
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"`kind` must be one of {list(_KINDS)}, got {kind!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
+    import torch
+
+    util = _micro_sam_util()
+    # Building the network draws from torch's global RNG: fork it so callers are unaffected.
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         sam = util.sam_model_registry[kind]()
         state = {"model_state": sam.state_dict()}
@@ -66,9 +108,6 @@ def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
             unetr = get_unetr(sam.image_encoder, device="cpu")
             state["decoder_state"] = {k: v for k, v in unetr.state_dict().items()
                                       if not k.startswith("encoder")}
-        checkpoint = Path(tmp) / f"random_{kind}_seed{seed}.pt"
-        torch.save(state, checkpoint)
-        model = load(kind, checkpoint=checkpoint, device=device)
-    model.name = f"random_{kind}"
-    model.checkpoint = None  # the temporary file is gone; the hash identifies the weights
-    return model
+    path = Path(path)
+    torch.save(state, path)
+    return path

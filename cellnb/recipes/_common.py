@@ -1,0 +1,287 @@
+"""Pieces the recipes share: patch sampling, normalisation, tiled prediction, the
+μSAM-style distance watershed, and a driver for torch_em trainers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------
+# normalisation
+# ---------------------------------------------------------------------------
+def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
+    """Normalise a 2-D image for a network; returns (float32 image, record).
+
+    ``"percentile"``: (x - p1) / (p99.8 - p1), the U-Net's input.
+    ``"minmax255"``: (x - min) / (max - min) * 255, what SAM expects.
+
+    Examples
+    --------
+    >>> x, info = normalize(np.array([[0, 50], [100, 200]], np.uint8), "minmax255")
+    >>> x.tolist(), info["method"]
+    ([[0.0, 63.75], [127.5, 255.0]], 'minmax255')
+    """
+    image = np.asarray(image, np.float32)
+    if method == "percentile":
+        lo, hi = np.percentile(image, (1.0, 99.8))
+        scale = hi - lo if hi > lo else 1.0
+        return (image - lo) / scale, {"method": "percentile", "low_percentile": 1.0,
+                                      "high_percentile": 99.8}
+    if method == "minmax255":
+        lo, hi = float(image.min()), float(image.max())
+        scale = hi - lo if hi > lo else 1.0
+        return (image - lo) * np.float32(255.0 / scale), {"method": "minmax255",
+                                                          "range": [0, 255]}
+    raise ValueError(f"unknown normalisation {method!r}.")
+
+
+# ---------------------------------------------------------------------------
+# patches
+# ---------------------------------------------------------------------------
+class PatchDataset:
+    """Random training patches (image, target) from whole images.
+
+    Each item is a crop of `patch_shape` that holds at least `min_instances`
+    cells, flipped / rotated at random, its labels turned into targets by
+    `label_transform`. Item ``i`` of epoch ``e`` is drawn from a generator
+    seeded by ``(seed, e, i)``, so a resumed run sees the same patches.
+    Pickling keeps only the settings (torch_em stores its datasets in every
+    checkpoint; the images stay out of them).
+    """
+
+    def __init__(self, images, labels, patch_shape, n_samples, label_transform, *, seed=0,
+                 min_instances=1, augment=True, fixed=False):
+        self.images = list(images)
+        self.labels = list(labels)
+        self.patch_shape = tuple(int(s) for s in patch_shape)
+        self.n_samples = int(n_samples)
+        self.label_transform = label_transform
+        self.seed = int(seed)
+        self.min_instances = int(min_instances)
+        self.augment = augment
+        self.fixed = fixed  # validation: the same patches every epoch
+        self.epoch = 0
+        sizes = np.array([im.size for im in self.images], float)
+        self.weights = sizes / sizes.sum()
+
+    def weights(self) -> dict:
+        """The state :func:`load_net` of the recipe takes (CPU tensors)."""
+        return self._weights(self.net)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["images"], state["labels"] = [], []
+        return state
+
+    def _crop(self, rng):
+        k = rng.choice(len(self.images), p=self.weights)
+        image, labels = self.images[k], self.labels[k]
+        ph, pw = self.patch_shape
+        pad = [(0, max(0, ph - image.shape[0])), (0, max(0, pw - image.shape[1]))]
+        if any(p[1] for p in pad):
+            image = np.pad(image, pad, mode="reflect")
+            labels = np.pad(labels, pad)
+        y = rng.integers(0, image.shape[0] - ph + 1)
+        x = rng.integers(0, image.shape[1] - pw + 1)
+        return image[y:y + ph, x:x + pw], labels[y:y + ph, x:x + pw]
+
+    def __getitem__(self, index):
+        import torch
+
+        epoch = -1 if self.fixed else self.epoch
+        rng = np.random.default_rng([self.seed, epoch + 1, int(index)])
+        for _ in range(50):
+            image, labels = self._crop(rng)
+            if len(np.unique(labels[labels > 0])) >= self.min_instances:
+                break
+        if self.augment:
+            if rng.random() < 0.5:
+                image, labels = image[::-1], labels[::-1]
+            if rng.random() < 0.5:
+                image, labels = image[:, ::-1], labels[:, ::-1]
+            if image.shape[0] == image.shape[1]:
+                k = int(rng.integers(4))
+                image, labels = np.rot90(image, k), np.rot90(labels, k)
+        target = self.label_transform(np.ascontiguousarray(labels))
+        return (torch.from_numpy(np.ascontiguousarray(image, np.float32)[None]),
+                torch.from_numpy(np.ascontiguousarray(target, np.float32)))
+
+
+def loaders(data, settings, normalization: str, label_transform, *, min_instances=1):
+    """Train and validation DataLoaders of random patches, plus the normalisation record."""
+    import torch
+
+    record = {}
+    sets = []
+    for split in (data.train, data.val):
+        images = []
+        for r in split:
+            x, record = normalize(r.image, normalization)
+            images.append(x)
+        sets.append((images, [r.labels for r in split]))
+    batch, steps = settings["batch_size"], settings["steps_per_epoch"]
+    train = PatchDataset(*sets[0], settings["patch_shape"], batch * steps, label_transform,
+                         seed=settings["seed"], min_instances=min_instances)
+    val = PatchDataset(*sets[1], settings["patch_shape"], batch * max(1, steps // 4),
+                       label_transform, seed=settings["seed"], min_instances=min_instances,
+                       augment=False, fixed=True)
+    make = lambda ds: torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False,  # noqa: E731
+                                                  drop_last=True, num_workers=0)
+    return make(train), make(val), record
+
+
+# ---------------------------------------------------------------------------
+# inference
+# ---------------------------------------------------------------------------
+def predict_tiled(forward, image: np.ndarray, tile_shape, halo, *, progress=False):
+    """Apply ``forward((h, w) array) -> (C, h, w) array`` tile by tile.
+
+    Tiles of `tile_shape` see `halo` extra pixels of context on each side;
+    only their inner part is kept. An image that fits in one tile is
+    processed whole.
+
+    Examples
+    --------
+    >>> out = predict_tiled(lambda x: x[None] * 2, np.ones((5, 7), np.float32), (2, 3), (1, 1))
+    >>> out.shape, float(out.min()), float(out.max())
+    ((1, 5, 7), 2.0, 2.0)
+    """
+    from tqdm.auto import tqdm
+
+    h, w = image.shape
+    th, tw = (min(tile_shape[0], h), min(tile_shape[1], w))
+    hy, hx = halo
+    if th >= h and tw >= w:
+        return forward(image)
+    out = None
+    starts = [(y, x) for y in range(0, h, th) for x in range(0, w, tw)]
+    for y, x in tqdm(starts, disable=not progress, desc="tiles"):
+        y0, x0 = max(0, y - hy), max(0, x - hx)
+        y1, x1 = min(h, y + th + hy), min(w, x + tw + hx)
+        pred = forward(image[y0:y1, x0:x1])
+        if out is None:
+            out = np.zeros((pred.shape[0], h, w), np.float32)
+        iy1, ix1 = min(h, y + th), min(w, x + tw)
+        out[:, y:iy1, x:ix1] = pred[:, y - y0:iy1 - y0, x - x0:ix1 - x0]
+    return out
+
+
+def distance_watershed(foreground, center, boundary, *, min_size: int = 25,
+                       foreground_threshold: float = 0.5, center_threshold: float = 0.5,
+                       boundary_threshold: float = 0.5, foreground_smoothing: float = 1.0,
+                       distance_smoothing: float = 1.6):
+    """Instances from foreground, centre- and boundary-distance maps (μSAM's decoder post-processing).
+
+    Seeds are where both distances are below their thresholds; a watershed
+    on the smoothed boundary distance grows them inside the smoothed
+    foreground. Defaults are micro_sam's ``InstanceSegmentationWithDecoder``.
+
+    Returns
+    -------
+    labels : (H, W) int32, ids 1..n
+    scores : dict {label: mean foreground probability}
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:40, :40]
+    >>> d = np.hypot(yy - 20, xx - 20) / 10
+    >>> labels, scores = distance_watershed((d < 1).astype(np.float32), np.clip(d, 0, 1),
+    ...                                     np.clip(d, 0, 1))
+    >>> int(labels.max()), int((labels == 1).sum()) > 250
+    (1, True)
+    """
+    from scipy import ndimage
+    from skimage.segmentation import relabel_sequential
+    from torch_em.util.segmentation import watershed_from_center_and_boundary_distances
+
+    fg = ndimage.gaussian_filter(np.asarray(foreground, np.float32), foreground_smoothing)
+    labels = watershed_from_center_and_boundary_distances(
+        np.asarray(center, np.float32), np.asarray(boundary, np.float32), fg,
+        center_distance_threshold=center_threshold, boundary_distance_threshold=boundary_threshold,
+        foreground_threshold=foreground_threshold, distance_smoothing=distance_smoothing,
+        min_size=min_size)
+    labels = relabel_sequential(np.asarray(labels).astype(np.int32))[0]
+    n = int(labels.max())
+    means = ndimage.mean(np.asarray(foreground, np.float32), labels, np.arange(1, n + 1)) if n else []
+    return labels, {i + 1: float(m) for i, m in enumerate(np.atleast_1d(means))}
+
+
+# ---------------------------------------------------------------------------
+# the torch_em driver
+# ---------------------------------------------------------------------------
+class Losses:
+    """torch_em logger keeping the per-step and per-epoch losses in memory.
+
+    ``extra``: index of an additional loss among log_train's positional
+    arguments to add to the logged one (micro_sam's joint trainer logs the
+    decoder's loss separately).
+    """
+
+    extra: int | None = None
+
+    def __init__(self, trainer, save_root, **kwargs):
+        # torch_em makes a new logger on every fit(); keep the lists on the trainer.
+        self.train: list[float] = trainer.__dict__.setdefault("_cellnb_train_losses", [])
+        self.val: list[float] = trainer.__dict__.setdefault("_cellnb_val_losses", [])
+
+    def log_train(self, step, loss, lr, *args, **kwargs):
+        value = float(loss)
+        if self.extra is not None and len(args) > self.extra:
+            value += float(args[self.extra])
+        self.train.append(value)
+
+    def log_validation(self, step, metric, loss, *args, **kwargs):
+        value = float(loss)
+        if self.extra is not None and len(args) > self.extra:
+            value += float(args[self.extra])
+        self.val.append(value)
+
+
+class TorchEmRun:
+    """One epoch at a time through a torch_em trainer, with resume from its ``latest.pt``."""
+
+    def __init__(self, trainer, net, normalization: dict, datasets, weights):
+        self.trainer = trainer
+        self._weights = weights
+        self.net = net
+        self.normalization = normalization
+        self.datasets = datasets
+
+    @property
+    def state_file(self) -> Path:
+        return Path(self.trainer.checkpoint_folder) / "latest.pt"
+
+    def has_state(self) -> bool:
+        return self.state_file.is_file()
+
+    def load_state(self) -> int:
+        """Load weights, optimizer, scheduler and step; return the next epoch."""
+        self.trainer.load_checkpoint("latest")
+        return int(self.trainer._epoch)
+
+    @property
+    def step(self) -> int:
+        return int(self.trainer._iteration)
+
+    def weights(self) -> dict:
+        """The state :func:`load_net` of the recipe takes (CPU tensors)."""
+        return self._weights(self.net)
+
+    def set_epoch(self, epoch: int) -> None:
+        for ds in self.datasets:
+            ds.set_epoch(epoch)
+
+    def fit_epoch(self, progress) -> dict:
+        before = len(self.trainer.logger.train) if getattr(self.trainer, "logger", None) else 0
+        self.trainer.fit(epochs=1, progress=progress)
+        logger = self.trainer.logger
+        return {"train_loss": float(np.mean(logger.train[before:])),
+                "val_loss": float(logger.val[-1])}

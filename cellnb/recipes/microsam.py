@@ -1,0 +1,203 @@
+"""``microsam`` recipe: μSAM fine-tuning with micro_sam's trainer and instance decoder.
+
+The model is assembled as ``micro_sam.training.train_sam`` assembles it
+(``get_trainable_sam_model``, ``ConvertToSamInputs``, ``get_unetr``, AdamW,
+ReduceLROnPlateau, ``JointSamTrainer`` with torch_em's ``DiceBasedDistanceLoss``
+for the decoder), so a cellnb run trains exactly what ``train_sam`` trains:
+interactive segmentation from sampled point / box prompts (iterative, with
+``n_sub_iteration`` corrections) and the UNETR decoder for automatic instance
+segmentation. cellnb drives it one epoch at a time to evaluate, checkpoint
+and resume. Inference is the decoder's foreground + distance maps and μSAM's
+seeded watershed. :func:`export_checkpoint` writes the weights in the format
+micro_sam's own tools load (``model_state`` + ``decoder_state``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._common import Losses, TorchEmRun, distance_watershed, loaders, normalize, predict_tiled
+
+DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-5,
+            "steps_per_epoch": 25}
+OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per_batch": 25,
+           "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25}
+USES_MODEL = True
+_NORMALIZATION = "minmax255"
+_ARCHITECTURES = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+
+@dataclass
+class Net:
+    """The trained SAM (``TrainableSAM``'s ``sam``) and its UNETR decoder (sharing the encoder)."""
+
+    sam: object
+    unetr: object
+    architecture: str
+
+
+class _JointLosses(Losses):
+    extra = 6  # JointSamTrainer logs the decoder's loss as the 7th extra argument
+
+
+def _peft(options):
+    rank = options.get("lora_rank")
+    return {"rank": int(rank)} if rank else None
+
+
+def check(settings) -> None:
+    """Fail early (before a run folder exists) on an unknown model or missing checkpoint."""
+    _base(settings, download=False)
+
+
+def _base(settings, download=True):
+    """(model_type, checkpoint_path) micro_sam should start from; checks the cache."""
+    from ..models import _ensure_cached, _micro_sam_util, _zoo_names
+
+    name, checkpoint = settings["model"], settings["options"].get("checkpoint")
+    if not isinstance(name, str):
+        raise TypeError(f"`model` must be a str, got {type(name).__name__}.")
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
+        if name[:5] not in _ARCHITECTURES:
+            raise ValueError(f"with checkpoint=, `model` must name the architecture "
+                             f"({', '.join(_ARCHITECTURES)}), got {name!r}.")
+        return name[:5], str(checkpoint)
+    util = _micro_sam_util()
+    names = _zoo_names(util)
+    if name not in names:
+        raise ValueError(f"unknown model {name!r}; micro_sam's model zoo has {names}, or pass "
+                         "checkpoint=PATH with model='vit_b' (etc.).")
+    if download:
+        _ensure_cached(util, name)
+    return name, None
+
+
+def build(data, settings, device, state_dir):
+    """micro_sam's trainable SAM + UNETR + JointSamTrainer, as train_sam builds them."""
+    import torch
+    from micro_sam.instance_segmentation import get_unetr
+    from micro_sam.training import joint_sam_trainer
+    from micro_sam.training.util import ConvertToSamInputs, get_trainable_sam_model
+    from torch_em.loss import DiceBasedDistanceLoss
+    from torch_em.transform.label import PerObjectDistanceTransform
+
+    options = settings["options"]
+    model_type, checkpoint = _base(settings)
+    model, state = get_trainable_sam_model(
+        model_type=model_type, device=device, freeze=options["freeze"],
+        checkpoint_path=checkpoint, return_state=True, peft_kwargs=_peft(options))
+    convert_inputs = ConvertToSamInputs(transform=model.transform, box_distortion_factor=0.025)
+    unetr = get_unetr(image_encoder=model.sam.image_encoder,
+                      decoder_state=state.get("decoder_state"), device=device)
+    params = list(model.parameters()) + [p for n, p in unetr.named_parameters()
+                                         if not n.startswith("encoder")]
+    optimizer = torch.optim.AdamW(params, lr=settings["lr"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.9,
+                                                           patience=3)
+    targets = PerObjectDistanceTransform(distances=True, boundary_distances=True,
+                                         directed_distances=False, foreground=True,
+                                         instances=True, min_size=options["min_size"])
+    train_loader, val_loader, record = loaders(data, settings, _NORMALIZATION, targets,
+                                               min_instances=2)
+    loss = DiceBasedDistanceLoss(mask_distances_in_bg=True)
+    trainer = joint_sam_trainer.JointSamTrainer(
+        name="microsam", save_root=str(state_dir), train_loader=train_loader,
+        val_loader=val_loader, model=model, optimizer=optimizer, device=device,
+        lr_scheduler=scheduler, logger=_JointLosses, log_image_interval=10**9,
+        mixed_precision=str(device).startswith("cuda"), convert_inputs=convert_inputs,
+        n_objects_per_batch=options["n_objects_per_batch"],
+        n_sub_iteration=options["n_sub_iteration"], compile_model=False, unetr=unetr,
+        instance_loss=loss, instance_metric=loss, early_stopping=None,
+        mask_prob=options["mask_prob"])
+    net = Net(model.sam, unetr, model_type[:5])
+    return TorchEmRun(trainer, net, record, [train_loader.dataset, val_loader.dataset], weights)
+
+
+def weights(net: Net) -> dict:
+    """micro_sam's checkpoint layout: SAM ``model_state`` + UNETR ``decoder_state``."""
+    return {"model_state": {k: v.detach().cpu() for k, v in net.sam.state_dict().items()},
+            "decoder_state": {k: v.detach().cpu() for k, v in net.unetr.state_dict().items()
+                              if not k.startswith("encoder")},
+            "architecture": net.architecture}
+
+
+def load_net(settings, state, device):
+    """Rebuild the architecture (no download) and load the trained weights."""
+    import torch
+    from micro_sam.instance_segmentation import get_unetr
+
+    from ..models import _micro_sam_util
+
+    util = _micro_sam_util()
+    architecture = state["architecture"]
+    with torch.random.fork_rng(devices=[]):
+        sam = util.sam_model_registry[architecture]()
+        peft = _peft(settings["options"])
+        if peft:
+            from micro_sam.models.peft_sam import PEFT_Sam
+
+            sam = PEFT_Sam(sam, **peft).sam
+    sam.load_state_dict(state["model_state"])
+    sam.to(device).eval()
+    unetr = get_unetr(sam.image_encoder, decoder_state=state["decoder_state"], device=device)
+    return Net(sam, unetr.eval(), architecture)
+
+
+def _forward(unetr, image):
+    import torch
+
+    device = next(unetr.parameters()).device
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
+        return unetr(x)[0].float().cpu().numpy()
+
+
+def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=None,
+            progress=False):
+    """Automatic instance segmentation with the UNETR decoder: (labels, scores, normalisation)."""
+    was_training = net.unetr.training
+    net.unetr.eval()
+    try:
+        x, record = normalize(image, _NORMALIZATION)
+        maps = predict_tiled(lambda t: _forward(net.unetr, t), x, tile_shape or (1024, 1024),
+                             halo or (64, 64), progress=progress)
+    finally:
+        net.unetr.train(was_training)
+    min_size = settings["options"]["min_size"] if min_area is None else min_area
+    labels, scores = distance_watershed(maps[0], maps[1], maps[2], min_size=min_size)
+    return labels, scores, record
+
+
+def export_checkpoint(trained, path) -> Path:
+    """Write the trained weights as a checkpoint micro_sam (and :func:`cellnb.models.load`) loads.
+
+    Parameters
+    ----------
+    trained : TrainedModel
+        A ``microsam`` run.
+    path : str or Path
+        Output ``.pt`` file.
+
+    Examples
+    --------
+    >>> export_checkpoint(trained, "my_model.pt")  # doctest: +SKIP
+    >>> cellnb.models.load("vit_b", checkpoint="my_model.pt")  # doctest: +SKIP
+    """
+    import torch
+
+    from .._files import atomic_path
+
+    if trained.recipe != "microsam":
+        raise ValueError(f"only microsam runs export a micro_sam checkpoint, not "
+                         f"{trained.recipe!r}.")
+    state = weights(trained._net)
+    state.pop("architecture")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path

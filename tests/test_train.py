@@ -1,0 +1,210 @@
+"""cellnb.train: datasets checked, tiny real runs (U-Net, random-init μSAM), resume, reload."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cellnb
+from cellnb.data import synthetic_pairs
+from cellnb.io import Record, write_labels
+from cellnb.train import TrainedModel, load_trained, read_dataset, train
+
+TINY = dict(epochs=4, steps_per_epoch=5, batch_size=2, patch_shape=(64, 64), progress=False)
+
+
+def _records(n, shape=(96, 96), n_cells=8, seed=0):
+    pairs = synthetic_pairs(n, shape=shape, n_cells=n_cells, seed=seed)
+    return [Record(p.id, p.tl, p.cells, p.truth) for p in pairs]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "ds"
+    return cellnb.export(_records(3), out, splits={"train": 2, "val": 1})
+
+
+@pytest.fixture(scope="module")
+def unet_run(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "unet"
+    return train(dataset, recipe="unet", out=out, **TINY)
+
+
+# ---------------------------------------------------------------------------
+# the dataset
+# ---------------------------------------------------------------------------
+def test_read_dataset_counts_and_classes(dataset):
+    data = read_dataset(dataset)
+    assert (len(data.train), len(data.val)) == (2, 1)
+    assert data.train[0].image.shape == (96, 96)
+    assert data.source["n_train_cells"] == sum(len(np.unique(r.labels)) - 1 for r in data.train)
+    assert data.classes == ["interphase", "mitotic"]
+    assert set(data.source["splits"]) == {"train", "val"}
+
+
+def test_read_dataset_without_val_holds_out_rows(tmp_path):
+    out = cellnb.export(_records(2), tmp_path / "ds", splits={"train": 2})
+    with pytest.warns(UserWarning, match="holding out the bottom 20%"):
+        data = read_dataset(out)
+    assert [r.image.shape for r in data.train] == [(77, 96)] * 2
+    assert [r.image.shape for r in data.val] == [(19, 96)] * 2
+    assert data.val[0].id.endswith("[77:]")
+
+
+def test_read_dataset_errors(tmp_path, dataset):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_dataset(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no 'train' split"):
+        read_dataset(tmp_path / "empty")
+    records = _records(2)
+    for r in records:
+        r.labels = np.zeros_like(r.labels)
+    out = cellnb.export(records, tmp_path / "nocells", splits={"train": 1, "val": 1})
+    with pytest.raises(ValueError, match="holds 0 labelled cell"):
+        read_dataset(out)
+    records = _records(2)
+    records[0].image = np.full_like(records[0].image, 7)
+    out = cellnb.export(records, tmp_path / "flat", splits={"train": 1, "val": 1})
+    with pytest.raises(ValueError, match="is constant"):
+        read_dataset(out)
+
+
+def test_train_rejects_bad_arguments(dataset, tmp_path):
+    with pytest.raises(ValueError, match="`recipe` must be one of"):
+        train(dataset, recipe="yolo", out=tmp_path / "r")
+    with pytest.raises(TypeError, match="takes no option"):
+        train(dataset, recipe="unet", out=tmp_path / "r", lora_rank=4)
+    with pytest.raises(ValueError, match="`epochs` must be a positive int"):
+        train(dataset, recipe="unet", out=tmp_path / "r", epochs=0)
+    with pytest.raises(ValueError, match="`patch_shape` must be two ints"):
+        train(dataset, recipe="unet", out=tmp_path / "r", patch_shape=(8, 8))
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------
+# the U-Net recipe
+# ---------------------------------------------------------------------------
+def test_unet_run_folder_and_learning(unet_run):
+    assert isinstance(unet_run, TrainedModel)
+    files = {p.name for p in unet_run.path.iterdir()}
+    assert {"trained.json", "history.csv", "learning_curve.png", "weights", "state",
+            "classifier.pkl"} <= files
+    h = unet_run.history
+    assert list(h["epoch"]) == [0, 1, 2, 3] and list(h["step"]) == [5, 10, 15, 20]
+    # 20 optimiser steps: the training loss goes down
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    assert np.isfinite(h[["val_loss", "val_ap50", "val_f1", "val_seg"]].to_numpy()).all()
+    info = json.loads((unet_run.path / "trained.json").read_text())
+    assert info["status"] == "finished" and info["normalization"]["method"] == "percentile"
+    assert info["best_epoch"] == int(h["val_ap50"].idxmax())
+    assert info["dataset"]["n_val_images"] == 1
+
+
+def test_segment_with_trained_model(unet_run):
+    image = _records(1, seed=5)[0].image
+    seg = cellnb.segment(image, model=unet_run)
+    assert seg.labels.shape == image.shape and seg.labels.dtype == np.int32
+    assert list(seg.table.columns[:8]) == ["label", "score", "area", "y0", "x0", "y1", "x1",
+                                           "status"]
+    assert sorted(seg.table["label"]) == sorted(np.unique(seg.labels[seg.labels > 0]))
+    if len(seg.table):  # trained with classes: each cell carries one
+        assert set(seg.table["class_name"]) <= {"interphase", "mitotic"}
+    with pytest.raises(ValueError, match="segments automatically"):
+        cellnb.segment(image, pd.DataFrame(), model=unet_run)
+
+
+def test_trained_model_round_trip_predicts_identically(unet_run):
+    image = _records(1, seed=5)[0].image
+    again = load_trained(unet_run.path)
+    first, second = cellnb.segment(image, model=unet_run), cellnb.segment(image, model=again)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    pd.testing.assert_frame_equal(first.table, second.table)
+    tiled = cellnb.segment(image, model=again, tile_shape=(48, 48), halo=(16, 16))
+    assert tiled.labels.shape == image.shape
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path, monkeypatch,
+                                                            unet_run):
+    from cellnb.recipes import _common
+
+    calls = {"n": 0}
+    original = _common.PatchDataset.__getitem__
+
+    def dying(self, index):
+        if not self.fixed:
+            calls["n"] += 1
+            if calls["n"] > 2 * 5 * 2 + 3:  # mid-way through the third epoch
+                raise KeyboardInterrupt("killed")
+        return original(self, index)
+
+    monkeypatch.setattr(_common.PatchDataset, "__getitem__", dying)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, recipe="unet", out=out, **TINY)
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [0, 1]
+    monkeypatch.setattr(_common.PatchDataset, "__getitem__", original)
+    resumed = train(dataset, recipe="unet", out=out, **TINY)
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
+    import torch
+
+    state = torch.load(out / "state" / "checkpoints" / "unet" / "latest.pt", weights_only=False)
+    assert state["iteration"] == 20 and state["epoch"] == 3
+    assert "scheduler_state" in state and "optimizer_state" in state
+    # the same weights as the uninterrupted run (same seed, same patches, same steps)
+    a = torch.load(out / "weights" / "last.pt")["model_state"]
+    b = torch.load(unet_run.path / "weights" / "last.pt")["model_state"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_existing_run_needs_resume_or_overwrite(dataset, unet_run, tmp_path):
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(dataset, recipe="unet", out=unet_run.path, resume=False, **TINY)
+    with pytest.raises(ValueError, match="other settings"):
+        train(dataset, recipe="unet", out=unet_run.path, **{**TINY, "batch_size": 1})
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not a cellnb training run"):
+        train(dataset, recipe="unet", out=tmp_path / "junk", **TINY)
+    # a finished run resumes to itself without training again
+    again = train(dataset, recipe="unet", out=unet_run.path, **TINY)
+    pd.testing.assert_frame_equal(again.history, unet_run.history)
+
+
+def test_load_trained_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a cellnb training run"):
+        load_trained(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# the μSAM recipe (random-init vit_t through micro_sam's trainer)
+# ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_microsam_tiny_run_exports_a_micro_sam_checkpoint(dataset, tmp_path):
+    from cellnb.recipes.microsam import export_checkpoint
+    from cellnb.testing import random_checkpoint
+
+    base = random_checkpoint("vit_t", tmp_path / "vit_t.pt", decoder=True)
+    trained = train(dataset, recipe="microsam", model="vit_t", checkpoint=str(base),
+                    out=tmp_path / "run", epochs=2, steps_per_epoch=2, batch_size=1,
+                    patch_shape=(64, 64), n_sub_iteration=1, n_objects_per_batch=2,
+                    progress=False)
+    h = trained.history
+    assert list(h["step"]) == [2, 4] and np.isfinite(h["train_loss"]).all()
+    image = _records(1, seed=5)[0].image
+    seg = cellnb.segment(image, model=trained)
+    assert seg.labels.shape == image.shape
+    np.testing.assert_array_equal(seg.labels, load_trained(trained.path).segment(image).labels)
+    model = cellnb.models.load("vit_t", checkpoint=export_checkpoint(trained, tmp_path / "m.pt"))
+    assert model.decoder is not None
+
+
+def test_microsam_needs_a_known_model(dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown model"):
+        train(dataset, recipe="microsam", model="vit_q", out=tmp_path / "r", progress=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(dataset, recipe="microsam", model="vit_t", checkpoint=str(tmp_path / "x.pt"),
+              out=tmp_path / "r2", progress=False)
