@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -153,8 +154,40 @@ def main(argv=None) -> int:
     which.add_argument("--model", help="micro_sam model-zoo name, or 'watershed'")
     which.add_argument("--checkpoint", help="SAM / μSAM checkpoint file")
     p_ann.add_argument("--device", default="auto")
+    p_train = sub.add_parser("train", help="train a segmentation model on an exported dataset "
+                             "(run it under torchrun for several GPUs)")
+    p_train.add_argument("dataset", help="folder written by `cellnb.export`")
+    p_train.add_argument("--out", required=True, help="run folder")
+    p_train.add_argument("--recipe", default="unet", help="unet or microsam")
+    p_train.add_argument("--model", default="vit_b_lm",
+                         help="microsam: μSAM model to start from (zoo name, or the "
+                              "architecture with --checkpoint)")
+    p_train.add_argument("--checkpoint", help="microsam: start from this checkpoint file")
+    p_train.add_argument("--lora-rank", type=int, help="microsam: LoRA rank (PEFT)")
+    p_train.add_argument("--epochs", type=int)
+    p_train.add_argument("--steps-per-epoch", type=int)
+    p_train.add_argument("--batch-size", type=int, help="per process")
+    p_train.add_argument("--patch-shape", type=int, nargs=2, metavar=("H", "W"))
+    p_train.add_argument("--lr", type=float)
+    p_train.add_argument("--device", default="auto")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--overwrite", action="store_true", help="start again in --out")
+    p_train.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.command == "annotate":
+    if args.command == "train":
+        from .train import train
+
+        options = {k: v for k, v in (("checkpoint", args.checkpoint),
+                                     ("lora_rank", args.lora_rank)) if v is not None}
+        trained = train(args.dataset, recipe=args.recipe, out=args.out, model=args.model,
+                        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                        batch_size=args.batch_size, patch_shape=args.patch_shape, lr=args.lr,
+                        device=args.device, seed=args.seed, overwrite=args.overwrite,
+                        progress=not args.no_progress, **options)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(trained.history.round(3).to_string(index=False))
+            print(f"trained model: {trained.path}")
+    elif args.command == "annotate":
         from .annotate import annotate
         from .config import Config
 

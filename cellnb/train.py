@@ -362,18 +362,52 @@ def _device(device: str) -> str:
     return device
 
 
-class _History:
-    """A torch_em logger that keeps the losses instead of writing tensorboard files."""
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); under torchrun, joins the process group (NCCL on GPUs, else gloo)."""
+    import os
 
-    def __init__(self, trainer, save_root, **kwargs):
-        self.train_losses: list[float] = []
-        self.val_losses: list[float] = []
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
 
-    def log_train(self, step, loss, lr, *args, **kwargs):
-        self.train_losses.append(float(loss))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
 
-    def log_validation(self, step, metric, loss, *args, **kwargs):
-        self.val_losses.append(float(loss))
+
+def _average_gradients(optimizer, world: int) -> None:
+    """Average gradients over processes before every optimizer step (data parallelism).
+
+    Equivalent to DistributedDataParallel's all-reduce, but works whatever
+    path the trainer takes through the model (micro_sam's trainer calls the
+    encoder directly, which DDP's forward hook would not see). Parameters
+    without a gradient on this step count as zeros, so every process sends
+    the same buffer.
+    """
+    import torch
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    def hook(opt, args, kwargs):
+        params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in params]
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= world
+        for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
+
+    optimizer.register_step_pre_hook(hook)
+
+
+def _weights_checksum(state: dict) -> float:
+    return float(sum(v.double().sum() for part in state.values() if isinstance(part, dict)
+                     for v in part.values() if hasattr(v, "double")))
 
 
 class _Progress:
@@ -561,7 +595,13 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
         raise ValueError(f"`lr` must be a positive number, got {settings['lr']!r}.")
     settings.update(recipe=recipe, model=model if module.USES_MODEL else None, seed=seed,
                     options={**module.OPTIONS, **recipe_options})
+    rank, world = _distributed()
     device = _device(device)
+    if world > 1 and device.startswith("cuda"):
+        import os
+
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+        torch.cuda.set_device(device)
     if hasattr(module, "check"):
         module.check(settings)
 
@@ -572,30 +612,43 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
         raise ValueError(f"images {small[:3]} are smaller than 16 px; too small to train on.")
 
     out = Path(out)
-    resuming = _prepare_folder(out, settings, resume, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "weights").mkdir(exist_ok=True)
+    lead = rank == 0  # only the first process writes files
+    resuming = _prepare_folder(out, settings, resume, overwrite) if lead else None
+    if world > 1:
+        import torch.distributed as dist
+
+        box = [resuming]
+        dist.broadcast_object_list(box, src=0)
+        resuming = box[0]
     info = {"recipe": recipe, "settings": settings, "dataset": data.source,
             "classes": data.classes, "device": device, "versions": _versions(),
-            "status": "training", "best_epoch": None}
+            "status": "training", "best_epoch": None,
+            "distributed": {"world_size": world} if world > 1 else None}
     history = pd.DataFrame()
     if resuming:
         old = json.loads((out / "trained.json").read_text())
         info["best_epoch"] = old.get("best_epoch")
         if (out / "history.csv").is_file():
             history = pd.read_csv(out / "history.csv")
-    _write_json(out / "trained.json", info)
+    if lead:
+        (out / "weights").mkdir(parents=True, exist_ok=True)
+        _write_json(out / "trained.json", info)
 
-    _seed(seed, -1)
+    _seed(seed, -1)  # the same initialisation in every process
     run = module.build(data, settings, device, out / "state")
     info["normalization"] = run.normalization
+    if world > 1:
+        run.trainer.rank = rank  # torch_em saves its checkpoints from rank 0 only
+        _average_gradients(run.trainer.optimizer, world)
+        for ds in run.datasets:
+            ds.rank = rank if not ds.fixed else 0
     start = 0
     if resuming and run.has_state():
         start = run.load_state()
         history = history[history["epoch"] < start]
     steps = settings["steps_per_epoch"]
-    bar = tqdm(total=settings["epochs"] * steps, initial=start * steps, disable=not progress,
-               desc=f"train {recipe}", unit="step")
+    bar = tqdm(total=settings["epochs"] * steps, initial=start * steps,
+               disable=not (progress and lead), desc=f"train {recipe}", unit="step")
     best = history["val_ap50"].max() if len(history) else -np.inf
     try:
         for epoch in range(start, settings["epochs"]):
@@ -606,6 +659,9 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
                 losses = run.fit_epoch(_Progress(bar))
             bar.n = (epoch + 1) * steps  # torch_em skips the bar's last update of an epoch
             bar.refresh()
+            if not lead:
+                torch.distributed.barrier()  # wait while the first process validates and saves
+                continue
             row = {"epoch": epoch, "step": (epoch + 1) * steps, **losses,
                    **_validate(run.net, module, settings, data.val)}
             history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
@@ -621,13 +677,22 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
                 history.to_csv(tmp, index=False)
             _write_json(out / "trained.json", info)
             bar.set_postfix(loss=f"{losses['train_loss']:.3f}", val_ap50=f"{row['val_ap50']:.2f}")
+            if world > 1:
+                torch.distributed.barrier()
     finally:
         bar.close()
-    _plot_history(history, out / "learning_curve.png")
-    if len(data.classes) > 1:
-        _train_classifier(data, out, seed)
-    info["status"] = "finished"
-    _write_json(out / "trained.json", info)
+    if world > 1:  # every process must hold the same weights; record that they do
+        sums = [None] * world
+        torch.distributed.all_gather_object(sums, _weights_checksum(run.weights()))
+        info["distributed"]["checksums_equal"] = len(set(sums)) == 1
+    if lead:
+        _plot_history(history, out / "learning_curve.png")
+        if len(data.classes) > 1:
+            _train_classifier(data, out, seed)
+        info["status"] = "finished"
+        _write_json(out / "trained.json", info)
+    if world > 1:
+        torch.distributed.barrier()
     return load_trained(out, device=device)
 
 

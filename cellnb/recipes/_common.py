@@ -63,6 +63,7 @@ class PatchDataset:
         self.augment = augment
         self.fixed = fixed  # validation: the same patches every epoch
         self.epoch = 0
+        self.rank = 0  # process index under torchrun: each draws its own patches
         sizes = np.array([im.size for im in self.images], float)
         self.weights = sizes / sizes.sum()
 
@@ -97,7 +98,8 @@ class PatchDataset:
         import torch
 
         epoch = -1 if self.fixed else self.epoch
-        rng = np.random.default_rng([self.seed, epoch + 1, int(index)])
+        key = [self.seed, epoch + 1, int(index)] + ([self.rank] if self.rank else [])
+        rng = np.random.default_rng(key)
         for _ in range(50):
             image, labels = self._crop(rng)
             if len(np.unique(labels[labels > 0])) >= self.min_instances:
