@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # Pipeline stages the demo will chain, and whether this version has them yet.
@@ -15,12 +16,12 @@ _STAGES = {
     "segment with μSAM + annotate (issue #4)": True,
     "measure + classify (issue #5)": True,
     "export COCO (issue #6)": True,
-    "train (issue #8)": False,
+    "train (issue #8)": True,
 }
 
 
 def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: int = 0,
-         say=print) -> dict:
+         epochs: int = 8, steps_per_epoch: int = 15, say=print) -> dict:
     """Run the main job on the embedded synthetic dataset and report what it wrote.
 
     Parameters
@@ -29,6 +30,8 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
         Output folder (created).
     n_pairs, shape, n_cells, seed
         Size of the synthetic dataset (see :func:`cellnb.data.synthetic_pairs`).
+    epochs, steps_per_epoch
+        Length of the U-Net training on the exported annotations.
     say : callable, default=print
         Where progress messages go.
 
@@ -36,7 +39,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     -------
     written : dict
         Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``, ``records``,
-        ``cell_metrics``, ``dataset``).
+        ``cell_metrics``, ``dataset``, ``model``, ``model_metrics``).
     """
     import matplotlib
 
@@ -125,6 +128,36 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     split_names = sorted(p.name for p in dataset.iterdir() if p.is_dir())
     say(f"COCO dataset: {dataset} (splits: {', '.join(split_names)})")
     say(f"records: {out / 'annotate' / 'records'}; metrics: {out / 'cell_metrics.csv'}")
+
+    from .io import read_coco
+    from .train import train
+
+    patch = min(256, *shape)
+    say(f"training the CPU-friendly U-Net on the exported annotations ({epochs} epochs)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # small demos have no val split
+        trained = train(dataset, recipe="unet", out=out / "model", epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, batch_size=4,
+                        patch_shape=(patch, patch), overwrite=True, seed=seed)
+    curve = figures / "learning_curve.png"
+    ax = trained.plot()
+    ax.figure.savefig(curve, dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
+    split = "test" if (dataset / "test").is_dir() else "train"
+    held = [r for r in read_coco(dataset / split) if r.id in {p.id for p in synthetic}]
+    truth = {p.id: p.cells for p in synthetic}
+    preds = [trained.segment(r.image) for r in held]
+    model_metrics = evaluate([truth[r.id] for r in held], preds, by="dataset")
+    model_metrics.to_csv(out / "model_metrics.csv", index=False)
+    say(f"U-Net on the {split} images (TL only) vs true cells:")
+    say(model_metrics.set_index("threshold").loc[[0.5, 0.75], ["tp", "fp", "fn", "f1", "ap",
+                                                               "seg"]].round(3).to_string())
+    say("where things are:")
+    say(f"  dataset  {dataset}")
+    say(f"  model    {trained.path} (cellnb.load_trained)")
+    say(f"  metrics  {out / 'locate_metrics.csv'}, {out / 'cell_metrics.csv'}, "
+        f"{out / 'model_metrics.csv'}")
+    say(f"  figures  {figure}, {curve}")
     say("pipeline stages in this version:")
     for stage, done in _STAGES.items():
         say(f"  [{'x' if done else ' '}] {stage}")
@@ -133,7 +166,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
         say(f"not yet implemented: {len(missing)} stage(s); the demo grows as they land.")
     return {"pairs": pairs_dir, "figure": figure, "metrics": out / "locate_metrics.csv",
             "records": out / "annotate", "cell_metrics": out / "cell_metrics.csv",
-            "dataset": dataset}
+            "dataset": dataset, "model": trained.path, "model_metrics": out / "model_metrics.csv"}
 
 
 def main(argv=None) -> int:
@@ -146,6 +179,7 @@ def main(argv=None) -> int:
     p_demo.add_argument("--size", type=int, default=512, help="image side in pixels")
     p_demo.add_argument("--cells", type=int, default=60, help="cells per image")
     p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--epochs", type=int, default=8, help="U-Net training epochs")
     p_ann = sub.add_parser("annotate", help="annotate every TL/fluorescence pair in a folder")
     p_ann.add_argument("folder", help="folder of image pairs")
     p_ann.add_argument("--out", required=True, help="output folder for the records")
@@ -207,7 +241,7 @@ def main(argv=None) -> int:
         print(f"records: {Path(args.out) / 'records'}")
     elif args.command == "demo":
         demo(args.out, n_pairs=args.pairs, shape=(args.size, args.size), n_cells=args.cells,
-             seed=args.seed)
+             seed=args.seed, epochs=args.epochs)
     return 0
 
 

@@ -37,15 +37,18 @@ def test_demo_writes_pairs_and_figure(tmp_path):
     lines = []
     from cellnb import cli
 
-    written = cli.demo(tmp_path / "demo", n_pairs=2, shape=(128, 128), n_cells=8,
-                       say=lines.append)
+    written = cli.demo(tmp_path / "demo", n_pairs=2, shape=(128, 128), n_cells=8, epochs=1,
+                       steps_per_epoch=2, say=lines.append)
     assert written["figure"].is_file()
     assert len(list(written["pairs"].glob("*_phs.tif"))) == 2
-    assert any("not yet implemented" in line for line in lines)
+    assert not any("not yet implemented" in line for line in lines)
+    assert (written["model"] / "weights" / "best.pt").is_file()
+    assert written["model_metrics"].is_file()
+    assert any("where things are:" in line for line in lines)
     assert (written["dataset"] / "train" / "demo_train.json").is_file()
     assert written["metrics"].is_file()
     assert main(["demo", "--out", str(tmp_path / "cli"), "--pairs", "1", "--size", "96",
-                 "--cells", "4"]) == 0
+                 "--cells", "4", "--epochs", "1"]) == 0
     assert (tmp_path / "cli" / "figures" / "pairs.png").is_file()
 
 

@@ -32,8 +32,9 @@ def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
     if method == "minmax255":
         lo, hi = float(image.min()), float(image.max())
         scale = hi - lo if hi > lo else 1.0
-        return (image - lo) * np.float32(255.0 / scale), {"method": "minmax255",
-                                                          "range": [0, 255]}
+        # clip: float rounding may land a hair above 255, which SAM's input check refuses
+        out = np.clip((image - lo) * np.float32(255.0 / scale), 0, 255)
+        return out, {"method": "minmax255", "range": [0, 255]}
     raise ValueError(f"unknown normalisation {method!r}.")
 
 
