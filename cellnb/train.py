@@ -4,7 +4,7 @@ A training run is a folder::
 
     out/
       trained.json          recipe, settings, dataset provenance, classes, normalisation, status
-      history.csv           one row per epoch: train/val loss, val AP@0.5/0.75, F1, SEG
+      history.csv           one row per epoch: train/val loss, val AP@0.5/0.75, F1, SEG, seconds
       learning_curve.png    the same, as a picture
       weights/best.pt       weights of the epoch with the best validation AP@0.5
       weights/last.pt       weights after the last finished epoch
@@ -24,6 +24,7 @@ import io as _io
 import json
 import shutil
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -652,6 +653,7 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
     best = history["val_ap50"].max() if len(history) else -np.inf
     try:
         for epoch in range(start, settings["epochs"]):
+            t0 = time.perf_counter()
             _seed(seed, epoch)
             run.set_epoch(epoch)
             with contextlib.redirect_stdout(_io.StringIO()), warnings.catch_warnings():
@@ -663,7 +665,8 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
                 torch.distributed.barrier()  # wait while the first process validates and saves
                 continue
             row = {"epoch": epoch, "step": (epoch + 1) * steps, **losses,
-                   **_validate(run.net, module, settings, data.val)}
+                   **_validate(run.net, module, settings, data.val),
+                   "seconds": time.perf_counter() - t0}
             history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
             state = run.weights()
             with atomic_path(out / "weights" / "last.pt") as tmp:
