@@ -270,10 +270,6 @@ class TorchEmRun:
         self.trainer.load_checkpoint("latest")
         return int(self.trainer._epoch)
 
-    @property
-    def step(self) -> int:
-        return int(self.trainer._iteration)
-
     def weights(self) -> dict:
         """The state :func:`load_net` of the recipe takes (CPU tensors)."""
         return self._weights(self.net)
