@@ -416,7 +416,8 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
         TL image (uint8, uint16 or float32), as read.
     prompts : DataFrame, optional
         Prompt table of :func:`cellnb.prompt`; each cell keeps its ``label``.
-        Not used with a trained model (automatic segmentation).
+        Not used with a trained model that segments automatically; required
+        by prompted ones (``cellsam``: boxes).
     model : SamModel, TrainedModel or "watershed"
         A loaded SAM model (:func:`cellnb.models.load`,
         :func:`cellnb.testing.random_sam`), a model trained by
@@ -457,10 +458,8 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
     """
     image = check_image(image, "image", rgb=True)
     if hasattr(model, "recipe") and hasattr(model, "segment"):  # a TrainedModel
-        if prompts is not None:
-            raise ValueError("a trained model segments automatically; pass prompts=None.")
-        return model.segment(image, tile_shape=tile_shape, halo=halo, min_area=min_area,
-                             progress=progress)
+        return model.segment(image, prompts, tile_shape=tile_shape, halo=halo,
+                             min_area=min_area, progress=progress)
     if not isinstance(prompts, pd.DataFrame) or not {"label", "y", "x", "y0", "x0", "y1",
                                                       "x1"} <= set(prompts.columns):
         raise ValueError("`prompts` must be a prompt table from cellnb.prompt (columns label, "

@@ -11,10 +11,12 @@ A training run is a folder::
       classifier.pkl        TL-only cell classifier (datasets with several classes)
       state/                the trainer's own resume state (optimizer, scheduler, step)
 
-Recipes train with torch_em trainers (micro_sam's for ``microsam``); cellnb
-drives them one epoch at a time, evaluates the validation split with
-:func:`cellnb.evaluate` after every epoch, and resumes from ``state/`` after
-an interruption.
+Recipes train with torch_em trainers (micro_sam's for ``microsam``), a plain
+PyTorch loop (``samcell``, ``cellseg1``, ``cellsam``) or cellpose's own
+``train_seg`` (``cellpose``); cellnb drives them one epoch at a time,
+evaluates the validation split with :func:`cellnb.evaluate` after every
+epoch, stops early when a recipe sets ``patience``, and resumes from
+``state/`` after an interruption (cellpose: validated once, no resume).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ._files import atomic_path, sha256
 
 __all__ = ["train", "load_trained", "read_dataset", "TrainedModel", "TrainingData", "RECIPES"]
 
-RECIPES = ("unet", "microsam")
+RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose")
 _SETTING_KEYS = ("recipe", "model", "epochs", "batch_size", "patch_shape", "lr", "seed",
                  "steps_per_epoch", "options")
 # Settings that may change between a run and its resumption.
@@ -252,9 +254,21 @@ class TrainedModel:
                 f"{self.settings.get('epochs')}, best_epoch={self.best_epoch}, "
                 f"classes={self.classes})")
 
-    def segment(self, image, *, tile_shape=None, halo=None, min_area=None,
+    @property
+    def prompted(self) -> bool:
+        """Whether the model segments from prompts (cellsam: boxes) rather than automatically."""
+        from .recipes import get
+
+        return bool(getattr(get(self.recipe), "PROMPTED", False))
+
+    def segment(self, image, prompts=None, *, tile_shape=None, halo=None, min_area=None,
                 progress: bool = False):
-        """Automatic instance segmentation of one TL image (see :func:`cellnb.segment`)."""
+        """Segment one TL image (see :func:`cellnb.segment`).
+
+        Automatic instance segmentation, or, for prompted recipes
+        (``cellsam``), one cell per row of `prompts` (a prompt table of
+        :func:`cellnb.prompt`, boxes used; cells keep the prompts' labels).
+        """
         from ._validation import check_image
         from .segment import Segmentation
         from .recipes import get
@@ -262,15 +276,31 @@ class TrainedModel:
         image = check_image(image, "image", rgb=True)
         grey = image.astype(np.float32).mean(-1) if image.ndim == 3 else image
         recipe = get(self.recipe)
-        labels, scores, normalization = recipe.predict(
-            self._net, grey, self.settings, tile_shape=tile_shape, halo=halo,
-            min_area=min_area, progress=progress)
-        table = _automatic_table(labels, scores)
-        if self._classifier is not None and len(table):
+        if self.prompted:
+            if prompts is None:
+                raise ValueError(
+                    f"a {self.recipe!r} model segments from box prompts: pass prompts=, e.g. "
+                    "cellnb.prompt(cellnb.locate(fluorescence), kind='boxes') for a paired "
+                    "image, or a prompt table built from your detector's boxes.")
+            result = recipe.segment(self._net, grey, prompts, self.settings, tile_shape=tile_shape,
+                                    halo=halo, min_area=min_area, progress=progress)
+            labels, table, normalization = result.labels, result.table, result.normalization
+        else:
+            if prompts is not None:
+                raise ValueError(f"a {self.recipe!r} model segments automatically; pass "
+                                 "prompts=None.")
+            labels, scores, normalization = recipe.predict(
+                self._net, grey, self.settings, tile_shape=tile_shape, halo=halo,
+                min_area=min_area, progress=progress)
+            table = _automatic_table(labels, scores)
+        if self._classifier is not None and labels.max() > 0:
             from .classify import tl_features
 
             feats = tl_features(grey, labels)
-            table["class_name"] = self._classifier.predict(feats.loc[table["label"]]).to_numpy()
+            kept = table["label"].isin(feats.index).to_numpy()
+            table["class_name"] = None
+            table.loc[kept, "class_name"] = self._classifier.predict(
+                feats.loc[table.loc[kept, "label"]]).to_numpy()
         return Segmentation(labels, table, normalization,
                             f"{self.recipe} ({self.path.name}, epoch {self.best_epoch})")
 
@@ -442,7 +472,11 @@ def _seed(seed: int, epoch: int) -> None:
 def _validate(net, recipe, settings, records) -> dict:
     from .evaluate import evaluate
 
-    preds = [recipe.predict(net, r.image, settings)[0] for r in records]
+    # Prompted recipes (cellsam) are validated from the true cells' boxes.
+    prompted = getattr(recipe, "PROMPTED", False)
+    preds = [recipe.predict(net, r.image, settings,
+                            **({"prompts": recipe.box_prompts(r.labels)} if prompted else {}))[0]
+             for r in records]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = evaluate([r.labels for r in records], preds, thresholds=(0.5, 0.75),
@@ -525,17 +559,27 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
     dataset : str, Path or TrainingData
         Folder written by :func:`cellnb.export` (train + val splits; see
         :func:`read_dataset`), or data already read.
-    recipe : {"unet", "microsam"}, default="unet"
+    recipe : {"unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose"}, default="unet"
         ``"unet"``: torch_em's 2-D U-Net on foreground + distance targets
         with μSAM's watershed post-processing (CPU-friendly).
         ``"microsam"``: μSAM fine-tuning with micro_sam's trainer and its
         instance-segmentation decoder (options: ``checkpoint``, ``freeze``,
         ``lora_rank``, ``n_objects_per_batch``, ``n_sub_iteration``).
+        ``"samcell"``: SAMCell, SAM regressing a distance map (``patience``,
+        ``warmup``, ``peak``, ``fill``, ...). ``"cellseg1"``: CellSeg1, LoRA
+        on SAM's attention q/v from point prompts, a point grid + two-stage
+        NMS at inference (``lora_rank``, ``accumulate``, ``grid``, ...).
+        ``"cellsam"``: CellSAM's neck fine-tuning from box prompts; the
+        model then segments from boxes (``segment(image, prompts, model=)``).
+        ``"cellpose"``: Cellpose-SAM fine-tuned by ``cellpose.train.train_seg``
+        (needs the ``cellpose`` extra). Each recipe's options and defaults:
+        ``cellnb.recipes.get(name).OPTIONS`` / ``.DEFAULTS``.
     out : str or Path
         Run folder (layout in the module docstring).
     model : str, default="vit_b_lm"
-        microsam: the μSAM model to start from (zoo name, or an architecture
-        "vit_t" / "vit_b" with ``checkpoint=``). Ignored by unet.
+        SAM recipes: the μSAM / SAM model to start from (zoo name, or an
+        architecture "vit_t" / "vit_b" with ``checkpoint=``); cellpose: a
+        cellpose model name ("cpsam"). Ignored by unet.
     epochs, batch_size, patch_shape, lr, steps_per_epoch : optional
         Default per recipe (``cellnb.recipes.get(recipe).DEFAULTS``). An
         epoch is `steps_per_epoch` batches of random patches.
@@ -629,6 +673,8 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
     if resuming:
         old = json.loads((out / "trained.json").read_text())
         info["best_epoch"] = old.get("best_epoch")
+        if old.get("stopped_early"):
+            info["stopped_early"] = old["stopped_early"]
         if (out / "history.csv").is_file():
             history = pd.read_csv(out / "history.csv")
     if lead:
@@ -638,20 +684,26 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
     _seed(seed, -1)  # the same initialisation in every process
     run = module.build(data, settings, device, out / "state")
     info["normalization"] = run.normalization
+    if world > 1 and getattr(run, "whole_run", False):
+        raise ValueError(f"recipe {recipe!r} trains in one process; run it without torchrun.")
     if world > 1:
-        run.trainer.rank = rank  # torch_em saves its checkpoints from rank 0 only
-        _average_gradients(run.trainer.optimizer, world)
-        for ds in run.datasets:
-            ds.rank = rank if not ds.fixed else 0
+        run.set_rank(rank)
+        _average_gradients(run.optimizer, world)
     start = 0
     if resuming and run.has_state():
         start = run.load_state()
         history = history[history["epoch"] < start]
+        if info.get("stopped_early"):  # early stopping ended the run: nothing left to train
+            start = settings["epochs"]
     steps = settings["steps_per_epoch"]
     bar = tqdm(total=settings["epochs"] * steps, initial=start * steps,
                disable=not (progress and lead), desc=f"train {recipe}", unit="step")
     best = history["val_ap50"].max() if len(history) else -np.inf
+    patience = settings["options"].get("patience")  # early stopping on val AP@0.5
     try:
+        if getattr(run, "whole_run", False) and start < settings["epochs"]:
+            history = _fit_whole(run, module, settings, data, out, info, bar, seed)
+            start = settings["epochs"]
         for epoch in range(start, settings["epochs"]):
             t0 = time.perf_counter()
             _seed(seed, epoch)
@@ -661,27 +713,34 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
                 losses = run.fit_epoch(_Progress(bar))
             bar.n = (epoch + 1) * steps  # torch_em skips the bar's last update of an epoch
             bar.refresh()
-            if not lead:
-                torch.distributed.barrier()  # wait while the first process validates and saves
-                continue
-            row = {"epoch": epoch, "step": (epoch + 1) * steps, **losses,
-                   **_validate(run.net, module, settings, data.val),
-                   "seconds": time.perf_counter() - t0}
-            history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
-            state = run.weights()
-            with atomic_path(out / "weights" / "last.pt") as tmp:
-                torch.save(state, tmp)
-            if row["val_ap50"] > best or info["best_epoch"] is None:
-                best = row["val_ap50"]
-                info["best_epoch"] = epoch
-                with atomic_path(out / "weights" / "best.pt") as tmp:
+            stop = False
+            if lead:
+                row = {"epoch": epoch, "step": (epoch + 1) * steps, **losses,
+                       **_validate(run.net, module, settings, data.val),
+                       "seconds": time.perf_counter() - t0}
+                history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
+                state = run.weights()
+                with atomic_path(out / "weights" / "last.pt") as tmp:
                     torch.save(state, tmp)
-            with atomic_path(out / "history.csv") as tmp:
-                history.to_csv(tmp, index=False)
-            _write_json(out / "trained.json", info)
-            bar.set_postfix(loss=f"{losses['train_loss']:.3f}", val_ap50=f"{row['val_ap50']:.2f}")
-            if world > 1:
-                torch.distributed.barrier()
+                if row["val_ap50"] > best or info["best_epoch"] is None:
+                    best = row["val_ap50"]
+                    info["best_epoch"] = epoch
+                    with atomic_path(out / "weights" / "best.pt") as tmp:
+                        torch.save(state, tmp)
+                stop = bool(patience) and epoch - info["best_epoch"] >= patience
+                if stop:
+                    info["stopped_early"] = {"epoch": epoch, "patience": patience}
+                with atomic_path(out / "history.csv") as tmp:
+                    history.to_csv(tmp, index=False)
+                _write_json(out / "trained.json", info)
+                bar.set_postfix(loss=f"{losses['train_loss']:.3f}",
+                                val_ap50=f"{row['val_ap50']:.2f}")
+            if world > 1:  # the others wait here while the first process validates and saves
+                box = [stop]
+                torch.distributed.broadcast_object_list(box, src=0)
+                stop = box[0]
+            if stop:
+                break
     finally:
         bar.close()
     if world > 1:  # every process must hold the same weights; record that they do
@@ -697,6 +756,34 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
     if world > 1:
         torch.distributed.barrier()
     return load_trained(out, device=device)
+
+
+def _fit_whole(run, module, settings, data, out, info, bar, seed) -> pd.DataFrame:
+    """Recipes whose trainer runs every epoch in one call (cellpose): train, validate once."""
+    import torch
+
+    t0 = time.perf_counter()
+    _seed(seed, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = run.fit_all(_Progress(bar))
+    n, steps = settings["epochs"], settings["steps_per_epoch"]
+    history = pd.DataFrame({"epoch": np.arange(n), "step": (np.arange(n) + 1) * steps,
+                            "train_loss": result["train_loss"][:n], "val_loss": np.nan})
+    last = {"val_loss": result["val_loss"], **_validate(run.net, module, settings, data.val),
+            "seconds": time.perf_counter() - t0}
+    for key, value in last.items():
+        history.loc[n - 1, key] = value
+    state = run.weights()
+    for name in ("last", "best"):
+        with atomic_path(out / "weights" / f"{name}.pt") as tmp:
+            torch.save(state, tmp)
+    info["best_epoch"] = n - 1
+    info["validated"] = "after the last epoch only (the trainer runs all epochs in one call)"
+    with atomic_path(out / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
+    _write_json(out / "trained.json", info)
+    return history
 
 
 def _plot_history(history: pd.DataFrame, path: Path) -> None:

@@ -23,7 +23,7 @@ def test_two_stage_nms_keeps_neighbours_and_drops_duplicates():
     keep = two_stage_nms(m, [0.9, 0.5, 0.8, 0.7])
     assert keep.tolist() == [0, 3]
     assert two_stage_nms(np.zeros((0, 5, 5), bool), []).tolist() == []
-    with pytest.raises(ValueError, match="one score each"):
+    with pytest.raises(ValueError, match="differ in length"):
         two_stage_nms(m, [1.0])
 
 
@@ -65,3 +65,20 @@ def test_distance_watershed_splits_touching_disks_and_keeps_a_lone_one_whole():
         assert counts.max() / (labels == lab).sum() > 0.9
     with pytest.raises(ValueError, match="fill < peak"):
         watershed(target, peak=0.1, fill=0.2)
+
+
+def test_two_stage_nms_on_crops_equals_whole_masks():
+    rng = np.random.default_rng(3)
+    masks = np.zeros((12, 40, 40), bool)
+    for m in masks:
+        y, x = rng.integers(0, 30, 2)
+        m[y:y + rng.integers(4, 10), x:x + rng.integers(4, 10)] = True
+    scores = rng.random(12)
+    crops = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        crops.append((ys.min() - 1, xs.min(), m[ys.min() - 1:ys.max() + 2, xs.min():xs.max() + 1])
+                     if ys.min() else (0, 0, m))
+    whole = two_stage_nms(masks, scores)
+    assert two_stage_nms(crops, scores).tolist() == whole.tolist()
+    assert 0 < len(whole) < 12

@@ -1,11 +1,27 @@
 """Training recipes of :func:`cellnb.train`, one module each.
 
+=========  =====================================================  ===================
+recipe     method                                                 trainer
+=========  =====================================================  ===================
+unet       torch_em U-Net, foreground + distances (baseline)      torch_em
+microsam   μSAM: SAM + UNETR decoder                              micro_sam / torch_em
+samcell    SAMCell: distance-map regression + watershed           PyTorch loop
+cellseg1   CellSeg1: LoRA, point prompts, grid + two-stage NMS    PyTorch loop
+cellsam    CellSAM: neck fine-tuning, box prompts                 PyTorch loop
+cellpose   Cellpose-SAM via ``cellpose.train.train_seg``           cellpose
+=========  =====================================================  ===================
+
 A recipe module defines ``DEFAULTS`` (epochs, batch_size, patch_shape, lr,
-steps_per_epoch), ``OPTIONS`` (its own keyword options with defaults),
-``USES_MODEL`` (whether it starts from a SAM model), ``build(data, settings,
-device, state_dir)`` returning a run with ``fit_epoch``, ``predict(net, image,
-settings, ...)`` returning ``(labels, scores, normalization)``, and
-``load_net(settings, state, device)``.
+steps_per_epoch), ``OPTIONS`` (its own keyword options with defaults; a
+``patience`` option turns on early stopping), ``USES_MODEL`` (whether it
+starts from a pretrained model), optionally ``check(settings)`` (fails before
+a run folder exists), ``build(data, settings, device, state_dir)`` returning
+a run (``fit_epoch``, ``weights``, ``has_state`` / ``load_state``,
+``set_epoch``, ``set_rank``, ``optimizer``; or ``whole_run`` + ``fit_all``),
+``predict(net, image, settings, ...)`` returning ``(labels, scores,
+normalization)``, and ``load_net(settings, state, device)``. Prompted
+recipes (``PROMPTED = True``) also define ``segment(net, image, prompts,
+settings, ...)`` and ``box_prompts(labels)``.
 """
 
 from importlib import import_module
@@ -14,7 +30,7 @@ __all__ = ["get"]
 
 
 def get(name: str):
-    """Return the recipe module `name` ("unet", "microsam").
+    """Return the recipe module `name` (one of :data:`cellnb.train.RECIPES`).
 
     Examples
     --------

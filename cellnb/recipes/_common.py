@@ -16,6 +16,7 @@ def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
 
     ``"percentile"``: (x - p1) / (p99.8 - p1), the U-Net's input.
     ``"minmax255"``: (x - min) / (max - min) * 255, what SAM expects.
+    ``"clahe_zscore"``: CLAHE, then zero mean / unit variance (SAMCell).
 
     Examples
     --------
@@ -29,6 +30,16 @@ def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
         scale = hi - lo if hi > lo else 1.0
         return (image - lo) / scale, {"method": "percentile", "low_percentile": 1.0,
                                       "high_percentile": 99.8}
+    if method == "clahe_zscore":
+        from skimage.exposure import equalize_adapthist
+
+        lo, hi = float(image.min()), float(image.max())
+        scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+        out = equalize_adapthist(scaled).astype(np.float32)
+        std = float(out.std())
+        return (out - out.mean()) / (std if std > 0 else 1.0), {
+            "method": "clahe_zscore", "clahe": "skimage equalize_adapthist, default kernel",
+            "then": "zero mean, unit variance"}
     if method == "minmax255":
         lo, hi = float(image.min()), float(image.max())
         scale = hi - lo if hi > lo else 1.0
@@ -45,15 +56,15 @@ class PatchDataset:
     """Random training patches (image, target) from whole images.
 
     Each item is a crop of `patch_shape` that holds at least `min_instances`
-    cells, flipped / rotated at random, its labels turned into targets by
-    `label_transform`. Item ``i`` of epoch ``e`` is drawn from a generator
+    cells, flipped / rotated at random (plus the recipe's `extra_augment`),
+    its labels turned into targets by `label_transform`. Item ``i`` of epoch ``e`` is drawn from a generator
     seeded by ``(seed, e, i)``, so a resumed run sees the same patches.
     Pickling keeps only the settings (torch_em stores its datasets in every
     checkpoint; the images stay out of them).
     """
 
     def __init__(self, images, labels, patch_shape, n_samples, label_transform, *, seed=0,
-                 min_instances=1, augment=True, fixed=False):
+                 min_instances=1, augment=True, fixed=False, extra_augment=None):
         self.images = list(images)
         self.labels = list(labels)
         self.patch_shape = tuple(int(s) for s in patch_shape)
@@ -63,14 +74,11 @@ class PatchDataset:
         self.min_instances = int(min_instances)
         self.augment = augment
         self.fixed = fixed  # validation: the same patches every epoch
+        self.extra_augment = extra_augment  # (image, labels, rng) -> (image, labels)
         self.epoch = 0
         self.rank = 0  # process index under torchrun: each draws its own patches
         sizes = np.array([im.size for im in self.images], float)
         self.weights = sizes / sizes.sum()
-
-    def weights(self) -> dict:
-        """The state :func:`load_net` of the recipe takes (CPU tensors)."""
-        return self._weights(self.net)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -113,12 +121,15 @@ class PatchDataset:
             if image.shape[0] == image.shape[1]:
                 k = int(rng.integers(4))
                 image, labels = np.rot90(image, k), np.rot90(labels, k)
+            if self.extra_augment is not None:
+                image, labels = self.extra_augment(image, labels, rng)
         target = self.label_transform(np.ascontiguousarray(labels))
         return (torch.from_numpy(np.ascontiguousarray(image, np.float32)[None]),
                 torch.from_numpy(np.ascontiguousarray(target, np.float32)))
 
 
-def loaders(data, settings, normalization: str, label_transform, *, min_instances=1):
+def loaders(data, settings, normalization: str, label_transform, *, min_instances=1,
+            extra_augment=None):
     """Train and validation DataLoaders of random patches, plus the normalisation record."""
     import torch
 
@@ -132,7 +143,8 @@ def loaders(data, settings, normalization: str, label_transform, *, min_instance
         sets.append((images, [r.labels for r in split]))
     batch, steps = settings["batch_size"], settings["steps_per_epoch"]
     train = PatchDataset(*sets[0], settings["patch_shape"], batch * steps, label_transform,
-                         seed=settings["seed"], min_instances=min_instances)
+                         seed=settings["seed"], min_instances=min_instances,
+                         extra_augment=extra_augment)
     val = PatchDataset(*sets[1], settings["patch_shape"], batch * max(1, steps // 4),
                        label_transform, seed=settings["seed"], min_instances=min_instances,
                        augment=False, fixed=True)
@@ -273,6 +285,16 @@ class TorchEmRun:
     def weights(self) -> dict:
         """The state :func:`load_net` of the recipe takes (CPU tensors)."""
         return self._weights(self.net)
+
+    @property
+    def optimizer(self):
+        return self.trainer.optimizer
+
+    def set_rank(self, rank: int) -> None:
+        """Under torchrun: each process draws its own training patches; rank 0 saves."""
+        self.trainer.rank = rank  # torch_em saves its checkpoints from rank 0 only
+        for ds in self.datasets:
+            ds.rank = rank if not ds.fixed else 0
 
     def set_epoch(self, epoch: int) -> None:
         for ds in self.datasets:

@@ -1,0 +1,417 @@
+"""What the SAM-based recipes (cellseg1, samcell, cellsam) share.
+
+- loading SAM (a micro_sam zoo name, or an architecture + checkpoint),
+- feeding it windows: a square window of ``patch_shape`` pixels is resized
+  to SAM's 1024 x 1024 input, at training and at inference alike, so the
+  network always sees cells at one scale,
+- the encoder split into trunk and neck (CellSAM trains only the neck),
+- LoRA adapters on attention query / value projections (CellSeg1),
+- learning-rate schedules stepped per optimizer step,
+- :class:`LoopRun`, a plain PyTorch training loop with the interface
+  :func:`cellnb.train` drives (one epoch at a time, resumable from
+  ``state/latest.pt``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+SAM_SIZE = 1024  # SAM's input side; its mask decoder answers at SAM_SIZE / 4
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+def check(settings) -> None:
+    """Fail before a run folder exists: unknown model, missing checkpoint, non-square patch."""
+    from .microsam import _base
+
+    _base(settings, download=False)
+    h, w = settings["patch_shape"]
+    if h != w:
+        raise ValueError(f"recipe {settings['recipe']!r} feeds SAM square windows; "
+                         f"`patch_shape` must be square, got {tuple(settings['patch_shape'])}.")
+
+
+def load_sam(settings, device):
+    """The SAM network (segment_anything ``Sam``) the run starts from, and its architecture."""
+    import warnings
+
+    from ..models import _micro_sam_util
+    from .microsam import _base
+
+    model_type, checkpoint = _base(settings)
+    util = _micro_sam_util()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _, sam = util.get_sam_model(model_type=model_type, checkpoint_path=checkpoint,
+                                    device=device, return_sam=True)
+    return sam, model_type[:5]
+
+
+def empty_sam(architecture: str):
+    """SAM of `architecture` without loading weights (for :func:`load_net`)."""
+    import torch
+
+    from ..models import _micro_sam_util
+
+    with torch.random.fork_rng(devices=[]):
+        return _micro_sam_util().sam_model_registry[architecture]()
+
+
+def sam_predictor(sam, architecture: str, name: str):
+    """A :class:`cellnb.models.SamModel` around a trained SAM, for :func:`cellnb.segment`."""
+    import hashlib
+
+    from segment_anything import SamPredictor
+
+    from ..models import SamModel
+
+    predictor = SamPredictor(sam)
+    predictor.model_type = architecture
+    digest = hashlib.sha256()
+    for value in sam.state_dict().values():
+        digest.update(value.detach().cpu().float().numpy().tobytes()[:4096])
+    device = str(next(sam.parameters()).device)
+    return SamModel(name=name, predictor=predictor, decoder=None,
+                    weights_hash="sha256:" + digest.hexdigest()[:16], device=device)
+
+
+# ---------------------------------------------------------------------------
+# windows
+# ---------------------------------------------------------------------------
+def to_sam(windows, *, normalize_pixels: bool = True):
+    """(B, 1, P, P) tensor of windows -> (B, 3, 1024, 1024) SAM input.
+
+    Windows are bilinearly resized to 1024. With `normalize_pixels` they
+    are 0-255 images and get SAM's pixel mean / std; otherwise they are
+    already standardised (SAMCell's CLAHE + z-score) and pass as they are.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = F.interpolate(windows.float(), size=(SAM_SIZE, SAM_SIZE), mode="bilinear",
+                      align_corners=False).repeat(1, 3, 1, 1)
+    if normalize_pixels:
+        mean = torch.tensor([123.675, 116.28, 103.53], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor([58.395, 57.12, 57.375], device=x.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+def to_window(masks, size: int):
+    """SAM's (N, C, 256, 256) low-resolution output resized to the (N, C, P, P) window."""
+    import torch.nn.functional as F
+
+    return F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def window_starts(length: int, window: int, overlap: int) -> list[int]:
+    """Start offsets of windows covering `length`, neighbours sharing `overlap` pixels.
+
+    Examples
+    --------
+    >>> window_starts(600, 256, 32)
+    [0, 224, 344]
+    >>> window_starts(200, 256, 32)
+    [0]
+    """
+    if length <= window:
+        return [0]
+    step = max(1, window - overlap)
+    starts = list(range(0, length - window, step)) + [length - window]
+    return sorted(set(starts))
+
+
+def pad_to(image: np.ndarray, size: int) -> np.ndarray:
+    """Reflect-pad an image whose sides are shorter than `size` (bottom / right)."""
+    h, w = image.shape
+    if h >= size and w >= size:
+        return image
+    pad = ((0, max(0, size - h)), (0, max(0, size - w)))
+    mode = "reflect" if min(h, w) > 1 else "edge"
+    return np.pad(image, pad, mode=mode)
+
+
+def encode(sam, x, *, neck: bool = True):
+    """Image embeddings (B, 256, 64, 64); ``neck=False`` gives the trunk's features."""
+    import torch
+
+    encoder = sam.image_encoder
+    if neck:
+        return encoder(x)
+    saved = encoder.neck
+    encoder.neck = torch.nn.Identity()
+    try:
+        return encoder(x)
+    finally:
+        encoder.neck = saved
+
+
+def decode(sam, embedding, *, points=None, labels=None, boxes=None):
+    """Mask logits (N, 1, 256, 256) and predicted IoU (N, 1) of N prompts on one image.
+
+    `points` are (N, K, 2) xy and `boxes` (N, 4) xyxy in SAM's 1024 frame;
+    with neither, SAM's default prompt (no sparse token, the no-mask dense
+    embedding) gives one output for the image.
+    """
+    point_arg = (points, labels) if points is not None else None
+    sparse, dense = sam.prompt_encoder(points=point_arg, boxes=boxes, masks=None)
+    return sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
+                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                            multimask_output=False)
+
+
+# ---------------------------------------------------------------------------
+# LoRA
+# ---------------------------------------------------------------------------
+def _lora_pair(n_in: int, n_out: int, rank: int, device):
+    import torch
+
+    down = torch.nn.Linear(n_in, rank, bias=False, device=device)
+    up = torch.nn.Linear(rank, n_out, bias=False, device=device)
+    torch.nn.init.kaiming_uniform_(down.weight, a=math.sqrt(5))
+    torch.nn.init.zeros_(up.weight)  # the adapted layer starts equal to the frozen one
+    return down, up
+
+
+def _make_lora_classes():
+    import torch
+
+    class LoRAQV(torch.nn.Module):
+        """A frozen linear layer plus low-rank updates on chosen output features.
+
+        ``out = W x + b``, then ``out[q] += B_q A_q drop(x)`` and
+        ``out[v] += B_v A_v drop(x)``: LoRA on the query and value parts of a
+        fused qkv projection (their positions differ between SAM's ViT and
+        MobileSAM's TinyViT, hence explicit indices).
+        """
+
+        def __init__(self, base, q_index, v_index, rank, dropout):
+            super().__init__()
+            self.base = base
+            device = base.weight.device
+            self.register_buffer("q_index", torch.as_tensor(q_index, device=device))
+            self.register_buffer("v_index", torch.as_tensor(v_index, device=device))
+            self.q_down, self.q_up = _lora_pair(base.in_features, len(q_index), rank, device)
+            self.v_down, self.v_up = _lora_pair(base.in_features, len(v_index), rank, device)
+            self.dropout = torch.nn.Dropout(dropout)
+
+        def forward(self, x):
+            out = self.base(x)
+            h = self.dropout(x)
+            delta = torch.zeros_like(out)
+            delta = delta.index_add(-1, self.q_index, self.q_up(self.q_down(h)))
+            delta = delta.index_add(-1, self.v_index, self.v_up(self.v_down(h)))
+            return out + delta
+
+    class LoRALinear(torch.nn.Module):
+        """A frozen linear layer plus ``B A drop(x)`` (the decoder's q / v projections)."""
+
+        def __init__(self, base, rank, dropout):
+            super().__init__()
+            self.base = base
+            self.down, self.up = _lora_pair(base.in_features, base.out_features, rank,
+                                            base.weight.device)
+            self.dropout = torch.nn.Dropout(dropout)
+
+        def forward(self, x):
+            return self.base(x) + self.up(self.down(self.dropout(x)))
+
+    return LoRAQV, LoRALinear
+
+
+def add_lora(sam, *, rank: int = 4, dropout: float = 0.1) -> int:
+    """Freeze `sam` and add LoRA to every attention query / value projection.
+
+    Image encoder: the fused ``qkv`` of each attention block (ViT layout
+    ``[q | k | v]``; TinyViT layout per head ``[q_h | k_h | v_h]``). Mask
+    decoder: every ``q_proj`` / ``v_proj``. Returns the number of trainable
+    parameters.
+    """
+    LoRAQV, LoRALinear = _make_lora_classes()
+    for p in sam.parameters():
+        p.requires_grad_(False)
+    for module in list(sam.image_encoder.modules()):
+        qkv = getattr(module, "qkv", None)
+        if qkv is None or not hasattr(qkv, "in_features"):
+            continue
+        if hasattr(module, "key_dim"):  # TinyViT: heads x [key_dim q | key_dim k | d v]
+            kd, d, heads = module.key_dim, module.d, module.num_heads
+            per = 2 * kd + d
+            q = np.concatenate([np.arange(kd) + h * per for h in range(heads)])
+            v = np.concatenate([np.arange(d) + h * per + 2 * kd for h in range(heads)])
+        else:  # ViT: [q | k | v], each `dim` wide
+            dim = qkv.out_features // 3
+            q, v = np.arange(dim), np.arange(2 * dim, 3 * dim)
+        module.qkv = LoRAQV(qkv, q, v, rank, dropout)
+    for module in list(sam.mask_decoder.modules()):
+        for name in ("q_proj", "v_proj"):
+            layer = getattr(module, name, None)
+            if layer is not None and hasattr(layer, "in_features"):
+                setattr(module, name, LoRALinear(layer, rank, dropout))
+    return sum(p.numel() for p in sam.parameters() if p.requires_grad)
+
+
+def lora_train_mode(sam) -> None:
+    """Frozen SAM in eval mode (batch-norm statistics kept), LoRA adapters training (dropout)."""
+    sam.eval()
+    for module in sam.modules():
+        if type(module).__name__ in ("LoRAQV", "LoRALinear"):
+            module.train()
+
+
+# ---------------------------------------------------------------------------
+# schedules (multipliers of the base lr, per optimizer step)
+# ---------------------------------------------------------------------------
+def one_cycle(total: int, *, peak: float = 0.3, div: float = 25.0, final_div: float = 1e4):
+    """PyTorch's OneCycleLR shape (cosine up to the max lr at `peak`, cosine down) as a
+    multiplier of the max lr; clamped after `total` steps so a run can be extended.
+
+    Examples
+    --------
+    >>> f = one_cycle(10)
+    >>> round(f(0), 3), round(f(3), 3), round(f(10), 6)
+    (0.04, 1.0, 4e-06)
+    """
+    up = max(1, int(round(peak * total)))
+    low, end = 1.0 / div, 1.0 / (div * final_div)
+
+    def factor(step):
+        if step <= up:
+            return low + (1 - low) * (1 - math.cos(math.pi * step / up)) / 2
+        t = min(1.0, (step - up) / max(1, total - up))
+        return end + (1 - end) * (1 + math.cos(math.pi * t)) / 2
+
+    return factor
+
+
+def warmup_linear(total: int, *, warmup: int = 250):
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total` (SAMCell).
+
+    Examples
+    --------
+    >>> f = warmup_linear(1000, warmup=250)
+    >>> f(0), f(125), f(250), f(625), f(1000)
+    (0.0, 0.5, 1.0, 0.5, 0.0)
+    """
+    def factor(step):
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+# ---------------------------------------------------------------------------
+# the training loop
+# ---------------------------------------------------------------------------
+class LoopRun:
+    """A plain PyTorch loop with the run interface :func:`cellnb.train` drives.
+
+    ``step_loss(batch, train)`` returns the loss of one batch; with `train`
+    it has already called ``backward`` (recipes that backpropagate in
+    pieces do it themselves) and returns a float. The optimizer steps every
+    `accumulate` batches and at the end of each epoch; the schedule is
+    stepped per optimizer step. State (trainable weights, optimizer,
+    schedule, epoch) goes to ``state_dir/latest.pt`` after every epoch.
+    ``train_mode(module)`` puts the network in training mode (default
+    ``module.train()``); recipes with frozen parts keep those in eval mode.
+    """
+
+    def __init__(self, net, step_loss, optimizer, scheduler, train_loader, val_loader,
+                 normalization: dict, weights, state_dir, *, accumulate: int = 1,
+                 train_mode=None):
+        self.net = net
+        self.step_loss = step_loss
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.loaders = (train_loader, val_loader)
+        self.datasets = [train_loader.dataset, val_loader.dataset]
+        self.normalization = normalization
+        self._weights = weights
+        self.state_dir = Path(state_dir)
+        self.accumulate = int(accumulate)
+        # what trains: frozen parts stay in eval mode (batch-norm statistics unchanged)
+        self.train_mode = train_mode or (lambda module: module.train())
+        self.epoch = 0
+        self.rank = 0
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "latest.pt"
+
+    def _module(self):
+        return self.net if hasattr(self.net, "parameters") else self.net.sam
+
+    def _trainable(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self._module().named_parameters()
+                if v.requires_grad}
+
+    def has_state(self) -> bool:
+        return self.state_file.is_file()
+
+    def load_state(self) -> int:
+        import torch
+
+        state = torch.load(self.state_file, map_location="cpu", weights_only=False)
+        params = dict(self._module().named_parameters())
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        return self.epoch
+
+    def weights(self) -> dict:
+        return self._weights(self.net)
+
+    def set_rank(self, rank: int) -> None:
+        self.rank = int(rank)
+        for ds in self.datasets:
+            ds.rank = rank if not ds.fixed else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        for ds in self.datasets:
+            ds.set_epoch(epoch)
+
+    def _step(self):
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    def fit_epoch(self, progress) -> dict:
+        import torch
+
+        from .._files import atomic_path
+
+        train_loader, val_loader = self.loaders
+        module = self._module()
+        self.train_mode(module)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, pending = [], 0
+        for batch in train_loader:
+            losses.append(float(self.step_loss(batch, True)))
+            pending += 1
+            if pending == self.accumulate:
+                self._step()
+                pending = 0
+            progress.update(1)
+        if pending:
+            self._step()
+        module.eval()
+        with torch.no_grad():
+            val = [float(self.step_loss(batch, False)) for batch in val_loader]
+        self.epoch += 1
+        if self.rank == 0:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            state = {"trainable": self._trainable(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "epoch": self.epoch}
+            with atomic_path(self.state_file) as tmp:
+                torch.save(state, tmp)
+        return {"train_loss": float(np.mean(losses)), "val_loss": float(np.mean(val))}

@@ -1,0 +1,220 @@
+"""``cellsam`` recipe: CellSAM's prompt engineering (Israel, Marks et al., *CellSAM*).
+
+CellSAM found that SAM, prompted with a cell's bounding box, segments it
+well once only the **neck** (the convolutions between the ViT trunk and the
+mask decoder) is fine-tuned on cellular images; the trunk, prompt encoder
+and mask decoder stay frozen. Training prompts SAM with the boxes of the
+true cells of each patch (at most ``n_objects_per_batch``) and fits the
+masks with binary cross-entropy + Dice; AdamW without gradient clipping.
+
+Inference segments from boxes: from :func:`cellnb.prompt` on the nuclei of
+a paired fluorescence image (``kind="boxes"``), or from any detector's boxes
+as a prompt table (:func:`box_prompts` makes one from a label image). It goes
+through :func:`cellnb.segment` with the fine-tuned SAM, so statuses, overlap
+resolution and batching are the same as for annotation. Validation during
+training prompts with the true cells' boxes (CellSAM's oracle-box setting).
+
+CellSAM's detector (CellFinder, Anchor DETR on the ViT) is not part of this
+recipe; the boxes come from ``locate`` or the user's detector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["box_prompts"]
+
+DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-4,
+            "steps_per_epoch": 25}
+OPTIONS = {"checkpoint": None, "weight_decay": 0.01, "n_objects_per_batch": 25, "overlap": 64,
+           "min_size": 25}
+USES_MODEL = True
+PROMPTED = True
+_NORMALIZATION = "minmax255"
+
+
+def box_prompts(labels) -> pd.DataFrame:
+    """A box prompt table (as :func:`cellnb.prompt` makes) from the cells of a label image.
+
+    Each cell's tight bounding box becomes a box prompt and its most
+    interior pixel the point; rows keep the cell's label.
+
+    Parameters
+    ----------
+    labels : (H, W) int ndarray
+
+    Returns
+    -------
+    prompts : DataFrame
+        Columns ``label, y, x, y0, x0, y1, x1, clipped, kind, negatives``.
+
+    Examples
+    --------
+    >>> labels = np.zeros((10, 10), np.int32); labels[2:5, 3:9] = 4
+    >>> box_prompts(labels)[["label", "y", "x", "y0", "x0", "y1", "x1"]].values.tolist()
+    [[4, 3, 5, 2, 3, 5, 9]]
+    """
+    from scipy import ndimage
+
+    from .._validation import check_labels
+
+    labels = check_labels(labels, "labels")
+    rows = []
+    for lab, window in enumerate(ndimage.find_objects(labels), start=1):
+        if window is None:
+            continue
+        cell = np.pad(labels[window] == lab, 1)
+        dist = ndimage.distance_transform_edt(cell)[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        rows.append((lab, int(y + window[0].start), int(x + window[1].start), window[0].start,
+                     window[1].start, window[0].stop, window[1].stop, False, "boxes", ()))
+    return pd.DataFrame(rows, columns=["label", "y", "x", "y0", "x0", "y1", "x1", "clipped",
+                                       "kind", "negatives"])
+
+
+def check(settings) -> None:
+    from ._sam import check as check_sam
+
+    check_sam(settings)
+    if not 0 <= settings["options"]["overlap"] < settings["patch_shape"][0] // 2:
+        raise ValueError(f"`overlap` must be in [0, patch side / 2), got "
+                         f"{settings['options']['overlap']}.")
+
+
+class Net:
+    """The SAM with its fine-tuned neck, and its architecture name."""
+
+    def __init__(self, sam, architecture: str):
+        self.sam = sam
+        self.architecture = architecture
+
+
+def _instances(labels):
+    return labels[None].astype(np.float32)
+
+
+def _mask_loss(logits, masks):
+    """Binary cross-entropy + soft Dice, averaged over the prompted cells."""
+    import torch
+
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, masks)
+    prob = torch.sigmoid(logits).flatten(1)
+    flat = masks.flatten(1)
+    dice = 1 - (2 * (prob * flat).sum(1) + 1) / (prob.sum(1) + flat.sum(1) + 1)
+    return bce + dice.mean()
+
+
+def _boxes(masks):
+    """(N, P, P) bool tensor -> (N, 4) xyxy boxes (half-open) in pixels."""
+    import torch
+
+    rows, cols = masks.any(2), masks.any(1)
+    idx = torch.arange(masks.shape[-1], device=masks.device)
+    big = masks.shape[-1]
+    y0 = torch.where(rows, idx, big).min(1).values
+    y1 = torch.where(rows, idx, -1).max(1).values + 1
+    x0 = torch.where(cols, idx, big).min(1).values
+    x1 = torch.where(cols, idx, -1).max(1).values + 1
+    return torch.stack([x0, y0, x1, y1], 1).float()
+
+
+def build(data, settings, device, state_dir):
+    """SAM with only the neck trainable, patch loaders, AdamW."""
+    import torch
+
+    from ._common import loaders
+    from ._sam import SAM_SIZE, LoopRun, decode, encode, load_sam, to_sam, to_window
+
+    options = settings["options"]
+    sam, architecture = load_sam(settings, device)
+    for p in sam.parameters():
+        p.requires_grad_(False)
+    neck = sam.image_encoder.neck
+    for p in neck.parameters():
+        p.requires_grad_(True)
+    train_loader, val_loader, record = loaders(data, settings, _NORMALIZATION, _instances)
+    optimizer = torch.optim.AdamW(neck.parameters(), lr=settings["lr"],
+                                  weight_decay=options["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    n_objects = options["n_objects_per_batch"]
+
+    def step_loss(batch, train):
+        x, y = (t.to(device) for t in batch)
+        size = x.shape[-1]
+        with torch.no_grad():  # the frozen trunk
+            trunk = encode(sam, to_sam(x), neck=False)
+        emb = neck(trunk)
+        losses = []
+        for b in range(len(x)):
+            ids = torch.unique(y[b, 0])
+            ids = ids[ids > 0]
+            if len(ids) == 0:
+                continue
+            ids = ids[torch.randperm(len(ids), device=ids.device)[:n_objects]]
+            masks = y[b, 0][None] == ids[:, None, None]
+            boxes = _boxes(masks) * (SAM_SIZE / size)
+            logits, _ = decode(sam, emb[b:b + 1], boxes=boxes)
+            losses.append(_mask_loss(to_window(logits, size), masks[:, None].float()))
+        if not losses:
+            return 0.0
+        loss = torch.stack(losses).mean()
+        if train:
+            loss.backward()
+        return float(loss)
+
+    def train_mode(module):  # trunk, prompt encoder and decoder frozen, with their statistics
+        module.eval()
+        neck.train()
+
+    return LoopRun(Net(sam, architecture), step_loss, optimizer, scheduler, train_loader,
+                   val_loader, record, weights, state_dir, train_mode=train_mode)
+
+
+def weights(net: Net) -> dict:
+    return {"model_state": {k: v.detach().cpu() for k, v in net.sam.state_dict().items()},
+            "architecture": net.architecture}
+
+
+def load_net(settings, state, device):
+    """Rebuild the architecture (no download) and load the trained weights."""
+    from ._sam import empty_sam
+
+    sam = empty_sam(state["architecture"])
+    sam.load_state_dict(state["model_state"])
+    return Net(sam.to(device).eval(), state["architecture"])
+
+
+def segment(net: Net, image, prompts, settings, *, tile_shape=None, halo=None, min_area=None,
+            progress=False):
+    """One cell per box prompt with the fine-tuned SAM (:func:`cellnb.segment`).
+
+    Images larger than ``patch_shape`` are embedded per window of
+    ``patch_shape`` (tiles overlapping by ``overlap``), the scale the neck
+    was trained at, unless `tile_shape` / `halo` say otherwise.
+    """
+    from ..segment import segment as segment_prompts
+    from ._sam import sam_predictor
+
+    size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]
+    if tile_shape is None and max(image.shape[:2]) > size:
+        tile_shape, halo = (size - overlap, size - overlap), (overlap // 2, overlap // 2)
+    if min_area is None:
+        min_area = settings["options"]["min_size"]
+    model = sam_predictor(net.sam, net.architecture, f"cellsam ({net.architecture} neck)")
+    was_training = net.sam.training
+    net.sam.eval()
+    try:
+        return segment_prompts(image, prompts, model=model, kind="boxes", tile_shape=tile_shape,
+                               halo=halo, min_area=min_area, progress=progress)
+    finally:
+        net.sam.train(was_training)
+
+
+def predict(net: Net, image, settings, *, prompts, tile_shape=None, halo=None, min_area=None,
+            progress=False):
+    """(labels, scores, normalisation) from box `prompts` (used for validation)."""
+    seg = segment(net, image, prompts, settings, tile_shape=tile_shape, halo=halo,
+                  min_area=min_area, progress=progress)
+    scores = dict(zip(seg.table["label"].astype(int), seg.table["score"].astype(float)))
+    return seg.labels, scores, seg.normalization
