@@ -169,6 +169,22 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
             "dataset": dataset, "model": trained.path, "model_metrics": out / "model_metrics.csv"}
 
 
+def _options(items) -> dict:
+    """``["patience=10", "fill=0.1"]`` -> ``{"patience": 10, "fill": 0.1}``."""
+    import ast
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"cellnb train: --option needs KEY=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def main(argv=None) -> int:
     """Entry point of the ``cellnb`` command."""
     parser = argparse.ArgumentParser(prog="cellnb", description=__doc__)
@@ -192,12 +208,17 @@ def main(argv=None) -> int:
                              "(run it under torchrun for several GPUs)")
     p_train.add_argument("dataset", help="folder written by `cellnb.export`")
     p_train.add_argument("--out", required=True, help="run folder")
-    p_train.add_argument("--recipe", default="unet", help="unet or microsam")
+    p_train.add_argument("--recipe", default="unet",
+                         choices=("unet", "microsam", "samcell", "cellseg1", "cellsam",
+                                  "cellpose"))
     p_train.add_argument("--model", default="vit_b_lm",
                          help="microsam: μSAM model to start from (zoo name, or the "
                               "architecture with --checkpoint)")
     p_train.add_argument("--checkpoint", help="microsam: start from this checkpoint file")
-    p_train.add_argument("--lora-rank", type=int, help="microsam: LoRA rank (PEFT)")
+    p_train.add_argument("--lora-rank", type=int, help="microsam / cellseg1: LoRA rank")
+    p_train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                         help="any recipe option, e.g. --option patience=10 (values read as "
+                              "Python literals)")
     p_train.add_argument("--epochs", type=int)
     p_train.add_argument("--steps-per-epoch", type=int)
     p_train.add_argument("--batch-size", type=int, help="per process")
@@ -213,6 +234,7 @@ def main(argv=None) -> int:
 
         options = {k: v for k, v in (("checkpoint", args.checkpoint),
                                      ("lora_rank", args.lora_rank)) if v is not None}
+        options.update(_options(args.option))
         trained = train(args.dataset, recipe=args.recipe, out=args.out, model=args.model,
                         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_size=args.batch_size, patch_shape=args.patch_shape, lr=args.lr,
