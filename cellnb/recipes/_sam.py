@@ -80,6 +80,34 @@ def sam_predictor(sam, architecture: str, name: str):
                     weights_hash="sha256:" + digest.hexdigest()[:16], device=device)
 
 
+class SamNet:
+    """A trained SAM (``sam``) and its architecture name: what the SAM recipes predict with."""
+
+    def __init__(self, sam, architecture: str):
+        self.sam = sam
+        self.architecture = architecture
+
+
+def sam_weights(net: SamNet) -> dict:
+    """The whole SAM state (CPU tensors) and its architecture."""
+    return {"model_state": {k: v.detach().cpu() for k, v in net.sam.state_dict().items()},
+            "architecture": net.architecture}
+
+
+def load_sam_net(state: dict, device, prepare=None) -> SamNet:
+    """Rebuild the architecture (no download), `prepare` it (e.g. add LoRA), load `state`."""
+    sam = empty_sam(state["architecture"])
+    if prepare is not None:
+        prepare(sam)
+    sam.load_state_dict(state["model_state"])
+    return SamNet(sam.to(device).eval(), state["architecture"])
+
+
+def instance_target(labels):
+    """Patch target of the prompted recipes: the label image itself, (1, H, W) float."""
+    return labels[None].astype(np.float32)
+
+
 # ---------------------------------------------------------------------------
 # windows
 # ---------------------------------------------------------------------------

@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._sam import SamNet as Net, instance_target as _instances, load_sam_net
+from ._sam import sam_weights as weights  # noqa: F401  (the recipe interface)
+
 __all__ = ["box_prompts"]
 
 DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-4,
@@ -80,18 +83,6 @@ def check(settings) -> None:
     if not 0 <= settings["options"]["overlap"] < settings["patch_shape"][0] // 2:
         raise ValueError(f"`overlap` must be in [0, patch side / 2), got "
                          f"{settings['options']['overlap']}.")
-
-
-class Net:
-    """The SAM with its fine-tuned neck, and its architecture name."""
-
-    def __init__(self, sam, architecture: str):
-        self.sam = sam
-        self.architecture = architecture
-
-
-def _instances(labels):
-    return labels[None].astype(np.float32)
 
 
 def _mask_loss(logits, masks):
@@ -171,18 +162,9 @@ def build(data, settings, device, state_dir):
                    val_loader, record, weights, state_dir, train_mode=train_mode)
 
 
-def weights(net: Net) -> dict:
-    return {"model_state": {k: v.detach().cpu() for k, v in net.sam.state_dict().items()},
-            "architecture": net.architecture}
-
-
 def load_net(settings, state, device):
     """Rebuild the architecture (no download) and load the trained weights."""
-    from ._sam import empty_sam
-
-    sam = empty_sam(state["architecture"])
-    sam.load_state_dict(state["model_state"])
-    return Net(sam.to(device).eval(), state["architecture"])
+    return load_sam_net(state, device)
 
 
 def segment(net: Net, image, prompts, settings, *, tile_shape=None, halo=None, min_area=None,

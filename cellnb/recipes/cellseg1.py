@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._sam import SamNet as Net, instance_target as _instances, load_sam_net
+from ._sam import sam_weights as weights  # noqa: F401  (the recipe interface)
+
 __all__ = ["sample_points", "two_stage_nms"]
 
 
@@ -229,18 +232,6 @@ def check(settings) -> None:
         raise ValueError(f"`overlap` must be in [0, patch side / 2), got {options['overlap']}.")
 
 
-class Net:
-    """SAM with LoRA adapters, its architecture and the LoRA settings."""
-
-    def __init__(self, sam, architecture: str):
-        self.sam = sam
-        self.architecture = architecture
-
-
-def _instances(labels):
-    return labels[None].astype(np.float32)
-
-
 def _sam_with_lora(sam, options):
     from ._sam import add_lora
 
@@ -336,18 +327,10 @@ def build(data, settings, device, state_dir):
                    train_mode=lora_train_mode)
 
 
-def weights(net: Net) -> dict:
-    return {"model_state": {k: v.detach().cpu() for k, v in net.sam.state_dict().items()},
-            "architecture": net.architecture}
-
-
 def load_net(settings, state, device):
     """Rebuild SAM + LoRA (no download) and load the trained weights."""
-    from ._sam import empty_sam
-
-    sam = _sam_with_lora(empty_sam(state["architecture"]), settings["options"])
-    sam.load_state_dict(state["model_state"])
-    return Net(sam.to(device).eval(), state["architecture"])
+    return load_sam_net(state, device,
+                        prepare=lambda sam: _sam_with_lora(sam, settings["options"]))
 
 
 def _window_masks(sam, window, options, device):

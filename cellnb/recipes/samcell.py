@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._sam import SamNet as Net, load_sam_net
+from ._sam import sam_weights as weights  # noqa: F401  (the recipe interface)
+
 __all__ = ["distance_target", "watershed"]
 
 
@@ -129,14 +132,6 @@ def check(settings) -> None:
         raise ValueError(f"`overlap` must be in [0, patch side / 2), got {options['overlap']}.")
 
 
-class Net:
-    """The fine-tuned SAM and its architecture name."""
-
-    def __init__(self, sam, architecture: str):
-        self.sam = sam
-        self.architecture = architecture
-
-
 def _target(labels):
     return distance_target(labels)[None]
 
@@ -200,18 +195,9 @@ def build(data, settings, device, state_dir):
                    val_loader, record, weights, state_dir)
 
 
-def weights(net: Net) -> dict:
-    return {"model_state": {k: v.detach().cpu() for k, v in net.sam.state_dict().items()},
-            "architecture": net.architecture}
-
-
 def load_net(settings, state, device):
     """Rebuild the architecture (no download) and load the trained weights."""
-    from ._sam import empty_sam
-
-    sam = empty_sam(state["architecture"])
-    sam.load_state_dict(state["model_state"])
-    return Net(sam.to(device).eval(), state["architecture"])
+    return load_sam_net(state, device)
 
 
 def predict_map(net: Net, image, settings, *, progress=False):
