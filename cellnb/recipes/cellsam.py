@@ -56,7 +56,7 @@ def box_prompts(labels) -> pd.DataFrame:
     --------
     >>> labels = np.zeros((10, 10), np.int32); labels[2:5, 3:9] = 4
     >>> box_prompts(labels)[["label", "y", "x", "y0", "x0", "y1", "x1"]].values.tolist()
-    [[4, 3, 5, 2, 3, 5, 9]]
+    [[4, 3, 4, 2, 3, 5, 9]]
     """
     from scipy import ndimage
 
