@@ -15,7 +15,15 @@ Printed: (c)/(d), (c)/((a) + N*(b)), peak resident memory growth of each
 (sampled in-process), and (b) at several batch sizes, which is what
 segment's batch_size="auto" should follow on this device.
 
-    python benchmarks/bench_segment.py [--models vit_t vit_b] [--cells 100 300]
+With ``--tiled N``: a 2048 x 2048 pair with ~N cells, tiles of 1024 + 128 px
+halo, both from the TL image to labels, embeddings included:
+
+  (e) cellnb.segment(tile_shape=, halo=) (micro_sam's tiled embeddings,
+      cellnb's decoding)
+  (f) micro_sam.inference.batched_tiled_inference, micro_sam's own tiled
+      prompt inference, at the same batch size
+
+    python benchmarks/bench_segment.py [--models vit_t vit_b] [--cells 100 300] [--tiled 400]
 """
 
 from __future__ import annotations
@@ -72,6 +80,20 @@ def cellapp_loop(model, tl, prompts):
         np.packbits(masks[0], axis=0)  # Cell-APP keeps each full-resolution mask
 
 
+def cellnb_tiled(model, tl, prompts, tile_shape, halo):
+    S.segment(tl, prompts, model=model, tile_shape=tile_shape, halo=halo)
+
+
+def micro_sam_tiled(model, tl, prompts, tile_shape, halo):
+    from micro_sam.inference import batched_tiled_inference
+
+    rgb, _ = S.normalize_for_sam(tl)
+    points = prompts[["x", "y"]].to_numpy(np.float32)[:, None] + 0.5  # as cellnb sends them
+    batched_tiled_inference(model.predictor, rgb, S._default_batch_size(model.device),
+                            points=points, point_labels=np.ones((len(points), 1)),
+                            tile_shape=tile_shape, halo=halo, verbose_embeddings=False)
+
+
 def measure(fn, *args):
     """Seconds, peak resident-memory growth (MB, sampled every 5 ms) and the return value.
 
@@ -106,8 +128,11 @@ def main():
     parser.add_argument("--models", nargs="+", default=["vit_t", "vit_b"])
     parser.add_argument("--cells", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tiled", type=int, default=0, metavar="N",
+                        help="also time tiled segmentation of a 2048 x 2048 pair with ~N cells")
     args = parser.parse_args()
     scenes = {n: scene(n) for n in args.cells}
+    big = scene(args.tiled, size=2048) if args.tiled else None
     for kind in args.models:
         model = random_sam(kind, device=args.device)
         print(f"\n== {kind} on {args.device} ==")
@@ -126,6 +151,14 @@ def main():
                  for bs in (1, 4, 8, 16, 32, 64)}
         print("   decoder ms/prompt by batch size: "
               + ", ".join(f"{bs}: {1000 * v:.0f}" for bs, v in sweep.items()))
+        if big is not None:
+            tl, prompts = big
+            tiling = ((1024, 1024), (128, 128))
+            e, e_mem, _ = measure(cellnb_tiled, model, tl, prompts, *tiling)
+            f, f_mem, _ = measure(micro_sam_tiled, model, tl, prompts, *tiling)
+            print(f"tiled 2048 x 2048, {len(prompts)} prompts, 1024 + 128 px tiles: "
+                  f"(e) cellnb.segment {e:.1f} s ({e_mem:.0f} MB) | (f) micro_sam "
+                  f"batched_tiled_inference {f:.1f} s ({f_mem:.0f} MB) | (e)/(f) = {e / f:.2f}")
 
 
 if __name__ == "__main__":

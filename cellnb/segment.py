@@ -5,9 +5,12 @@ Pipeline of :func:`segment`:
 1. The TL image is normalised explicitly as micro_sam does for its models
    (min-max per channel to uint8, grey replicated to RGB); the values used
    are recorded in ``Segmentation.normalization``.
-2. The image embedding is computed once per image, or once per tile of
-   ``tile_shape`` (+ ``halo``) for large images; each prompt goes to the tile
-   whose inner block holds it, and its mask is pasted back in image
+2. The image embedding is computed once per image, or, for images larger
+   than ``tile_shape``, once per tile by micro_sam
+   (``micro_sam.util.precompute_image_embeddings(tile_shape=, halo=)``, each
+   tile with ``halo`` pixels of context); each prompt goes to the tile whose
+   inner block holds it, is decoded on that tile's embedding
+   (``set_precomputed(tile_id=)``) and its mask is pasted back in image
    coordinates.
 3. Prompts are decoded in batches (``batch_size``) at SAM's low-resolution
    logits (256 x 256). Each mask is located on those logits (the connected
@@ -328,7 +331,10 @@ def _mask_from_logits(logits, image_shape, input_size, point):
 
 
 def _tiles(shape, tile_shape, halo):
-    """Inner blocks of `tile_shape` and their outer windows grown by `halo`."""
+    """Inner blocks of `tile_shape` and their outer windows grown by `halo`.
+
+    Row-major, as micro_sam numbers the tiles of ``precompute_image_embeddings``.
+    """
     h, w = shape
     th, tw = tile_shape
     hy, hx = halo
@@ -337,6 +343,35 @@ def _tiles(shape, tile_shape, halo):
             inner = (y, x, min(y + th, h), min(x + tw, w))
             outer = (max(y - hy, 0), max(x - hx, 0), min(y + th + hy, h), min(x + tw + hx, w))
             yield inner, outer
+
+
+def _embed(predictor, rgb, tile_shape, halo, progress):
+    """Image embeddings: one, or micro_sam's tiled ones; yields (outer window, set) per tile.
+
+    ``set()`` puts the tile's embedding in the predictor. Untiled, this is
+    ``predictor.set_image`` on the whole image (what micro_sam's untiled
+    ``precompute_image_embeddings`` does). Tiled, micro_sam computes every
+    tile's embedding (``precompute_image_embeddings(tile_shape=, halo=)``,
+    which min-max scales each tile again) and ``set_precomputed(tile_id=)``
+    selects one.
+    """
+    h, w = rgb.shape[:2]
+    if tile_shape is None or (h <= tile_shape[0] and w <= tile_shape[1]):
+        yield (0, 0, h, w), (0, 0, h, w), lambda: predictor.set_image(rgb)
+        return
+    from micro_sam.util import precompute_image_embeddings, set_precomputed
+
+    tile_shape, halo = tuple(int(v) for v in tile_shape), tuple(int(v) for v in halo or (0, 0))
+    embeddings = precompute_image_embeddings(predictor, rgb, ndim=2, tile_shape=tile_shape,
+                                             halo=halo, verbose=progress)
+    for tile_id, (inner, outer) in enumerate(_tiles((h, w), tile_shape, halo)):
+        def put(tile_id=tile_id, outer=outer):
+            set_precomputed(predictor, embeddings, tile_id=tile_id)
+            size = tuple(int(v) for v in predictor.original_size)
+            if size != (outer[2] - outer[0], outer[3] - outer[1]):  # a tiling we do not know
+                raise RuntimeError(f"micro_sam's tile {tile_id} covers {size} pixels; cellnb "
+                                   f"expected the window {outer}.")
+        yield inner, outer, put
 
 
 def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape, halo,
@@ -349,18 +384,20 @@ def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape,
         batch_size = _default_batch_size(model.device)
     kind_points, kind_boxes = kind != "boxes", kind != "points"
     positions = {int(r.label): (r.y, r.x) for r in prompts.itertuples()}
-    if tile_shape is None or (h <= tile_shape[0] and w <= tile_shape[1]):
-        tiles = [((0, 0, h, w), (0, 0, h, w))]
-    else:
-        tiles = list(_tiles((h, w), tile_shape, halo or (0, 0)))
     crops, scores = [None] * len(prompts), np.zeros(len(prompts))
-    ys, xs = prompts["y"].to_numpy(), prompts["x"].to_numpy()
+    # a prompt belongs to the tile holding its pixel (pixel i spans [i - 0.5, i + 0.5))
+    ys = np.clip(np.round(prompts["y"].to_numpy()), 0, h - 1)
+    xs = np.clip(np.round(prompts["x"].to_numpy()), 0, w - 1)
     bar = tqdm(total=len(prompts), desc="segment", disable=not progress)
-    for (iy0, ix0, iy1, ix1), (oy0, ox0, oy1, ox1) in tiles:
+    tiled = tile_shape is not None and (h > tile_shape[0] or w > tile_shape[1])
+    if tiled:
+        normalization = {**normalization, "tiles": "min-max per tile again by micro_sam"}
+    for (iy0, ix0, iy1, ix1), (oy0, ox0, oy1, ox1), put in _embed(
+            model.predictor, rgb, tile_shape, halo, progress):
         inside = np.flatnonzero((ys >= iy0) & (ys < iy1) & (xs >= ix0) & (xs < ix1))
         if len(inside) == 0:
             continue
-        model.predictor.set_image(rgb[oy0:oy1, ox0:ox1])  # one embedding per image / tile
+        put()
         rows = prompts.iloc[inside]
         logits, tile_scores = _decode(model, rows, kind_points, kind_boxes, multimask,
                                       int(batch_size), offset=(oy0, ox0), positions=positions)
@@ -434,7 +471,10 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
         Prompts decoded together ("auto": 64 on GPU, 1 on CPU, as measured
         by benchmarks/bench_segment.py).
     tile_shape, halo : (int, int), optional
-        Embed large images per tile of `tile_shape` plus `halo` context.
+        Embed images larger than `tile_shape` per tile, with `halo` pixels
+        of context on each side (micro_sam's tiled embeddings; each tile is
+        min-max scaled again, as micro_sam does). Every tile is embedded,
+        also tiles without prompts.
     iou_threshold : float, default=0.85
         Mask IoU above which the lower-scoring of two masks is dropped.
     min_area : int, optional

@@ -156,3 +156,51 @@ def test_tiled_agrees_with_untiled_on_a_twin_image(scene, vit_t):
     np.testing.assert_array_equal(tiled.labels[:, width:], right)
     assert (tiled.table["status"].tolist()
             == untiled.table["status"].tolist() * 2)
+
+
+def test_tiled_embeddings_come_from_micro_sam(scene, vit_t, monkeypatch):
+    import micro_sam.util
+
+    calls = []
+    original = micro_sam.util.precompute_image_embeddings
+
+    def spy(predictor, image, **kwargs):
+        embeddings = original(predictor, image, **kwargs)
+        calls.append((kwargs, sorted(embeddings["features"].keys(), key=int)))
+        return embeddings
+
+    monkeypatch.setattr(micro_sam.util, "precompute_image_embeddings", spy)
+    pair, _, prompts = scene
+    result = segment(pair.tl, prompts, model=vit_t, tile_shape=(96, 96), halo=(8, 8))
+    _check(result, prompts, pair.tl.shape)
+    (kwargs, tiles), = calls
+    assert kwargs["tile_shape"] == (96, 96) and kwargs["halo"] == (8, 8)
+    assert tiles == ["0", "1", "2", "3"]              # a 192 x 192 image in 96 x 96 tiles
+    assert "tiles" in result.normalization
+    segment(pair.tl, prompts, model=vit_t, tile_shape=(192, 192))  # fits: no tiling
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("shape", [(192, 192), (200, 300)])
+def test_lowres_decoding_matches_sam_predictor(vit_t, shape):
+    """cellnb's batched low-res decoding + windowed upsampling against SAM's own
+    full-resolution `SamPredictor.predict` for each prompt."""
+    from cellnb.segment import _decode, _upsample_window
+
+    pair = synthetic_pairs(1, shape=shape, n_cells=6, seed=5)[0]
+    prompts = prompt(locate(pair.fluorescence), kind="points")
+    prompts = prompts.assign(negatives=[()] * len(prompts)).reset_index(drop=True)
+    predictor = vit_t.predictor
+    predictor.set_image(normalize_for_sam(pair.tl)[0])
+    logits, scores = _decode(vit_t, prompts, True, False, False, batch_size=4)
+    everything = (slice(0, shape[0]), slice(0, shape[1]))
+    for k, row in enumerate(prompts.itertuples()):
+        full, score, low = predictor.predict(
+            point_coords=np.array([[row.x + 0.5, row.y + 0.5]]), point_labels=np.array([1]),
+            multimask_output=False, return_logits=True)
+        np.testing.assert_allclose(logits[k], low[0], atol=1e-5)
+        assert scores[k] == pytest.approx(score[0], abs=1e-5)
+        mine = _upsample_window(logits[k], everything, shape, predictor.input_size)
+        # one bilinear step instead of SAM's two (256 -> 1024 -> image): same masks but
+        # for pixels where the logit is within rounding of 0
+        assert ((mine > 0) != (full[0] > 0)).mean() < 0.02
