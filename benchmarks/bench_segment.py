@@ -95,14 +95,23 @@ def micro_sam_tiled(model, tl, prompts, tile_shape, halo):
 
 
 def measure(fn, *args):
-    """Seconds, peak resident-memory growth (MB, sampled every 5 ms) and the return value.
+    """Seconds, peak memory growth (MB) and the return value.
 
-    Runs in this process: torch's thread pool does not survive a fork.
+    Memory is the process' resident memory, sampled every 5 ms, on CPU, and
+    torch's peak allocated GPU memory on CUDA (where the clock also waits for
+    the GPU to finish). Runs in this process: torch's thread pool does not
+    survive a fork.
     """
     import threading
 
     import psutil
+    import torch
 
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        gpu_start = torch.cuda.memory_allocated()
     proc = psutil.Process()
     start = proc.memory_info().rss
     peak = [start]
@@ -117,9 +126,13 @@ def measure(fn, *args):
     thread.start()
     t0 = time.perf_counter()
     value = fn(*args)
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     done.set()
     thread.join()
+    if cuda:
+        return seconds, (torch.cuda.max_memory_allocated() - gpu_start) / 2 ** 20, value
     return seconds, (peak[0] - start) / 2 ** 20, value
 
 
@@ -136,6 +149,7 @@ def main():
     for kind in args.models:
         model = random_sam(kind, device=args.device)
         print(f"\n== {kind} on {args.device} ==")
+        encoder(model, *next(iter(scenes.values())))  # warm-up (CUDA context, kernels)
         for n, (tl, prompts) in scenes.items():
             n_prompts = len(prompts)
             a, _, _ = measure(encoder, model, tl, prompts)
