@@ -86,6 +86,26 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> 
         )
 
 
+def check_tiling(tile_shape, halo):
+    """Check `tile_shape` (two positive ints) and `halo` (two non-negative ints), each optional.
+
+    >>> check_tiling((256, 256), (32, 32))
+    >>> check_tiling((0, 256), None)
+    Traceback (most recent call last):
+    ...
+    ValueError: `tile_shape` must be two positive ints, got (0, 256).
+    """
+    for name, value, low in (("tile_shape", tile_shape, 1), ("halo", halo, 0)):
+        if value is None:
+            continue
+        ok = np.ndim(value) == 1 and len(value) == 2
+        ok = ok and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
+                        for v in value)
+        if not ok:
+            kind = "positive" if low else "non-negative"
+            raise ValueError(f"`{name}` must be two {kind} ints, got {value!r}.")
+
+
 def as_generator(seed) -> np.random.Generator:
     """Return a numpy Generator for `seed` (int, None or Generator)."""
     if isinstance(seed, np.random.Generator):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._validation import check_image, check_labels
+from ._validation import check_image, check_labels, check_tiling
 
 __all__ = ["segment", "resolve_overlaps", "Segmentation", "normalize_for_sam", "STATUSES"]
 
@@ -497,6 +497,7 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
     True
     """
     image = check_image(image, "image", rgb=True)
+    check_tiling(tile_shape, halo)
     if hasattr(model, "recipe") and hasattr(model, "segment"):  # a TrainedModel
         return model.segment(image, prompts, tile_shape=tile_shape, halo=halo,
                              min_area=min_area, progress=progress)
@@ -513,9 +514,6 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
                          f"{image.shape[:2]}; were they made for another image?")
     if not 0 < iou_threshold <= 1:
         raise ValueError(f"`iou_threshold` must be in (0, 1], got {iou_threshold}.")
-    for name, value in (("tile_shape", tile_shape), ("halo", halo)):
-        if value is not None and (len(value) != 2 or min(value) < 0):
-            raise ValueError(f"`{name}` must be two non-negative ints, got {value!r}.")
     if batch_size != "auto" and (isinstance(batch_size, bool) or
                                  not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive int or 'auto', got {batch_size!r}.")

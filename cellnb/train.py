@@ -269,11 +269,12 @@ class TrainedModel:
         (``cellsam``), one cell per row of `prompts` (a prompt table of
         :func:`cellnb.prompt`, boxes used; cells keep the prompts' labels).
         """
-        from ._validation import check_image
+        from ._validation import check_image, check_tiling
         from .segment import Segmentation
         from .recipes import get
 
         image = check_image(image, "image", rgb=True)
+        check_tiling(tile_shape, halo)
         grey = image.astype(np.float32).mean(-1) if image.ndim == 3 else image
         recipe = get(self.recipe)
         if self.prompted:

@@ -130,6 +130,10 @@ def test_segment_bad_inputs(scene, vit_t):
         segment(pair.tl, pd.concat([prompts, prompts]), model=vit_t)
     with pytest.raises(ValueError, match="`batch_size` must be a positive int or 'auto'"):
         segment(pair.tl, prompts, model=vit_t, batch_size=0)
+    with pytest.raises(ValueError, match="`tile_shape` must be two positive ints"):
+        segment(pair.tl, prompts, model=vit_t, tile_shape=(0, 64))
+    with pytest.raises(ValueError, match="`halo` must be two non-negative ints"):
+        segment(pair.tl, prompts, model=vit_t, tile_shape=(64, 64), halo=(8, 8.5))
     with pytest.raises(ValueError, match="mixes kinds"):
         segment(pair.tl, pd.concat([prompts.iloc[:2], prompt(nuclei).iloc[2:]]), model=vit_t)
     with pytest.raises(ValueError, match="`fluorescence`|`image` contains 1 NaN"):
