@@ -145,7 +145,10 @@ def annotate(pairs, out, *, config=None, model=None, client=None,
         or Dask worker), ``"watershed"`` (classical baseline), or None for
         ``config.segment.model``.
     client : dask.distributed.Client, optional
-        Spread pairs over the cluster's workers.
+        Spread pairs over the cluster's workers. A zoo name or a model
+        loaded from a checkpoint is loaded by each worker, once; a model
+        that exists only in memory (``cellnb.testing.random_sam``) is
+        sent to every worker once.
     progress : bool, default=True
 
     Returns
@@ -190,6 +193,9 @@ def annotate(pairs, out, *, config=None, model=None, client=None,
     else:
         from dask.distributed import as_completed
 
+        if "object" in spec:  # an in-memory model: ship it to every worker once, not per task
+            spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
+                                                     hash=False)}
         futures = [client.submit(_annotate_one, *job, str(out), config, spec, pure=False,
                                  key=f"annotate-{job[0]}-{time.time_ns()}") for job in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="annotate",

@@ -103,6 +103,41 @@ def test_dask_local_cluster_gives_the_same_records(folder, tmp_path):
         pd.testing.assert_frame_equal(a[pair_id].cells, b[pair_id].cells)
 
 
+@pytest.mark.slow
+def test_dask_workers_load_a_sam_model_once(folder, tmp_path, vit_t):
+    from dask.distributed import Client, LocalCluster
+
+    from cellnb.models import load
+    from cellnb.testing import random_checkpoint
+
+    config = Config.from_dict({"locate": {"method": "auto"}})
+    local = records_of(_annotated(folder, tmp_path / "local", config, vit_t))
+    # the same weights from a file: each worker loads them itself
+    from_file = load("vit_t", checkpoint=random_checkpoint("vit_t", tmp_path / "w.pt", seed=0),
+                     device="cpu")
+    import torch
+
+    ours, theirs = from_file.predictor.model.state_dict(), vit_t.predictor.model.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        in_memory = records_of(_annotated(folder, tmp_path / "mem", config, vit_t, client))
+        loaded = records_of(_annotated(folder, tmp_path / "file", config, from_file, client))
+        cached = client.run(lambda: sorted(importlib.import_module("cellnb.annotate")._MODELS))
+    assert all(len(keys) <= 1 for keys in cached.values())  # at most one load per worker
+    assert sum(len(keys) for keys in cached.values()) >= 1
+    for records in (in_memory, loaded):
+        assert sorted(records) == sorted(local)
+        for pair_id, record in records.items():
+            np.testing.assert_array_equal(record.labels, local[pair_id].labels)
+
+
+def _annotated(folder, out, config, model, client=None):
+    summary = annotate(folder, out, config=config, model=model, client=client, progress=False)
+    assert summary["status"].tolist() == ["done"] * 3
+    return out
+
+
 def test_bad_inputs(folder, tmp_path):
     with pytest.raises(TypeError, match="`config` must be a cellnb.Config"):
         annotate(folder, tmp_path / "out", config={"locate": {}}, model="watershed")
