@@ -27,7 +27,7 @@ from ._files import sha256
 
 __all__ = ["annotate", "read_records", "SUMMARY_COLUMNS"]
 
-SUMMARY_COLUMNS = ["pair_id", "status", "nuclei", "cells", "seconds", "record"]
+SUMMARY_COLUMNS = ["pair_id", "status", "nuclei", "cells", "seconds", "record", "error"]
 _MODELS: dict = {}  # per-process model cache: each Dask worker loads its model once
 
 
@@ -68,6 +68,19 @@ def _fingerprint(tl_path, fl_path, config, spec) -> dict:
             "model_hash": getattr(model, "weights_hash", None)}
 
 
+def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors) -> dict:
+    """:func:`_annotate_one`; with ``errors="skip"`` a failure becomes a "failed" row."""
+    t0 = time.perf_counter()
+    try:
+        return _annotate_one(pair_id, tl_path, fl_path, out, config, spec)
+    except Exception as err:
+        if errors == "raise":
+            raise
+        return {"pair_id": pair_id, "status": "failed", "nuclei": 0, "cells": 0,
+                "seconds": time.perf_counter() - t0, "record": "",
+                "error": f"{type(err).__name__}: {err}"}
+
+
 def _annotate_one(pair_id, tl_path, fl_path, out, config, spec) -> dict:
     """Annotate one pair and write its record; skip it when an identical record exists."""
     from ._files import atomic_dir
@@ -87,7 +100,7 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec) -> dict:
         if all(old.get(k) == v for k, v in fingerprint.items()):
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
-                    "record": str(folder)}
+                    "record": str(folder), "error": ""}
     tl, fl = read_pair((tl_path, fl_path))
     loc = config.locate
     nuclei = locate(fl, method=loc.method, threshold_division=loc.threshold_division,
@@ -124,10 +137,10 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec) -> dict:
         (tmp / "record.json").write_text(json.dumps(provenance, indent=2, default=str))
     return {"pair_id": pair_id, "status": "done", "nuclei": provenance["nuclei"],
             "cells": provenance["cells"], "seconds": time.perf_counter() - t0,
-            "record": str(folder)}
+            "record": str(folder), "error": ""}
 
 
-def annotate(pairs, out, *, config=None, model=None, client=None,
+def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = "raise",
              progress: bool = True) -> pd.DataFrame:
     """Annotate every pair: locate nuclei, prompt, segment cells, measure; write records.
 
@@ -149,13 +162,19 @@ def annotate(pairs, out, *, config=None, model=None, client=None,
         loaded from a checkpoint is loaded by each worker, once; a model
         that exists only in memory (``cellnb.testing.random_sam``) is
         sent to every worker once.
+    errors : {"raise", "skip"}, default="raise"
+        What a pair that cannot be annotated (unreadable file, mismatched
+        shapes, ...) does: stop the run (records already written stay;
+        a rerun resumes) or become a "failed" row, with a warning, while
+        the other pairs go on.
     progress : bool, default=True
 
     Returns
     -------
     summary : DataFrame
-        One row per pair: ``pair_id, status`` ("done" or "skipped" when an
-        identical record already existed), ``nuclei, cells, seconds, record``.
+        One row per pair: ``pair_id, status`` ("done", "skipped" when an
+        identical record already existed, or "failed"), ``nuclei, cells,
+        seconds, record, error`` (the error message of a failed pair).
 
     Examples
     --------
@@ -182,6 +201,8 @@ def annotate(pairs, out, *, config=None, model=None, client=None,
     if not isinstance(pairs, pd.DataFrame) or not {"pair_id", "tl_path", "fl_path"} <= set(
             pairs.columns):
         raise TypeError("`pairs` must be a find_pairs() table or a folder of pairs.")
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"`errors` must be 'raise' or 'skip', got {errors!r}.")
     spec = _model_spec(model, config)
     out = Path(out)
     (out / "records").mkdir(parents=True, exist_ok=True)
@@ -189,21 +210,30 @@ def annotate(pairs, out, *, config=None, model=None, client=None,
     rows = []
     if client is None:
         for job in tqdm(jobs, desc="annotate", disable=not progress):
-            rows.append(_annotate_one(*job, out, config, spec))
+            rows.append(_annotate_or_report(*job, out, config, spec, errors))
     else:
         from dask.distributed import as_completed
 
         if "object" in spec:  # an in-memory model: ship it to every worker once, not per task
             spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
                                                      hash=False)}
-        futures = [client.submit(_annotate_one, *job, str(out), config, spec, pure=False,
+        futures = [client.submit(_annotate_or_report, *job, str(out), config, spec, errors,
+                                 pure=False,
                                  key=f"annotate-{job[0]}-{time.time_ns()}") for job in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="annotate",
                            disable=not progress):
             rows.append(future.result())
         order = {job[0]: k for k, job in enumerate(jobs)}
         rows.sort(key=lambda r: order[r["pair_id"]])
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    failed = summary[summary["status"] == "failed"]
+    if len(failed):
+        import warnings
+
+        warnings.warn(f"{len(failed)} of {len(summary)} pair(s) failed and have no record: "
+                      + "; ".join(f"{p}: {e}" for p, e in zip(failed["pair_id"], failed["error"])),
+                      stacklevel=2)
+    return summary
 
 
 def read_records(out, *, images: bool = True) -> list:

@@ -115,7 +115,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     config = Config.from_dict({"locate": {"method": "auto"}, "prompt": {"kind": "points+boxes"},
                                "segment": {"model": model}})
     summary = annotate(table, out / "annotate", config=config, model=model)
-    say(summary.drop(columns="record").to_string(index=False))
+    say(summary.drop(columns=["record", "error"]).to_string(index=False))
     records = read_records(out / "annotate")
     cell_metrics = evaluate([p.cells for p in synthetic], records, by="dataset")
     cell_metrics.to_csv(out / "cell_metrics.csv", index=False)
@@ -204,6 +204,12 @@ def main(argv=None) -> int:
     which.add_argument("--model", help="micro_sam model-zoo name, or 'watershed'")
     which.add_argument("--checkpoint", help="SAM / μSAM checkpoint file")
     p_ann.add_argument("--device", default="auto")
+    p_ann.add_argument("--scheduler", metavar="ADDRESS|FILE",
+                       help="spread pairs over a running Dask cluster: its scheduler address "
+                            "(tcp://host:8786) or scheduler file (dask-jobqueue, dask-mpi)")
+    p_ann.add_argument("--skip-errors", action="store_true",
+                       help="a pair that cannot be annotated becomes a 'failed' row instead of "
+                            "stopping the run")
     p_train = sub.add_parser("train", help="train a segmentation model on an exported dataset "
                              "(run it under torchrun for several GPUs)")
     p_train.add_argument("dataset", help="folder written by `cellnb.export`")
@@ -258,7 +264,18 @@ def main(argv=None) -> int:
             from .models import load
 
             model = load(model, device=args.device)
-        summary = annotate(args.folder, args.out, config=config, model=model)
+        errors = "skip" if args.skip_errors else "raise"
+        if args.scheduler:
+            from dask.distributed import Client
+
+            connect = ({"scheduler_file": args.scheduler} if Path(args.scheduler).is_file()
+                       else {"address": args.scheduler})
+            with Client(**connect) as client:
+                print(f"Dask cluster: {client.dashboard_link}")
+                summary = annotate(args.folder, args.out, config=config, model=model,
+                                   client=client, errors=errors)
+        else:
+            summary = annotate(args.folder, args.out, config=config, model=model, errors=errors)
         print(summary.drop(columns="record").to_string(index=False))
         print(f"records: {Path(args.out) / 'records'}")
     elif args.command == "demo":

@@ -25,7 +25,8 @@ def test_annotate_writes_records_and_skips_identical_reruns(folder, tmp_path):
     config = Config.from_dict({"locate": {"method": "auto"}})
     summary = annotate(folder, tmp_path / "out", config=config, model="watershed",
                        progress=False)
-    assert list(summary.columns) == ["pair_id", "status", "nuclei", "cells", "seconds", "record"]
+    assert list(summary.columns) == ["pair_id", "status", "nuclei", "cells", "seconds", "record",
+                                     "error"]
     assert summary["status"].tolist() == ["done"] * 3 and (summary["cells"] > 0).all()
     record = json.loads((tmp_path / "out/records/synthetic_000/record.json").read_text())
     assert record["config"]["locate"]["method"] == "auto" and len(record["tl_sha256"]) == 64
@@ -96,6 +97,11 @@ def test_dask_local_cluster_gives_the_same_records(folder, tmp_path):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         distributed = annotate(folder, tmp_path / "dask", config=config, model="watershed",
                                client=client, progress=False)
+        from cellnb.cli import main  # the CLI on the same running cluster
+
+        assert main(["annotate", str(folder), "--out", str(tmp_path / "cli"), "--model",
+                     "watershed", "--scheduler", cluster.scheduler_address]) == 0
+    assert len(read_records(tmp_path / "cli", images=False)) == 3
     assert distributed["pair_id"].tolist() == local["pair_id"].tolist()
     a, b = records_of(tmp_path / "local"), records_of(tmp_path / "dask")
     for pair_id in a:
@@ -138,7 +144,24 @@ def _annotated(folder, out, config, model, client=None):
     return out
 
 
+def test_a_corrupt_pair_stops_the_run_or_is_reported(folder, tmp_path):
+    (folder / "synthetic_001_phs.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="cannot read transmitted-light image file .*001"):
+        annotate(folder, out, model="watershed", progress=False)
+    assert sorted(p.name for p in (out / "records").iterdir()) == ["synthetic_000"]
+    with pytest.warns(UserWarning, match="1 of 3 pair.* failed .*synthetic_001: ValueError"):
+        summary = annotate(folder, out, model="watershed", errors="skip", progress=False)
+    assert summary["status"].tolist() == ["skipped", "failed", "done"]
+    assert "not a TIFF" in summary["error"][1] and summary["error"][0] == ""
+    # nothing half-written: only the two finished records, no temporary folders
+    assert sorted(p.name for p in (out / "records").iterdir()) == ["synthetic_000",
+                                                                   "synthetic_002"]
+
+
 def test_bad_inputs(folder, tmp_path):
+    with pytest.raises(ValueError, match="`errors` must be 'raise' or 'skip'"):
+        annotate(folder, tmp_path / "out", model="watershed", errors="ignore")
     with pytest.raises(TypeError, match="`config` must be a cellnb.Config"):
         annotate(folder, tmp_path / "out", config={"locate": {}}, model="watershed")
     with pytest.raises(TypeError, match="`pairs` must be a find_pairs"):
@@ -159,3 +182,8 @@ def test_cli_annotate(folder, tmp_path, capsys):
     shown = capsys.readouterr().out
     assert "synthetic_002" in shown and "done" in shown
     assert len(read_records(tmp_path / "out", images=False)) == 3
+    (folder / "synthetic_000_phs.tif").write_bytes(b"")
+    with pytest.warns(UserWarning, match="pair.* failed"):
+        assert main(["annotate", str(folder), "--out", str(tmp_path / "out2"), "--model",
+                     "watershed", "--skip-errors"]) == 0
+    assert "failed" in capsys.readouterr().out
