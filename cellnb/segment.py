@@ -212,7 +212,8 @@ def resolve_overlaps(masks, scores, iou_threshold: float = 0.85, *, shape=None,
 # ---------------------------------------------------------------------------
 def _default_batch_size(device: str) -> int:
     # measured with benchmarks/bench_segment.py: on CPU the decoder is fastest one prompt at
-    # a time (61 ms at 1 vs 84 ms at 8 per prompt, vit_t); on GPUs batching is the main gain
+    # a time (55 ms at 1 vs 67-97 ms at 8-64 per prompt, vit_t); on GPUs batching is the main
+    # gain (one launch per batch), but 64 is not measured here yet: no GPU was available
     return 64 if str(device).startswith("cuda") else 1
 
 
@@ -468,8 +469,11 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
     multimask : bool, default=False
         Let SAM propose three masks per prompt and keep the best scored.
     batch_size : int or "auto", default="auto"
-        Prompts decoded together ("auto": 64 on GPU, 1 on CPU, as measured
-        by benchmarks/bench_segment.py).
+        Prompts decoded together. "auto": 1 on CPU, where
+        benchmarks/bench_segment.py measures batching as slower (55 ms per
+        prompt at 1, ~95 ms at 16-64 on 2 cores); 64 on GPU, where the
+        decoder is latency-bound per call (not yet measured by cellnb:
+        ``bench_segment.py --device cuda`` prints the per-batch-size sweep).
     tile_shape, halo : (int, int), optional
         Embed images larger than `tile_shape` per tile, with `halo` pixels
         of context on each side (micro_sam's tiled embeddings; each tile is
