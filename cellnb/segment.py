@@ -346,7 +346,7 @@ def _tiles(shape, tile_shape, halo):
             yield inner, outer
 
 
-def _embed(predictor, rgb, tile_shape, halo, progress):
+def _embed(model, rgb, tile_shape, halo, progress):
     """Image embeddings: one, or micro_sam's tiled ones; yields (outer window, set) per tile.
 
     ``set()`` puts the tile's embedding in the predictor. Untiled, this is
@@ -356,11 +356,19 @@ def _embed(predictor, rgb, tile_shape, halo, progress):
     which min-max scales each tile again) and ``set_precomputed(tile_id=)``
     selects one.
     """
+    predictor = model.predictor
     h, w = rgb.shape[:2]
     if tile_shape is None or (h <= tile_shape[0] and w <= tile_shape[1]):
         yield (0, 0, h, w), (0, 0, h, w), lambda: predictor.set_image(rgb)
         return
     from micro_sam.util import precompute_image_embeddings, set_precomputed
+
+    # micro_sam signs its embeddings with what its get_sam_model puts on a predictor; a
+    # SamModel built around another SamPredictor gets them from the SamModel
+    for attribute, value in (("model_type", "unknown"), ("model_name", model.name),
+                             ("_hash", model.weights_hash)):
+        if not hasattr(predictor, attribute):
+            setattr(predictor, attribute, value)
 
     tile_shape, halo = tuple(int(v) for v in tile_shape), tuple(int(v) for v in halo or (0, 0))
     embeddings = precompute_image_embeddings(predictor, rgb, ndim=2, tile_shape=tile_shape,
@@ -394,7 +402,7 @@ def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape,
     if tiled:
         normalization = {**normalization, "tiles": "min-max per tile again by micro_sam"}
     for (iy0, ix0, iy1, ix1), (oy0, ox0, oy1, ox1), put in _embed(
-            model.predictor, rgb, tile_shape, halo, progress):
+            model, rgb, tile_shape, halo, progress):
         inside = np.flatnonzero((ys >= iy0) & (ys < iy1) & (xs >= ix0) & (xs < ix1))
         if len(inside) == 0:
             continue

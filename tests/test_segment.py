@@ -183,6 +183,16 @@ def test_tiled_embeddings_come_from_micro_sam(scene, vit_t, monkeypatch):
     assert "tiles" in result.normalization
     segment(pair.tl, prompts, model=vit_t, tile_shape=(192, 192))  # fits: no tiling
     assert len(calls) == 1
+    # a SamModel around a bare SamPredictor (not made by micro_sam) tiles too
+    from segment_anything import SamPredictor
+
+    from cellnb.models import SamModel
+
+    bare = SamPredictor(vit_t.predictor.model)
+    bare.model_type = "vit_t"
+    other = SamModel(name="mine", predictor=bare, decoder=None, weights_hash="x", device="cpu")
+    tiled = segment(pair.tl, prompts, model=other, tile_shape=(96, 96), halo=(8, 8))
+    np.testing.assert_array_equal(tiled.labels, result.labels)
 
 
 @pytest.mark.parametrize("shape", [(192, 192), (200, 300)])
