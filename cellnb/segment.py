@@ -347,9 +347,11 @@ def _tiles(shape, tile_shape, halo):
 
 
 def _embed(model, rgb, tile_shape, halo, progress):
-    """Image embeddings: one, or micro_sam's tiled ones; yields (outer window, set) per tile.
+    """Image embeddings: one, or micro_sam's tiled ones (`tile_shape` not None).
 
-    ``set()`` puts the tile's embedding in the predictor. Untiled, this is
+    Yields ``(inner, outer, put)`` per tile: the block whose prompts the tile
+    decodes, the window it embeds (with the halo) and ``put()``, which puts
+    the tile's embedding in the predictor. Untiled, this is
     ``predictor.set_image`` on the whole image (what micro_sam's untiled
     ``precompute_image_embeddings`` does). Tiled, micro_sam computes every
     tile's embedding (``precompute_image_embeddings(tile_shape=, halo=)``,
@@ -358,7 +360,7 @@ def _embed(model, rgb, tile_shape, halo, progress):
     """
     predictor = model.predictor
     h, w = rgb.shape[:2]
-    if tile_shape is None or (h <= tile_shape[0] and w <= tile_shape[1]):
+    if tile_shape is None:
         yield (0, 0, h, w), (0, 0, h, w), lambda: predictor.set_image(rgb)
         return
     from micro_sam.util import precompute_image_embeddings, set_precomputed
@@ -398,8 +400,9 @@ def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape,
     ys = np.clip(np.round(prompts["y"].to_numpy()), 0, h - 1)
     xs = np.clip(np.round(prompts["x"].to_numpy()), 0, w - 1)
     bar = tqdm(total=len(prompts), desc="segment", disable=not progress)
-    tiled = tile_shape is not None and (h > tile_shape[0] or w > tile_shape[1])
-    if tiled:
+    if tile_shape is not None and h <= tile_shape[0] and w <= tile_shape[1]:
+        tile_shape = None  # the image fits in one tile
+    if tile_shape is not None:
         normalization = {**normalization, "tiles": "min-max per tile again by micro_sam"}
     for (iy0, ix0, iy1, ix1), (oy0, ox0, oy1, ox1), put in _embed(
             model, rgb, tile_shape, halo, progress):
