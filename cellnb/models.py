@@ -53,6 +53,14 @@ class SamModel:
     device: str
     checkpoint: Path | None = None
 
+    def __post_init__(self):
+        # micro_sam reads these off a predictor (its get_sam_model sets them; tiled embeddings
+        # are signed with them): a predictor built another way gets them from here
+        for attribute, value in (("model_type", "unknown"), ("model_name", self.name),
+                                 ("_hash", self.weights_hash)):
+            if not hasattr(self.predictor, attribute):
+                setattr(self.predictor, attribute, value)
+
     @property
     def architecture(self) -> str:
         """Encoder architecture: ``"vit_t"``, ``"vit_b"``, ``"vit_l"`` or ``"vit_h"``."""

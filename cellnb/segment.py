@@ -365,13 +365,6 @@ def _embed(model, rgb, tile_shape, halo, progress):
         return
     from micro_sam.util import precompute_image_embeddings, set_precomputed
 
-    # micro_sam signs its embeddings with what its get_sam_model puts on a predictor; a
-    # SamModel built around another SamPredictor gets them from the SamModel
-    for attribute, value in (("model_type", "unknown"), ("model_name", model.name),
-                             ("_hash", model.weights_hash)):
-        if not hasattr(predictor, attribute):
-            setattr(predictor, attribute, value)
-
     tile_shape, halo = tuple(int(v) for v in tile_shape), tuple(int(v) for v in halo or (0, 0))
     embeddings = precompute_image_embeddings(predictor, rgb, ndim=2, tile_shape=tile_shape,
                                              halo=halo, verbose=progress)

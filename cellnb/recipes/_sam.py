@@ -77,11 +77,8 @@ def sam_predictor(sam, architecture: str, name: str):
         # the first 1024 values of each tensor identify the weights without copying them all
         digest.update(value.detach().flatten()[:1024].cpu().float().numpy().tobytes())
     device = str(next(sam.parameters()).device)
-    weights_hash = "sha256:" + digest.hexdigest()[:16]
-    # what micro_sam's get_sam_model puts on its predictors (its tiled embeddings read them)
-    predictor.model_name, predictor._hash, predictor.checkpoint_path = name, weights_hash, None
-    return SamModel(name=name, predictor=predictor, decoder=None, weights_hash=weights_hash,
-                    device=device)
+    return SamModel(name=name, predictor=predictor, decoder=None,
+                    weights_hash="sha256:" + digest.hexdigest()[:16], device=device)
 
 
 class SamNet:
