@@ -13,7 +13,11 @@ trained weights). Per model and cell count:
 
 Printed: (c)/(d), (c)/((a) + N*(b)), peak resident memory growth of each
 (sampled in-process), and (b) at several batch sizes, which is what
-segment's batch_size="auto" should follow on this device.
+segment's batch_size="auto" should follow on this device. Then one more
+prompt on the same image, as a click in the review widget sends it:
+
+  (g) cellnb.segment with the embedding the model kept (decode only)
+  (h) the same call after clear_embeddings() (encode again, then decode)
 
 With ``--tiled N``: a 2048 x 2048 pair with ~N cells, tiles of 1024 + 128 px
 halo, both from the TL image to labels, embeddings included:
@@ -62,12 +66,18 @@ def decoder_per_prompt(model, tl, prompts, batch_size=1, limit=60):
     model.predictor.set_image(rgb)
     rows = prompts.iloc[:limit]
     t0 = time.perf_counter()
-    S._decode(model, rows, True, False, False, batch_size, positions={})
+    S._decode(model.predictor, rows, True, False, False, batch_size, positions={})
     return (time.perf_counter() - t0) / len(rows)
 
 
 def cellnb_segment(model, tl, prompts):
+    model.clear_embeddings()  # a cold call: encode, then decode every prompt
     S.segment(tl, prompts, model=model)
+
+
+def cellnb_click(model, tl, prompts):
+    """One more prompt on an image segmented before (the review widget's click)."""
+    S.segment(tl, prompts.iloc[:1].drop(columns="negatives", errors="ignore"), model=model)
 
 
 def cellapp_loop(model, tl, prompts):
@@ -81,6 +91,7 @@ def cellapp_loop(model, tl, prompts):
 
 
 def cellnb_tiled(model, tl, prompts, tile_shape, halo):
+    model.clear_embeddings()
     S.segment(tl, prompts, model=model, tile_shape=tile_shape, halo=halo)
 
 
@@ -94,7 +105,7 @@ def micro_sam_tiled(model, tl, prompts, tile_shape, halo):
                             tile_shape=tile_shape, halo=halo, verbose_embeddings=False)
 
 
-def measure(fn, *args):
+def measure(fn, *args, **kwargs):
     """Seconds, peak memory growth (MB) and the return value.
 
     Memory is the process' resident memory, sampled every 5 ms, on CPU, and
@@ -125,7 +136,7 @@ def measure(fn, *args):
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     t0 = time.perf_counter()
-    value = fn(*args)
+    value = fn(*args, **kwargs)
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -160,6 +171,12 @@ def main():
                   f"ms/prompt | (c) cellnb.segment {c:.1f} s ({c_mem:.0f} MB) | "
                   f"(d) Cell-APP loop {d:.1f} s ({d_mem:.0f} MB)")
             print(f"   (c)/(d) = {c / d:.2f}   (c)/((a) + N*(b)) = {c / (a + n_prompts * b):.2f}")
+            g, _, _ = measure(cellnb_click, model, tl, prompts)
+            one = prompts.iloc[:1]
+            model.clear_embeddings()
+            h, _, _ = measure(S.segment, tl, one, model=model)
+            print(f"   one more prompt on that image: (g) kept embedding {1000 * g:.0f} ms | "
+                  f"(h) encoding again {1000 * h:.0f} ms | (g)/(h) = {g / h:.3f}")
         tl, prompts = scenes[max(scenes)]
         sweep = {bs: measure(decoder_per_prompt, model, tl, prompts, bs, 64)[2]
                  for bs in (1, 4, 8, 16, 32, 64)}

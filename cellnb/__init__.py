@@ -1,6 +1,18 @@
 """cellnb: annotate, train and evaluate cell-segmentation models from paired
 transmitted-light / fluorescence images (the Cell-APP protocol, on μSAM).
 
+The pipeline, one verb per stage::
+
+    pairs -> locate -> prompt -> segment -> measure -> classify -> export -> train -> evaluate
+    (io)                          ^                                           |
+                                  +----------- one model protocol ------------+
+
+Every segmenter answers one protocol (:mod:`cellnb.models`): a SAM / μSAM
+model (embed an image once, segment from prompts many times), the watershed
+baseline, and every :class:`TrainedModel` that :func:`train` returns. So
+:func:`segment`, :func:`annotate` and the review tools take any of them, and
+a trained model can annotate again (annotate -> train -> annotate).
+
 The verbs are importable from the top level (``cellnb.evaluate`` is the
 function; its helpers live in the module of the same name). Nothing heavy
 runs at import: torch, micro_sam, scikit-image and matplotlib are imported by
@@ -25,13 +37,14 @@ from .locate import locate, suggest_locate
 from .measure import culture, measure
 from .prompt import prompt
 from .segment import Segmentation, segment
-from .train import TrainedModel, load_trained, train
+from .train import train
+from .trained import TrainedModel, load_trained
 
 __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
-_SUBMODULES = ("io", "data", "models", "plot", "widgets", "testing", "config", "cli",
-               "recipes")
+_SUBMODULES = ("io", "data", "dataset", "models", "plot", "widgets", "testing", "config",
+               "cli", "recipes")
 
 __all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",
            "culture", "classify", "annotate", "export", "train", "load_trained", "TrainedModel",

@@ -28,51 +28,130 @@ from ._files import sha256
 __all__ = ["annotate", "read_records", "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = ["pair_id", "status", "nuclei", "cells", "seconds", "record", "error"]
-_MODELS: dict = {}  # per-process model cache: each Dask worker loads its model once
+# Models loaded in this process (each Dask worker loads its model once), keyed by the
+# fingerprint of their weights, so a changed weight file is a new key, never a stale hit.
+_LOADED: dict = {}
 
 
-def _model_spec(model, config) -> dict:
-    """A picklable description of the model, so workers can load it themselves."""
+def _model_spec(model, config, client) -> dict:
+    """How each process gets the model: the object itself, or what to load it from.
+
+    Nothing is loaded here: a name's fingerprint comes from micro_sam's registry or the
+    checkpoint file, so pairs that turn out to be finished load nothing.
+    """
+    from .models import SamModel, as_model, fingerprint
+
     if model is None:
         model = config.segment.model
     if isinstance(model, str):
-        return {"name": model, "checkpoint": None}
-    if hasattr(model, "predictor"):
-        if model.checkpoint is None:
-            return {"name": model.name, "object": model}
-        return {"name": model.name, "checkpoint": str(model.checkpoint),
-                "hash": model.weights_hash}
-    raise TypeError(f"`model` must be a SamModel, a model-zoo name or 'watershed', got "
-                    f"{type(model).__name__}.")
+        kind = "watershed" if model == "watershed" else "zoo"
+        return {"kind": kind, "name": model, "fingerprint": fingerprint(model)}
+    model = as_model(model)
+    spec = {"kind": "object", "name": model.name, "fingerprint": model.fingerprint,
+            "object": model}
+    if client is None:  # in this process the model is used as given (device kept)
+        return spec
+    from .trained import TrainedModel
+
+    if isinstance(model, TrainedModel):
+        return {"kind": "trained", "name": model.name, "path": str(model.path),
+                "weights": model.weights, "device": model.device,
+                "fingerprint": model.fingerprint}
+    if isinstance(model, SamModel) and model.checkpoint is not None:
+        return {"kind": "checkpoint", "name": model.name, "path": str(model.checkpoint),
+                "device": model.device, "fingerprint": model.fingerprint}
+    return spec  # in memory only: sent to every worker once
 
 
 def _get_model(spec):
-    if "object" in spec:
-        return spec["object"]
-    if spec["name"] == "watershed":
-        return "watershed"
-    key = (spec["name"], spec["checkpoint"])
-    if key not in _MODELS:
-        from .models import load
+    """The model of `spec` in this process, loaded at most once per weights."""
+    from .models import Watershed
 
-        _MODELS[key] = load(spec["name"], checkpoint=spec["checkpoint"])
-    return _MODELS[key]
+    if spec["kind"] == "object":
+        return spec["object"]
+    if spec["kind"] == "watershed":
+        return Watershed()
+    key = (spec["kind"], spec["name"], spec.get("path"), spec.get("device"),
+           spec["fingerprint"])
+    if key not in _LOADED:
+        if spec["kind"] == "trained":
+            from .trained import load_trained
+
+            model = load_trained(spec["path"], device=spec["device"], weights=spec["weights"])
+        else:
+            from .models import load
+
+            model = load(spec["name"], checkpoint=spec.get("path"),
+                         device=spec.get("device", "auto"))
+        if model.fingerprint != spec["fingerprint"]:
+            raise RuntimeError(f"the weights of {spec['name']!r} changed while annotating "
+                               f"({spec['fingerprint']} when the run started, "
+                               f"{model.fingerprint} now); start the run again.")
+        _LOADED[key] = model
+    return _LOADED[key]
+
+
+def _segment_options(model, config) -> dict:
+    """The config's segment options the model takes; a set option it does not take is an error."""
+    from .config import SegmentConfig
+
+    seg, default = config.segment, SegmentConfig()
+    names = ("multimask", "batch_size", "tile_shape", "halo", "iou_threshold", "min_area")
+    options = {k: getattr(seg, k) for k in names if k in model.segment_options}
+    refused = [k for k in names if k not in model.segment_options
+               and getattr(seg, k) != getattr(default, k)]
+    if refused:
+        raise TypeError(f"config.segment sets {refused}, which model {model.name!r} does not "
+                        f"take (it takes {sorted(model.segment_options)}); reset them.")
+    return options
 
 
 def _fingerprint(tl_path, fl_path, config, spec) -> dict:
-    model = _get_model(spec)
     return {"tl_sha256": sha256(tl_path), "fl_sha256": sha256(fl_path),
             "config_sha256": hashlib.sha256(
                 json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest(),
             "model": spec["name"],
-            "model_hash": getattr(model, "weights_hash", None)}
+            "model_hash": None if spec["kind"] == "watershed" else spec["fingerprint"]}
 
 
-def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors) -> dict:
+def _relabel_by_nuclei(cells, nuclei):
+    """Give each automatically found cell the id of the nucleus it holds most of.
+
+    Records join cells and nuclei on ``label``; prompted models keep the
+    nucleus ids by construction, automatic ones (trained models) get them
+    here. A nucleus goes to one cell (the one covering most of it); cells
+    without a nucleus get ids above the largest nucleus id.
+
+    >>> cells = np.array([[1, 1, 0, 2, 2]]); nuclei = np.array([[0, 7, 0, 0, 0]])
+    >>> _relabel_by_nuclei(cells, nuclei).tolist()
+    [[7, 7, 0, 8, 8]]
+    """
+    from scipy import sparse
+
+    mask = (cells > 0) & (nuclei > 0)
+    overlap = sparse.coo_matrix((np.ones(int(mask.sum())), (cells[mask], nuclei[mask])),
+                                shape=(int(cells.max()) + 1, int(nuclei.max()) + 1)).tocsr()
+    new = np.zeros(int(cells.max()) + 1, np.int64)
+    taken = set()
+    pairs = sorted(zip(overlap.data, *overlap.nonzero()), reverse=True)
+    for _, cell, nucleus in pairs:  # the largest overlaps first, each side used once
+        if new[cell] == 0 and nucleus not in taken:
+            new[cell] = nucleus
+            taken.add(nucleus)
+    top = int(nuclei.max())
+    for cell in np.unique(cells[cells > 0]):
+        if new[cell] == 0:
+            top += 1
+            new[cell] = top
+    return new[cells].astype(np.int32)
+
+
+def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors,
+                        embeddings=None) -> dict:
     """:func:`_annotate_one`; with ``errors="skip"`` a failure becomes a "failed" row."""
     t0 = time.perf_counter()
     try:
-        return _annotate_one(pair_id, tl_path, fl_path, out, config, spec)
+        return _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings)
     except Exception as err:
         if errors == "raise":
             raise
@@ -81,7 +160,7 @@ def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors) ->
                 "error": f"{type(err).__name__}: {err}"}
 
 
-def _annotate_one(pair_id, tl_path, fl_path, out, config, spec) -> dict:
+def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None) -> dict:
     """Annotate one pair and write its record; skip it when an identical record exists."""
     from ._files import atomic_dir
     from .io import read_pair, write_labels
@@ -110,26 +189,37 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec) -> dict:
     pro = config.prompt
     prompts = prompt(nuclei, kind=pro.kind, box_scale=pro.box_scale, box_size=pro.box_size,
                      negatives=pro.negatives)
-    seg = config.segment
-    result = segment(tl, prompts, model=_get_model(spec), nuclei=nuclei,
-                     multimask=seg.multimask, batch_size=seg.batch_size,
-                     tile_shape=seg.tile_shape, halo=seg.halo,
-                     iou_threshold=seg.iou_threshold, min_area=seg.min_area)
+    model = _get_model(spec)
+    options = _segment_options(model, config)
+    if "nuclei" in model.segment_options:
+        options["nuclei"] = nuclei
+    if embeddings is not None and hasattr(model, "embed"):
+        from .models import image_key
+
+        name = f"{model.fingerprint.replace(':', '-')}/{image_key(tl)}.zarr"
+        options["embedding"] = model.embed(tl, tile_shape=config.segment.tile_shape,
+                                           halo=config.segment.halo,
+                                           save_path=Path(embeddings) / name)
+    result = segment(tl, prompts if model.prompted else None, model=model, **options)
+    if not model.prompted:  # automatic cells take the id of their nucleus (records join on it)
+        relabelled = _relabel_by_nuclei(result.labels, nuclei)
+        ids = dict(zip(result.labels[result.labels > 0], relabelled[result.labels > 0]))
+        result.table["label"] = result.table["label"].map(ids)
+        result.labels = relabelled
     cells = result.table.set_index("label")
     if len(cells):
         fluorescence = measure(nuclei, fl, properties=[
             p for p in config.measure.properties])
         cells = cells.join(fluorescence.add_prefix("nucleus_"))
-    import importlib.metadata as md
-
-    from . import __version__
+    from ._provenance import versions
 
     provenance = {**fingerprint, "pair_id": pair_id, "tl_path": str(tl_path),
                   "fl_path": str(fl_path), "config": config.to_dict(),
                   "model_name": result.model, "normalization": result.normalization,
                   "nuclei": int(nuclei.max()), "cells": int((cells["status"] == "kept").sum())
                   if len(cells) else 0,
-                  "versions": {"cellnb": __version__, "micro_sam": md.version("micro_sam")}}
+                  "versions": {k: v for k, v in versions(("cellnb", "micro_sam")).items()
+                               if k != "python"}}
     with atomic_dir(folder, overwrite=True) as tmp:
         write_labels(tmp / "cells.tif", result.labels)
         write_labels(tmp / "nuclei.tif", nuclei)
@@ -141,7 +231,7 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec) -> dict:
 
 
 def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = "raise",
-             progress: bool = True) -> pd.DataFrame:
+             embeddings=None, progress: bool = True, callback=None) -> pd.DataFrame:
     """Annotate every pair: locate nuclei, prompt, segment cells, measure; write records.
 
     Parameters
@@ -153,21 +243,32 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         Output folder; records go to ``<out>/records/<pair_id>/``.
     config : cellnb.Config, optional
         Every parameter (default: ``Config()``, Cell-APP's defaults).
-    model : SamModel, str or None
-        A loaded model, a micro_sam model-zoo name (loaded once per process
-        or Dask worker), ``"watershed"`` (classical baseline), or None for
-        ``config.segment.model``.
+    model : model of the protocol, str or None
+        Any model :func:`cellnb.segment` takes, used as given (device kept):
+        a SAM / μSAM model, a :class:`cellnb.TrainedModel` (annotate ->
+        train -> annotate again: its cells take the id of the nucleus they
+        hold most of), the watershed baseline; or a micro_sam model-zoo name
+        (loaded once per process or Dask worker, and only when a pair needs
+        it), ``"watershed"``, or None for ``config.segment.model``.
     client : dask.distributed.Client, optional
-        Spread pairs over the cluster's workers. A zoo name or a model
-        loaded from a checkpoint is loaded by each worker, once; a model
-        that exists only in memory (``cellnb.testing.random_sam``) is
-        sent to every worker once.
+        Spread pairs over the cluster's workers. A zoo name, a SAM model
+        loaded from a checkpoint or a trained model is loaded by each worker
+        once, on the model's device; a model that exists only in memory
+        (``cellnb.testing.random_sam``) is sent to every worker once.
     errors : {"raise", "skip"}, default="raise"
         What a pair that cannot be annotated (unreadable file, mismatched
         shapes, ...) does: stop the run (records already written stay;
         a rerun resumes) or become a "failed" row, with a warning, while
         the other pairs go on.
+    embeddings : str or Path, optional
+        SAM models: keep each TL image's embedding on disk in this folder
+        (micro_sam's zarr files, one per model fingerprint and image hash),
+        so a rerun with other locate / prompt settings decodes without
+        encoding again. Written atomically; shared safely between runs.
     progress : bool, default=True
+        Progress bar over pairs.
+    callback : callable, optional
+        Called as ``callback(done, total)`` after each pair.
 
     Returns
     -------
@@ -188,10 +289,10 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     >>> annotate(folder, folder + "/out", model="watershed", progress=False)["status"].tolist()
     ['skipped', 'skipped']
     """
-    from tqdm.auto import tqdm
-
+    from ._progress import Progress, check_callback
     from .config import Config
     from .io import find_pairs
+    from .models import SAM_OPTIONS, Watershed, as_model
 
     config = config if config is not None else Config()
     if not isinstance(config, Config):
@@ -203,14 +304,23 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         raise TypeError("`pairs` must be a find_pairs() table or a folder of pairs.")
     if errors not in ("raise", "skip"):
         raise ValueError(f"`errors` must be 'raise' or 'skip', got {errors!r}.")
-    spec = _model_spec(model, config)
+    check_callback(callback)
+    spec = _model_spec(model, config, client)
+    # refuse config options the model does not take before any pair starts (loads nothing)
+    probe = (as_model(model) if model is not None and not isinstance(model, str) else
+             Watershed() if spec["kind"] == "watershed" else
+             type("Zoo", (), {"name": spec["name"], "segment_options": SAM_OPTIONS}))
+    _segment_options(probe, config)
     out = Path(out)
     (out / "records").mkdir(parents=True, exist_ok=True)
     jobs = [(str(r.pair_id), str(r.tl_path), str(r.fl_path)) for r in pairs.itertuples()]
     rows = []
+    bar = Progress(len(jobs), "annotate", progress=progress, callback=callback, unit="pair")
     if client is None:
-        for job in tqdm(jobs, desc="annotate", disable=not progress):
-            rows.append(_annotate_or_report(*job, out, config, spec, errors))
+        with bar:
+            for job in jobs:
+                rows.append(_annotate_or_report(*job, out, config, spec, errors, embeddings))
+                bar.update()
     else:
         from dask.distributed import as_completed
 
@@ -218,11 +328,12 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
             spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
                                                      hash=False)}
         futures = [client.submit(_annotate_or_report, *job, str(out), config, spec, errors,
-                                 pure=False,
+                                 None if embeddings is None else str(embeddings), pure=False,
                                  key=f"annotate-{job[0]}-{time.time_ns()}") for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="annotate",
-                           disable=not progress):
-            rows.append(future.result())
+        with bar:
+            for future in as_completed(futures):
+                rows.append(future.result())
+                bar.update()
         order = {job[0]: k for k, job in enumerate(jobs)}
         rows.sort(key=lambda r: order[r["pair_id"]])
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

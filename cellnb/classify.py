@@ -18,7 +18,11 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["classify", "name_classes", "CellClassifier", "tl_features", "METHODS",
-           "DEFAULT_COLUMNS"]
+           "DEFAULT_COLUMNS", "CLASS_COLUMN"]
+
+#: The one name of the per-cell class column, in records, datasets read back and
+#: segmentations of trained models.
+CLASS_COLUMN = "class_name"
 
 METHODS = ("gmm", "kmeans", "hdbscan", "threshold")
 
@@ -158,7 +162,7 @@ def name_classes(classes: pd.Series, names: dict) -> pd.Series:
     missing = sorted(int(c) for c in set(classes.unique()) - set(names))
     if missing:
         raise ValueError(f"class id(s) {missing} have no name in {names}.")
-    return classes.map(names).rename("class_name")
+    return classes.map(names).rename(CLASS_COLUMN)
 
 
 def tl_features(image, cells) -> pd.DataFrame:

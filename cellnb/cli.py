@@ -101,19 +101,18 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     from .annotate import annotate, read_records
     from .config import Config
     from .export import export
-    from .models import available
+    from .models import load_cached
 
-    if "vit_b_lm" in set(available().query("cached")["name"]):
-        model = "vit_b_lm"
-        say("segmenting cells with μSAM vit_b_lm (cached weights)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        model = load_cached("vit_b_lm", fallback="watershed")
+    if model.name == "watershed":
+        say("WARNING: " + " ".join(str(w.message) for w in caught) + " The demo segments "
+            "cells with the classical WATERSHED BASELINE (recorded in every record).")
     else:
-        model = "watershed"
-        say("WARNING: μSAM weights (vit_b_lm) are not in micro_sam's cache and cannot be "
-            "downloaded here, so the demo segments cells with the classical WATERSHED "
-            "BASELINE instead (recorded in every record). Put the weights in the cache to "
-            "run μSAM.")
+        say("segmenting cells with μSAM vit_b_lm (cached weights)")
     config = Config.from_dict({"locate": {"method": "auto"}, "prompt": {"kind": "points+boxes"},
-                               "segment": {"model": model}})
+                               "segment": {"model": model.name}})
     summary = annotate(table, out / "annotate", config=config, model=model)
     say(summary.drop(columns=["record", "error"]).to_string(index=False))
     records = read_records(out / "annotate")
@@ -203,6 +202,8 @@ def main(argv=None) -> int:
     which = p_ann.add_mutually_exclusive_group()
     which.add_argument("--model", help="micro_sam model-zoo name, or 'watershed'")
     which.add_argument("--checkpoint", help="SAM / μSAM checkpoint file")
+    which.add_argument("--trained", metavar="RUN",
+                       help="a training run folder (cellnb train): annotate with that model")
     p_ann.add_argument("--device", default="auto")
     p_ann.add_argument("--scheduler", metavar="ADDRESS|FILE",
                        help="spread pairs over a running Dask cluster: its scheduler address "
@@ -260,10 +261,14 @@ def main(argv=None) -> int:
 
             model = load(config.segment.model[:5], checkpoint=args.checkpoint,
                          device=args.device)
-        elif model not in (None, "watershed"):
+        elif args.trained:
+            from .trained import load_trained
+
+            model = load_trained(args.trained, device=args.device)
+        elif model not in (None, "watershed") and args.device != "auto":
             from .models import load
 
-            model = load(model, device=args.device)
+            model = load(model, device=args.device)  # else annotate loads it when needed
         errors = "skip" if args.skip_errors else "raise"
         if args.scheduler:
             from dask.distributed import Client

@@ -20,7 +20,7 @@ from typing import Literal
 from ._files import atomic_path
 
 __all__ = ["Config", "PairsConfig", "LocateConfig", "PromptConfig", "SegmentConfig",
-           "MeasureConfig", "ClassifyConfig", "ExportConfig", "CELLAPP_PROPERTIES"]
+           "MeasureConfig", "ExportConfig", "CELLAPP_PROPERTIES"]
 
 #: Cell-APP's default per-cell property list (scikit-image names).
 CELLAPP_PROPERTIES = (
@@ -110,19 +110,6 @@ class MeasureConfig:
 
 
 @dataclass
-class ClassifyConfig:
-    """Unsupervised classes from fluorescence features; ``method=None`` skips classifying."""
-
-    method: Literal["gmm", "kmeans", "hdbscan", "threshold"] | None = None
-    n_classes: int = 2
-    columns: list[str] | None = None
-    names: dict[int, str] | None = None
-
-    def __post_init__(self):
-        _positive(self, "n_classes")
-
-
-@dataclass
 class ExportConfig:
     """Writing the dataset (see :func:`cellnb.export`)."""
 
@@ -135,8 +122,7 @@ class ExportConfig:
 
 
 _SECTIONS = {"pairs": PairsConfig, "locate": LocateConfig, "prompt": PromptConfig,
-             "segment": SegmentConfig, "measure": MeasureConfig, "classify": ClassifyConfig,
-             "export": ExportConfig}
+             "segment": SegmentConfig, "measure": MeasureConfig, "export": ExportConfig}
 
 
 @dataclass
@@ -145,7 +131,7 @@ class Config:
 
     Attributes
     ----------
-    pairs, locate, prompt, segment, measure, classify, export
+    pairs, locate, prompt, segment, measure, export
         One dataclass per stage; see their docstrings.
     seed : int, default=0
         Seed for every random choice of the pipeline (splits, sampling).
@@ -166,7 +152,6 @@ class Config:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
-    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 0
 
@@ -184,6 +169,11 @@ class Config:
         """
         if not isinstance(data, dict):
             raise TypeError(f"a config must be a mapping, got {type(data).__name__}.")
+        if "classify" in data:
+            raise ValueError("a cellnb config has no 'classify' section: classes are fitted "
+                             "across a whole dataset after annotation, with "
+                             "cellnb.classify(features, method=..., n_classes=...) on the "
+                             "records' nucleus features (notebook 04); remove the section.")
         return _build(cls, data, "")
 
     def to_yaml(self, path=None) -> str:

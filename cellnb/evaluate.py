@@ -237,18 +237,12 @@ def _coco_metrics(pairs_of_images, scores_per_image, max_dets: int) -> dict:
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
-    from scipy import ndimage
+
+    from .io import label_rles
 
     def encode(labels, image_id, scores, start_id):
         anns = []
-        ids = np.unique(labels[labels > 0])
-        slices = ndimage.find_objects(labels)
-        for k, lab in enumerate(ids):
-            window = slices[lab - 1]
-            mask = np.zeros(labels.shape, np.uint8, order="F")
-            mask[window] = labels[window] == lab
-            rle = mask_utils.encode(mask)
-            rle["counts"] = rle["counts"].decode("ascii")
+        for k, (lab, _, rle) in enumerate(label_rles(labels)):
             ann = {"id": start_id + k, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                    "segmentation": rle, "area": float(mask_utils.area(rle)),
                    "bbox": list(mask_utils.toBbox(rle))}

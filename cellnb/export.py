@@ -29,11 +29,11 @@ import pandas as pd
 
 from ._files import atomic_dir, atomic_path
 from ._validation import as_generator, check_labels
+from .classify import CLASS_COLUMN
 
 __all__ = ["export", "assign_splits", "FORMATS"]
 
 FORMATS = ("coco", "labels", "cellapp", "cellpose")
-_CLASS_COLUMNS = ("class_name", "category", "class")
 
 
 # ---------------------------------------------------------------------------
@@ -137,13 +137,6 @@ def assign_splits(ids: Sequence[str], splits, *, group=None, seed=0) -> dict[str
 # ---------------------------------------------------------------------------
 # writers
 # ---------------------------------------------------------------------------
-def _class_of(cells: pd.DataFrame) -> pd.Series | None:
-    for column in _CLASS_COLUMNS:
-        if column in cells.columns:
-            return cells[column].astype(str)
-    return None
-
-
 def _write_image(folder: Path, stem: str, image: np.ndarray) -> str:
     """Lossless, original bit depth: PNG for uint8/uint16, TIFF otherwise."""
     if image.dtype in (np.uint8, np.uint16):
@@ -175,22 +168,19 @@ def _polygons(mask: np.ndarray) -> list[list[float]]:
 
 def _annotations(record, image_id, start_id, categories, masks_kind):
     from pycocotools import mask as mask_utils
-    from scipy import ndimage
+
+    from .io import label_rles
 
     labels = record.labels
-    ids = np.unique(labels[labels > 0])
-    boxes = ndimage.find_objects(labels)
-    classes = _class_of(record.cells)
+    classes = record.cells[CLASS_COLUMN].astype(str) if CLASS_COLUMN in record.cells else None
     scores = record.cells["score"] if "score" in record.cells.columns else None
     anns = []
-    for k, lab in enumerate(ids):
-        window = boxes[lab - 1]
-        mask = np.zeros(labels.shape, np.uint8, order="F")
-        mask[window] = labels[window] == lab
-        rle = mask_utils.encode(mask)
+    for k, (lab, window, rle) in enumerate(label_rles(labels)):
         if masks_kind == "rle":
-            segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            segmentation = {"size": rle["size"], "counts": rle["counts"]}
         else:
+            mask = np.zeros(labels.shape, np.uint8)
+            mask[window] = labels[window] == lab
             segmentation = _polygons(mask)
         name = classes.get(lab, "cell") if classes is not None else "cell"
         ann = {"id": start_id + k, "image_id": image_id, "category_id": categories[name],
@@ -233,9 +223,9 @@ def _check_records(records):
     return records
 
 
-def export(records, out, *, name: str = "dataset", splits=None, group=None, seed=0,
-           classes=None, masks: str = "rle", formats=("coco", "labels"), zip: bool = False,
-           overwrite: bool = False, config=None, progress: bool = False) -> Path:
+def export(records, out, *, name=None, splits=None, group=None, seed=None, classes=None,
+           masks=None, formats=None, zip: bool = False, overwrite: bool = False, config=None,
+           progress: bool = False, callback=None) -> Path:
     """Write annotated records as a COCO dataset with train/val/test splits.
 
     Parameters
@@ -247,31 +237,37 @@ def export(records, out, *, name: str = "dataset", splits=None, group=None, seed
         :func:`cellnb.annotate.read_records`).
     out : str or Path
         Dataset folder to create.
-    name : str, default="dataset"
-        Dataset name: ``<split>/<name>_<split>.json``.
-    splits : mapping, default={"train": 0.8, "val": 0.1, "test": 0.1}
-        Fractions or explicit id lists (see :func:`assign_splits`).
+    name : str, optional
+        Dataset name: ``<split>/<name>_<split>.json``. Default
+        ``config.export.name``, else ``"dataset"``.
+    splits : mapping, optional
+        Fractions or explicit id lists (see :func:`assign_splits`). Default
+        ``config.export.splits``, else ``{"train": 0.8, "val": 0.1, "test": 0.1}``.
     group : str, mapping or callable, optional
         Keeps a well / plate in one split (see :func:`assign_splits`), so
-        train and test never share one.
-    seed : int, default=0
-        Seed of the split assignment.
+        train and test never share one. Default ``config.export.group``.
+    seed : int, optional
+        Seed of the split assignment. Default ``config.seed``, else 0.
     classes : sequence of str, optional
         Category names in id order (1, 2, ...). Default: the classes found
         in the records (sorted), or one category ``"cell"``.
-    masks : {"rle", "polygon"}, default="rle"
+    masks : {"rle", "polygon"}, optional
         COCO segmentation encoding. RLE is exact; polygons trace outer
-        contours (holes are lost).
-    formats : sequence of {"coco", "labels", "cellapp", "cellpose"}, default=("coco", "labels")
+        contours (holes are lost). Default ``config.export.masks``, else "rle".
+    formats : sequence of {"coco", "labels", "cellapp", "cellpose"}, optional
         What to write per split (COCO json and images are always written).
+        Default ``config.export.formats``, else ``("coco", "labels")``.
     zip : bool, default=False
         Also write ``<out>.zip`` holding the dataset under one top folder.
     overwrite : bool, default=False
         Replace an existing `out` (only once the new dataset is complete).
     config : cellnb.Config, optional
-        Recorded in ``provenance.json``.
+        Its ``export`` section gives the defaults of the options above
+        (explicit arguments win); recorded in ``provenance.json``.
     progress : bool, default=False
         Progress bar over records.
+    callback : callable, optional
+        Called as ``callback(done, total)`` after each record is written.
 
     Returns
     -------
@@ -292,8 +288,19 @@ def export(records, out, *, name: str = "dataset", splits=None, group=None, seed
     >>> bool((back[0].labels == labels).all())
     True
     """
-    from tqdm.auto import tqdm
+    from ._progress import Progress, check_callback
+    from .config import Config, ExportConfig
 
+    if config is not None and not isinstance(config, Config):
+        raise TypeError(f"`config` must be a cellnb.Config, got {type(config).__name__}.")
+    check_callback(callback)
+    defaults = config.export if config is not None else ExportConfig()
+    name = defaults.name if name is None else name
+    splits = dict(defaults.splits) if splits is None else splits
+    group = defaults.group if group is None else group
+    seed = (config.seed if config is not None else 0) if seed is None else seed
+    masks = defaults.masks if masks is None else masks
+    formats = defaults.formats if formats is None else formats
     records = _check_records(records)
     if masks not in ("rle", "polygon"):
         raise ValueError(f"`masks` must be 'rle' or 'polygon', got {masks!r}.")
@@ -303,10 +310,10 @@ def export(records, out, *, name: str = "dataset", splits=None, group=None, seed
         raise ValueError(f"unknown format(s) {unknown}; choose from {list(FORMATS)}.")
     if not re.fullmatch(r"[\w.\-]+", name):
         raise ValueError(f"`name` {name!r} must be usable in a file name.")
-    splits = {"train": 0.8, "val": 0.1, "test": 0.1} if splits is None else splits
     by_split = assign_splits([r.id for r in records], splits, group=group, seed=seed)
 
-    found = sorted({c for r in records if (s := _class_of(r.cells)) is not None for c in s})
+    found = sorted({str(c) for r in records if CLASS_COLUMN in r.cells
+                    for c in r.cells[CLASS_COLUMN]})
     if classes is None:
         classes = found or ["cell"]
     classes = [str(c) for c in classes]
@@ -321,8 +328,9 @@ def export(records, out, *, name: str = "dataset", splits=None, group=None, seed
     by_id = {r.id: r for r in records}
     out = Path(out)
     counts = {}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        bar = tqdm(total=len(records), desc="export", disable=not progress)
+    with atomic_dir(out, overwrite=overwrite) as tmp, Progress(
+            len(records), "export", progress=progress, callback=callback,
+            unit="image") as bar:
         for split, ids in by_split.items():
             root = tmp / split
             (root / "images").mkdir(parents=True)
@@ -346,7 +354,6 @@ def export(records, out, *, name: str = "dataset", splits=None, group=None, seed
             counts[split] = {"images": len(images), "cells": len(anns),
                              "cells_per_class": {c: int(per_class.get(k, 0))
                                                  for c, k in categories.items()}}
-        bar.close()
         (tmp / "provenance.json").write_text(json.dumps(
             _provenance(records, by_split, counts, name, masks, formats, config, seed),
             indent=2, default=str))
@@ -377,23 +384,15 @@ def _write_extra(root, stem, record, formats):
 
 
 def _provenance(records, by_split, counts, name, masks, formats, config, seed):
-    import importlib.metadata as md
+    from ._provenance import versions
 
-    from . import __version__
-
-    versions = {"cellnb": __version__}
-    for package in ("numpy", "pycocotools", "scikit-image", "micro_sam", "torch"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            versions[package] = None
     models = sorted({(r.provenance.get("model"), r.provenance.get("model_hash"))
                      for r in records if r.provenance.get("model")}, key=str)
     return {"name": name, "masks": masks, "formats": list(formats), "seed": seed,
             "splits": by_split, "counts": counts,
             "models": [{"name": m, "hash": h} for m, h in models],
             "config": config.to_dict() if config is not None else None,
-            "versions": versions,
+            "versions": versions(),
             "overlaps_resolved": {r.id: r.provenance["overlap_pixels"] for r in records
                                   if r.provenance.get("overlap_pixels")},
             "records": {r.id: {k: v for k, v in r.provenance.items()

@@ -356,6 +356,33 @@ def _coco_source(source):
     return coco, path
 
 
+def label_rles(labels):
+    """COCO run-length encoding of every cell of a label image.
+
+    Yields ``(label, window, rle)`` per cell in label order: the cell's
+    bounding-box slices and its exact RLE (counts as a str, JSON-ready), as
+    pycocotools encodes a Fortran-ordered uint8 mask.
+
+    Examples
+    --------
+    >>> labels = np.zeros((3, 4), np.int32); labels[1, 1:3] = 5
+    >>> [(lab, rle["size"], rle["counts"]) for lab, _, rle in label_rles(labels)]
+    [(5, [3, 4], '41202')]
+    """
+    from pycocotools import mask as mask_utils
+    from scipy import ndimage
+
+    labels = check_labels(labels, "labels")
+    windows = ndimage.find_objects(labels)
+    for lab in np.unique(labels[labels > 0]):
+        window = windows[lab - 1]
+        mask = np.zeros(labels.shape, np.uint8, order="F")
+        mask[window] = labels[window] == lab
+        rle = mask_utils.encode(mask)
+        rle["counts"] = rle["counts"].decode("ascii")
+        yield int(lab), window, rle
+
+
 def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
     """Read a COCO instance-segmentation dataset (one split) into records.
 
@@ -382,7 +409,8 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
         One per COCO image, in the file's order. ``cells`` is indexed by
         label (1..n in annotation order, or the original labels of a cellnb
         export, kept in ``cellnb_label``) with columns ``annotation_id``,
-        ``category_id``, ``category``, ``area`` (pixels in the label image),
+        ``category_id``, ``class_name`` (the category's name), ``area`` (pixels
+        in the label image),
         ``score`` (when present) and the box ``y0, x0, y1, x1``.
 
     Examples
@@ -398,12 +426,14 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
            [0, 1, 1, 0, 0],
            [0, 0, 0, 0, 0],
            [0, 0, 0, 0, 0]], dtype=int32)
-    >>> record.cells[["annotation_id", "category"]]
-           annotation_id category
-    label                        
-    1                  7     cell
+    >>> record.cells[["annotation_id", "class_name"]]
+           annotation_id class_name
+    label                          
+    1                  7       cell
     """
     from pycocotools import mask as mask_utils
+
+    from .classify import CLASS_COLUMN
 
     coco, json_path = _coco_source(source)
     missing = [k for k in ("images", "annotations") if k not in coco]
@@ -459,7 +489,7 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
         for i, ann in enumerate(anns):
             row = {"label": ids[i], "annotation_id": ann.get("id"),
                    "category_id": ann.get("category_id"),
-                   "category": categories.get(ann.get("category_id")),
+                   CLASS_COLUMN: categories.get(ann.get("category_id")),
                    "area": int(areas[ids[i]])}
             if "score" in ann:
                 row["score"] = float(ann["score"])

@@ -1,10 +1,41 @@
-"""Load SAM / μSAM models: micro_sam's model zoo (cached by micro_sam) or a checkpoint.
+"""Segmentation models: one protocol, the SAM / μSAM models, the watershed baseline.
 
+The model protocol
+------------------
+Every segmenter in cellnb answers the same calls, so :func:`cellnb.segment`,
+:func:`cellnb.annotate`, the review widget and the CLI take any of them:
+
+=======================  ==============================================================
+``name``                 str recorded in every result
+``fingerprint``          str identifying the weights (annotate compares it on reruns)
+``prompted``             True: one cell per prompt; False: automatic segmentation
+``segment_options``      the keyword options its ``segment`` takes
+``segment(image,``       -> :class:`cellnb.Segmentation`
+``prompts=None, **opt)``
+=======================  ==============================================================
+
+Three kinds implement it:
+
+- :class:`SamModel` (``load("vit_b_lm")``, ``load(arch, checkpoint=path)``,
+  :func:`cellnb.testing.random_sam`): prompted. It adds an explicit
+  embedding step, :meth:`SamModel.embed`, whose result is kept in memory
+  (the last few images, keyed by image hash and tiling) and optionally on
+  disk (micro_sam's zarr embedding files), so segmenting an image again,
+  with other prompts or one more click, decodes without re-encoding.
+- :class:`Watershed` (``"watershed"``): the classical baseline, prompted by
+  the nuclei; never used silently in place of SAM.
+- :class:`cellnb.TrainedModel` (:func:`cellnb.train`,
+  :func:`cellnb.load_trained`): automatic, or prompted by boxes (cellsam).
+
+Loading
+-------
 ``load("vit_b_lm")`` resolves a micro_sam model-zoo name; micro_sam downloads
 the weights into its cache (``$MICROSAM_CACHEDIR`` or ``~/.cache/micro_sam``)
-the first time. ``load(checkpoint=path)`` loads weights from a file. Either
-way the weights go through ``micro_sam.util.get_sam_model``, the same code
-path real and random-init (:func:`cellnb.testing.random_sam`) models use.
+the first time. ``load(arch, checkpoint=path)`` loads weights from a file.
+Either way the weights go through ``micro_sam.util.get_sam_model``, the same
+code path real and random-init models use. :func:`resolve` is the one place
+that turns a name (and checkpoint) into what micro_sam loads; the training
+recipes use it too.
 
 torch and micro_sam are imported inside the functions, so ``import cellnb``
 stays light.
@@ -13,13 +44,38 @@ stays light.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["SamModel", "load", "available", "cache_dir", "ModelNotAvailableError"]
+__all__ = ["Segmenter", "SamModel", "Watershed", "ImageEmbedding", "as_model", "load",
+           "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
+           "ModelNotAvailableError", "ARCHITECTURES"]
+
+ARCHITECTURES = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+#: Options :meth:`SamModel.segment` takes.
+SAM_OPTIONS = frozenset({"embedding", "kind", "multimask", "batch_size", "tile_shape", "halo",
+                         "iou_threshold", "min_area", "progress", "callback"})
+#: Options :meth:`Watershed.segment` takes.
+WATERSHED_OPTIONS = frozenset({"nuclei", "iou_threshold", "min_area", "progress", "callback"})
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What :func:`cellnb.segment` and :func:`cellnb.annotate` need of a model."""
+
+    name: str
+    fingerprint: str
+    prompted: bool
+    segment_options: frozenset
+
+    def segment(self, image, prompts=None, **options):
+        ...
 
 
 class ModelNotAvailableError(FileNotFoundError):
@@ -27,10 +83,58 @@ class ModelNotAvailableError(FileNotFoundError):
 
 
 @dataclass
-class SamModel:
-    """A loaded SAM model, ready for :func:`cellnb.segment`.
+class ImageEmbedding:
+    """SAM's embedding of one image, from :meth:`SamModel.embed`.
 
     Attributes
+    ----------
+    key : str
+        Hash of the image's pixels, shape and dtype, plus the tiling.
+    shape : (int, int)
+        Image height and width.
+    tile_shape, halo : (int, int) or None
+        Tiling (None: one embedding for the whole image).
+    data : dict
+        micro_sam's image embeddings (``features``, ``input_size``,
+        ``original_size``; per tile when tiled).
+    normalization : dict
+        How the image was mapped to SAM's input.
+    model : str
+        Fingerprint of the model that computed it.
+    path : Path or None
+        micro_sam's zarr file when saved on disk.
+    """
+
+    key: str
+    shape: tuple
+    tile_shape: tuple | None
+    halo: tuple | None
+    data: dict = field(repr=False)
+    normalization: dict
+    model: str
+    path: Path | None = None
+
+
+def image_key(image: np.ndarray) -> str:
+    """A hash of an image's pixels, shape and dtype (what embeddings are keyed by).
+
+    >>> a = np.zeros((4, 4), np.uint8)
+    >>> image_key(a) == image_key(a.copy()), image_key(a) == image_key(a.astype(np.uint16))
+    (True, False)
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.shape}{image.dtype.str}".encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.hexdigest()
+
+
+@dataclass
+class SamModel:
+    """A loaded SAM model: embed an image once, then segment from prompts.
+
+    Parameters
     ----------
     name : str
         Model-zoo name (``"vit_b_lm"``) or a name for a checkpoint.
@@ -44,6 +148,15 @@ class SamModel:
         Torch device the model sits on.
     checkpoint : Path or None
         Weight file the model was loaded from.
+    cache_size : int, default=4
+        How many images' embeddings :meth:`embed` keeps in memory.
+
+    Examples
+    --------
+    >>> model = cellnb.models.load("vit_b_lm")  # doctest: +SKIP
+    >>> embedding = model.embed(tl)  # doctest: +SKIP
+    >>> first = model.segment(tl, prompts)  # the kept embedding  # doctest: +SKIP
+    >>> again = model.segment(tl, prompts.iloc[:1])  # no re-encoding  # doctest: +SKIP
     """
 
     name: str
@@ -52,6 +165,11 @@ class SamModel:
     weights_hash: str
     device: str
     checkpoint: Path | None = None
+    cache_size: int = 4
+    _embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    prompted = True
+    segment_options = SAM_OPTIONS
 
     def __post_init__(self):
         # micro_sam reads these off a predictor (its get_sam_model sets them; tiled embeddings
@@ -66,11 +184,184 @@ class SamModel:
         """Encoder architecture: ``"vit_t"``, ``"vit_b"``, ``"vit_l"`` or ``"vit_h"``."""
         return self.predictor.model_type
 
+    @property
+    def fingerprint(self) -> str:
+        """The weights' hash: two models with the same fingerprint segment alike."""
+        return self.weights_hash
+
     def __repr__(self) -> str:
         decoder = "with" if self.decoder is not None else "without"
         return (f"SamModel(name={self.name!r}, architecture={self.architecture!r}, "
                 f"device={self.device!r}, {decoder} instance decoder, "
                 f"weights_hash={self.weights_hash!r})")
+
+    def clear_embeddings(self) -> None:
+        """Forget the embeddings kept in memory (the next segment encodes again)."""
+        self._embeddings.clear()
+
+    def __getstate__(self):  # embeddings stay behind when the model travels (Dask)
+        state = dict(self.__dict__)
+        state["_embeddings"] = OrderedDict()
+        return state
+
+    def embed(self, image, *, tile_shape=None, halo=None, save_path=None,
+              progress: bool = False) -> ImageEmbedding:
+        """Compute (or fetch) SAM's embedding of a TL image.
+
+        The image is normalised as micro_sam normalises its inputs (min-max
+        per channel to uint8, grey replicated to RGB) and encoded whole, or
+        per tile by micro_sam (``precompute_image_embeddings(tile_shape=,
+        halo=)``) when it is larger than `tile_shape`. The result is kept in
+        memory (the last `cache_size` images): embedding the same pixels
+        with the same tiling again returns it without running the encoder.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) ndarray
+        tile_shape, halo : (int, int), optional
+            Tiles and their context (see :func:`cellnb.segment`).
+        save_path : str or Path, optional
+            A micro_sam zarr embedding file: read when it exists (micro_sam
+            checks it belongs to this image and model), else written
+            (atomically).
+        progress : bool, default=False
+
+        Returns
+        -------
+        embedding : ImageEmbedding
+        """
+        from ._validation import check_image, check_tiling
+        from .segment import normalize_for_sam
+
+        image = check_image(image, "image", rgb=True)
+        check_tiling(tile_shape, halo)
+        h, w = image.shape[:2]
+        if tile_shape is not None and h <= tile_shape[0] and w <= tile_shape[1]:
+            tile_shape = None  # the image fits in one tile
+        if tile_shape is not None:
+            tile_shape = tuple(int(v) for v in tile_shape)
+            halo = tuple(int(v) for v in halo or (0, 0))
+        else:
+            halo = None
+        key = f"{image_key(image)}:{tile_shape}:{halo}"
+        if key in self._embeddings and (save_path is None or Path(save_path).exists()):
+            self._embeddings.move_to_end(key)
+            return self._embeddings[key]
+        rgb, normalization = normalize_for_sam(image)
+        if tile_shape is not None:
+            normalization = {**normalization, "tiles": "min-max per tile again by micro_sam"}
+        data = _precompute(self.predictor, rgb, tile_shape, halo, save_path, progress)
+        embedding = ImageEmbedding(key, (h, w), tile_shape, halo, data, normalization,
+                                   self.fingerprint, Path(save_path) if save_path else None)
+        self._embeddings[key] = embedding
+        while len(self._embeddings) > max(int(self.cache_size), 1):
+            self._embeddings.popitem(last=False)
+        return embedding
+
+    def segment(self, image, prompts=None, *, embedding=None, kind=None, multimask=False,
+                batch_size="auto", tile_shape=None, halo=None, iou_threshold=0.85,
+                min_area=None, progress=False, callback=None):
+        """One cell per prompt (the model protocol; see :func:`cellnb.segment`).
+
+        `embedding` is an :class:`ImageEmbedding` of this image (default:
+        :meth:`embed`, which reuses a kept one).
+        """
+        from .segment import segment_prompts
+
+        return segment_prompts(self, image, prompts, embedding=embedding, kind=kind,
+                               multimask=multimask, batch_size=batch_size,
+                               tile_shape=tile_shape, halo=halo, iou_threshold=iou_threshold,
+                               min_area=min_area, progress=progress, callback=callback)
+
+
+def _precompute(predictor, rgb, tile_shape, halo, save_path, progress):
+    """micro_sam's embeddings of `rgb`; a new `save_path` is written beside and renamed."""
+    import os
+    import shutil
+    import tempfile
+
+    from micro_sam.util import precompute_image_embeddings
+
+    def run(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return precompute_image_embeddings(predictor, rgb, save_path=path, ndim=2,
+                                               tile_shape=tile_shape, halo=halo,
+                                               verbose=progress)
+
+    if save_path is None or Path(save_path).exists():
+        return run(None if save_path is None else str(save_path))
+    save_path = Path(save_path)
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{save_path.name}.", suffix=".part",
+                                dir=save_path.parent))
+    try:
+        run(str(tmp / "embedding.zarr"))
+        os.replace(tmp / "embedding.zarr", save_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run(str(save_path))  # read back: tiled features are read from the file lazily
+
+
+@dataclass
+class Watershed:
+    """The classical baseline: a seeded watershed of the TL image from the nuclei.
+
+    Cells grow from the nuclei (its prompts) over the TL image's gradient,
+    inside a foreground of textured pixels. Use it for comparison and
+    offline demos; cellnb never uses it silently in place of SAM.
+
+    Examples
+    --------
+    >>> from cellnb.data import synthetic_pairs
+    >>> from cellnb import locate, prompt
+    >>> pair = synthetic_pairs(1, shape=(96, 96), n_cells=4, seed=0)[0]
+    >>> nuclei = locate(pair.fluorescence)
+    >>> seg = Watershed().segment(pair.tl, prompt(nuclei), nuclei=nuclei)
+    >>> int(seg.labels.max()) > 0
+    True
+    """
+
+    name = "watershed"
+    fingerprint = "watershed"
+    prompted = True
+    segment_options = WATERSHED_OPTIONS
+
+    def segment(self, image, prompts=None, *, nuclei=None, iou_threshold=0.85, min_area=None,
+                progress=False, callback=None):
+        """One cell per prompt, grown from its nucleus (see :func:`cellnb.segment`)."""
+        from .segment import segment_watershed
+
+        return segment_watershed(image, prompts, nuclei=nuclei, iou_threshold=iou_threshold,
+                                 min_area=min_area, progress=progress, callback=callback)
+
+
+def as_model(model) -> Segmenter:
+    """The model behind `model`: a model of the protocol as it is, ``"watershed"`` as
+    :class:`Watershed`.
+
+    Raises
+    ------
+    ValueError
+        Another string (load a model-zoo name with :func:`load` first).
+    TypeError
+        Anything else.
+
+    Examples
+    --------
+    >>> as_model("watershed").name
+    'watershed'
+    """
+    if isinstance(model, str):
+        if model == "watershed":
+            return Watershed()
+        raise ValueError(f"`model` {model!r} is a name, not a loaded model; load it first with "
+                         f"cellnb.models.load({model!r}), or pass 'watershed' for the "
+                         "classical baseline.")
+    if not isinstance(model, Segmenter):
+        raise TypeError(f"`model` must be a model of cellnb's protocol (cellnb.models.load, "
+                        f"cellnb.load_trained, 'watershed'), got {type(model).__name__}.")
+    return model
 
 
 def _micro_sam_util():
@@ -155,23 +446,9 @@ def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Sa
     'vit_b'
     """
     util = _micro_sam_util()
-    if not isinstance(name, str):
-        raise TypeError(f"`name` must be a str, got {type(name).__name__}.")
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
-        if name[:5] not in ("vit_t", "vit_b", "vit_l", "vit_h"):
-            raise ValueError(f"with a checkpoint, `name` must start with the architecture "
-                             f"(vit_t, vit_b, vit_l, vit_h), got {name!r}.")
-        predictor, state = _get_sam_model(util, name[:5], checkpoint, device)
-    else:
-        names = _zoo_names(util)
-        if name not in names:
-            raise ValueError(f"unknown model {name!r}; micro_sam's model zoo has {names}, or "
-                             "pass checkpoint=PATH for your own weights.")
-        _ensure_cached(util, name)
-        predictor, state = _get_sam_model(util, name, None, device)
+    model_type, checkpoint = resolve(name, checkpoint=checkpoint)
+    predictor, state = _get_sam_model(util, model_type, checkpoint, device)
+    if checkpoint is None:
         checkpoint = Path(predictor.checkpoint_path)
     decoder = None
     if "decoder_state" in state:
@@ -181,7 +458,123 @@ def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Sa
                               device=predictor.device)
     return SamModel(name=name, predictor=predictor, decoder=decoder,
                     weights_hash=predictor._hash, device=str(predictor.device),
-                    checkpoint=checkpoint)
+                    checkpoint=Path(checkpoint))
+
+
+def resolve(name: str, *, checkpoint=None, download: bool = True) -> tuple[str, str | None]:
+    """What micro_sam loads for `name`: ``(model_type, checkpoint path or None)``.
+
+    The one place a model name (and checkpoint) is checked: a zoo name must
+    be in micro_sam's registry (and is downloaded unless cached, when
+    `download`); with a checkpoint, `name` must start with the architecture
+    and the file must exist. Used by :func:`load` and the training recipes.
+
+    Raises
+    ------
+    TypeError, ValueError, FileNotFoundError, ModelNotAvailableError
+
+    Examples
+    --------
+    >>> resolve("vit_b_lm", download=False)
+    ('vit_b_lm', None)
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str, got {type(name).__name__}.")
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
+        if name[:5] not in ARCHITECTURES:
+            raise ValueError(f"with a checkpoint, `name` must start with the "
+                             f"architecture ({', '.join(ARCHITECTURES)}), got {name!r}.")
+        return name[:5], str(checkpoint)
+    util = _micro_sam_util()
+    names = _zoo_names(util)
+    if name not in names:
+        raise ValueError(f"unknown model {name!r}; micro_sam's model zoo has {names}, or pass "
+                         "checkpoint=PATH (with the architecture, e.g. 'vit_b', as the name) "
+                         "for your own weights.")
+    if download:
+        _ensure_cached(util, name)
+    return name, None
+
+
+def fingerprint(name: str, *, checkpoint=None) -> str:
+    """The weights hash :func:`load` would give, without loading the model.
+
+    micro_sam's registry hash for a zoo name, the xxh128 of the file (as
+    micro_sam computes it) for a checkpoint, ``"watershed"`` for the baseline.
+
+    Examples
+    --------
+    >>> fingerprint("watershed")
+    'watershed'
+    """
+    if name == "watershed" and checkpoint is None:
+        return "watershed"
+    util = _micro_sam_util()
+    model_type, checkpoint = resolve(name, checkpoint=checkpoint, download=False)
+    if checkpoint is not None:
+        return util._compute_hash(checkpoint)
+    return util.models().registry[model_type]
+
+
+def is_cached(name: str) -> bool:
+    """Whether micro_sam's cache holds the zoo model `name` (and its decoder).
+
+    Examples
+    --------
+    >>> is_cached("no_such_model")
+    False
+    """
+    table = available()
+    return bool(table.loc[table["name"] == name, "cached"].any())
+
+
+def load_cached(name: str = "vit_b_lm", *, fallback="watershed", device: str = "auto"):
+    """`name` when its weights are cached here, else `fallback`, said loudly.
+
+    For notebooks, demos and CI that must run with or without downloaded
+    weights: the fallback is announced with a :class:`UserWarning` and
+    recorded in every result through the model's name.
+
+    Parameters
+    ----------
+    name : str, default="vit_b_lm"
+        micro_sam model-zoo name.
+    fallback : "watershed", "random_vit_t" or a model, default="watershed"
+        Used when `name` is not cached: the classical baseline, a random-init
+        vit_t (real architecture, meaningless masks), or any model.
+    device : str, default="auto"
+
+    Returns
+    -------
+    model : SamModel, Watershed or `fallback`
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     model = load_cached("vit_b_lm")
+    >>> model.name in ("vit_b_lm", "watershed")
+    True
+    """
+    if is_cached(name):
+        return load(name, device=device)
+    if fallback == "random_vit_t":
+        from .testing import random_sam
+
+        model, what = random_sam("vit_t", device="cpu" if device == "auto" else device), (
+            "a random-init vit_t (real architecture, meaningless masks)")
+    else:
+        model = as_model(fallback)
+        what = ("the classical watershed baseline" if model.name == "watershed"
+                else repr(model.name))
+    warnings.warn(f"μSAM weights {name!r} are not in micro_sam's cache ({cache_dir()}) and "
+                  f"are not downloaded here: using {what} instead. Put the weights in the "
+                  "cache (cellnb.models.load downloads them when online) to use μSAM.",
+                  UserWarning, stacklevel=2)
+    return model
 
 
 def _get_sam_model(util, model_type, checkpoint, device):

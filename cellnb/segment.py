@@ -1,17 +1,24 @@
-"""Segment whole cells in the transmitted-light image from nucleus prompts with SAM / μSAM.
+"""Segment whole cells in the transmitted-light image: the verb and the SAM prompt path.
 
-Pipeline of :func:`segment`:
+:func:`segment` is the verb every model goes through (the model protocol of
+:mod:`cellnb.models`): it checks the image, resolves the model and refuses
+options the model does not take, then calls ``model.segment``. A
+:class:`Segmentation` (label image + one row per cell or prompt) comes back
+whatever the model.
+
+The SAM path (:meth:`cellnb.models.SamModel.segment`, implemented here by
+:func:`segment_prompts`):
 
 1. The TL image is normalised explicitly as micro_sam does for its models
    (min-max per channel to uint8, grey replicated to RGB); the values used
    are recorded in ``Segmentation.normalization``.
-2. The image embedding is computed once per image, or, for images larger
-   than ``tile_shape``, once per tile by micro_sam
-   (``micro_sam.util.precompute_image_embeddings(tile_shape=, halo=)``, each
-   tile with ``halo`` pixels of context); each prompt goes to the tile whose
-   inner block holds it, is decoded on that tile's embedding
-   (``set_precomputed(tile_id=)``) and its mask is pasted back in image
-   coordinates.
+2. The image embedding comes from :meth:`SamModel.embed`: computed once per
+   image and kept, so segmenting the same image again (other prompts, one
+   more click) does not run the encoder. Images larger than ``tile_shape``
+   are embedded per tile by micro_sam (``precompute_image_embeddings(
+   tile_shape=, halo=)``); each prompt goes to the tile whose inner block
+   holds it, is decoded on that tile's embedding (``set_precomputed(tile_id=)``)
+   and its mask is pasted back in image coordinates.
 3. Prompts are decoded in batches (``batch_size``) at SAM's low-resolution
    logits (256 x 256). Each mask is located on those logits (the connected
    piece holding the prompt) and upsampled, bilinearly, only inside that
@@ -21,8 +28,8 @@ Pipeline of :func:`segment`:
    **mask** IoU exceeds ``iou_threshold`` and gives contested pixels to the
    higher score. Every prompt keeps a row in the table with its status.
 
-``model="watershed"`` is a classical baseline (seeded watershed of the TL
-image from the nuclei), for comparison and offline demos; it is never used
+The watershed baseline (:class:`cellnb.models.Watershed`, ``model="watershed"``,
+:func:`segment_watershed`) grows cells from the nuclei; it is never used
 silently in place of SAM.
 """
 
@@ -35,7 +42,8 @@ import pandas as pd
 
 from ._validation import check_image, check_labels, check_tiling
 
-__all__ = ["segment", "resolve_overlaps", "Segmentation", "normalize_for_sam", "STATUSES"]
+__all__ = ["segment", "segment_prompts", "segment_watershed", "resolve_overlaps",
+           "Segmentation", "normalize_for_sam", "check_prompts", "STATUSES", "TABLE_COLUMNS"]
 
 #: Status of each prompt in ``Segmentation.table``.
 STATUSES = ("kept", "overlap", "empty", "too small", "covered")
@@ -66,6 +74,36 @@ class Segmentation:
     normalization: dict = field(default_factory=dict)
     model: str = ""
 
+    @classmethod
+    def from_labels(cls, labels, scores=None, *, normalization=None, model: str = ""):
+        """A Segmentation of automatic cells: one "kept" row per label of `labels`.
+
+        Parameters
+        ----------
+        labels : (H, W) int ndarray
+        scores : dict {label: score}, optional
+            Missing labels score 1.0.
+        normalization : dict, optional
+        model : str, default=""
+
+        Examples
+        --------
+        >>> labels = np.zeros((4, 5), np.int32); labels[1:3, 1:4] = 2
+        >>> Segmentation.from_labels(labels, {2: 0.5}).table.values.tolist()
+        [[2, 0.5, 6, 1, 1, 3, 4, 'kept']]
+        """
+        from scipy import ndimage
+
+        labels = check_labels(labels, "labels")
+        scores = scores or {}
+        boxes = ndimage.find_objects(labels)
+        areas = np.bincount(labels.ravel())
+        rows = [(int(lab), float(scores.get(int(lab), 1.0)), int(areas[lab]), box[0].start,
+                 box[1].start, box[0].stop, box[1].stop, "kept")
+                for lab, box in enumerate(boxes, start=1) if box is not None]
+        return cls(labels, pd.DataFrame(rows, columns=TABLE_COLUMNS), dict(normalization or {}),
+                   model)
+
 
 def normalize_for_sam(image) -> tuple[np.ndarray, dict]:
     """Map a TL image to SAM's input: (H, W, 3) uint8, min-max per channel.
@@ -79,17 +117,18 @@ def normalize_for_sam(image) -> tuple[np.ndarray, dict]:
     >>> rgb.shape, rgb[..., 0].tolist(), record["min"], record["max"]
     ((2, 2, 3), [[0, 255], [128, 255]], [100.0], [300.0])
     """
+    from ._normalize import normalize
+
     image = check_image(image, "image", rgb=True)
     channels = image[..., None] if image.ndim == 2 else image
-    values = channels.astype(np.float32)
-    lo = values.min(axis=(0, 1))
-    hi = values.max(axis=(0, 1))
-    scaled = (values - lo) / np.maximum(hi - lo, 1e-7)
-    out = np.round(scaled * 255).astype(np.uint8)
+    out = np.stack([np.round(normalize(channels[..., c], "minmax255")[0]).astype(np.uint8)
+                    for c in range(channels.shape[-1])], axis=-1)
     if out.shape[-1] == 1:
         out = np.repeat(out, 3, axis=-1)
+    values = channels.reshape(-1, channels.shape[-1])
     return out, {"method": "min-max per channel to uint8 (micro_sam convention)",
-                 "min": lo.astype(float).tolist(), "max": hi.astype(float).tolist()}
+                 "min": values.min(axis=0).astype(float).tolist(),
+                 "max": values.max(axis=0).astype(float).tolist()}
 
 
 # ---------------------------------------------------------------------------
@@ -217,7 +256,25 @@ def _default_batch_size(device: str) -> int:
     return 64 if str(device).startswith("cuda") else 1
 
 
-def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
+def _sam_decode(sam, embedding, *, points=None, labels=None, boxes=None,
+                multimask: bool = False):
+    """SAM's prompt encoder + mask decoder on one image embedding.
+
+    `points` (N, K, 2) xy with `labels` (N, K) and/or `boxes` (N, 4) xyxy,
+    in SAM's input frame; with neither, SAM's default prompt (no sparse
+    token, the no-mask dense embedding) gives one output for the image.
+    Returns low-resolution mask logits (N, C, 256, 256) and predicted IoUs
+    (N, C); C = 3 with `multimask`, else 1. Used by :func:`segment` and the
+    SAM training recipes alike.
+    """
+    point_arg = (points, labels) if points is not None else None
+    sparse, dense = sam.prompt_encoder(points=point_arg, boxes=boxes, masks=None)
+    return sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
+                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                            multimask_output=multimask)
+
+
+def _decode(predictor, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
             multimask: bool, batch_size: int, offset=(0, 0), positions=None):
     """Low-res logits (B, 256, 256) and scores for each prompt row, in batches.
 
@@ -225,8 +282,6 @@ def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
     """
     import torch
 
-    predictor = model.predictor
-    sam = predictor.model
     device = predictor.device
     transform = predictor.transform
     original = predictor.original_size
@@ -257,13 +312,8 @@ def _decode(model, prompts: pd.DataFrame, kind_points: bool, kind_boxes: bool,
             xyxy = chunk[["x0", "y0", "x1", "y1"]].to_numpy(np.float32) - [ox, oy, ox, oy]
             boxes = transform.apply_boxes_torch(torch.as_tensor(xyxy, device=device), original)
         with torch.no_grad():
-            sparse, dense = sam.prompt_encoder(
-                points=(coords, labels) if coords is not None else None, boxes=boxes,
-                masks=None)
-            low_res, iou = sam.mask_decoder(
-                image_embeddings=predictor.features, image_pe=sam.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                multimask_output=multimask)
+            low_res, iou = _sam_decode(predictor.model, predictor.features, points=coords,
+                                       labels=labels, boxes=boxes, multimask=multimask)
         best = iou.argmax(dim=1)
         pick = torch.arange(len(chunk), device=device)
         logits_all.append(low_res[pick, best].float().cpu().numpy())
@@ -331,102 +381,190 @@ def _mask_from_logits(logits, image_shape, input_size, point):
     return y0, x0, ndimage.binary_fill_holes(pieces == keep)
 
 
-def _tiles(shape, tile_shape, halo):
-    """Inner blocks of `tile_shape` and their outer windows grown by `halo`.
+# ---------------------------------------------------------------------------
+# prompts in, Segmentation out
+# ---------------------------------------------------------------------------
+def check_prompts(prompts, shape, kind=None) -> tuple[pd.DataFrame, str]:
+    """Check a prompt table against an image of `shape`; return it tidied and its kind.
 
-    Row-major, as micro_sam numbers the tiles of ``precompute_image_embeddings``.
+    The table gets a fresh index and a ``negatives`` column (empty when
+    missing); `kind` defaults to the table's ``kind`` column.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"label": [1], "y": [5.0], "x": [5.0], "y0": [0], "x0": [0],
+    ...                       "y1": [9], "x1": [9]})
+    >>> check_prompts(table, (10, 10))[1]
+    'points'
+    >>> check_prompts(table, (4, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: 1 prompt(s) lie outside the image of shape (4, 4); were they made for another image?
     """
+    if prompts is None:
+        raise ValueError("this model segments one cell per prompt: pass `prompts`, e.g. "
+                         "cellnb.prompt(cellnb.locate(fluorescence)).")
+    if not isinstance(prompts, pd.DataFrame) or not {"label", "y", "x", "y0", "x0", "y1",
+                                                      "x1"} <= set(prompts.columns):
+        raise ValueError("`prompts` must be a prompt table from cellnb.prompt (columns label, "
+                         f"y, x, y0, x0, y1, x1), got {type(prompts).__name__}"
+                         + (f" with columns {list(prompts.columns)}"
+                            if isinstance(prompts, pd.DataFrame) else "") + ".")
+    if prompts["label"].duplicated().any():
+        raise ValueError("`prompts` has duplicate labels; every prompt needs its own id.")
     h, w = shape
-    th, tw = tile_shape
-    hy, hx = halo
-    for y in range(0, h, th):
-        for x in range(0, w, tw):
-            inner = (y, x, min(y + th, h), min(x + tw, w))
-            outer = (max(y - hy, 0), max(x - hx, 0), min(y + th + hy, h), min(x + tw + hx, w))
-            yield inner, outer
+    outside = (prompts["y"] < 0) | (prompts["y"] >= h) | (prompts["x"] < 0) | (prompts["x"] >= w)
+    if outside.any():
+        raise ValueError(f"{int(outside.sum())} prompt(s) lie outside the image of shape "
+                         f"{(h, w)}; were they made for another image?")
+    prompts = prompts.reset_index(drop=True)
+    if "negatives" not in prompts.columns:
+        prompts = prompts.assign(negatives=[()] * len(prompts))
+    known = set(prompts["label"].tolist())
+    strays = sorted({int(n) for v in prompts["negatives"] for n in v} - known)
+    if strays:
+        raise ValueError(f"`prompts` lists negative points at labels {strays[:5]}, which are "
+                         "not rows of the table; keep those rows, or drop the `negatives` "
+                         "column of a subset (prompts.drop(columns='negatives')).")
+    if kind is None:
+        kinds = set(prompts["kind"]) if "kind" in prompts.columns else {"points"}
+        if len(kinds) > 1:
+            raise ValueError(f"`prompts` mixes kinds {sorted(kinds)}; pass `kind=`.")
+        kind = kinds.pop() if kinds else "points"
+    if kind not in ("points", "boxes", "points+boxes"):
+        raise ValueError(f"`kind` must be 'points', 'boxes' or 'points+boxes', got {kind!r}.")
+    return prompts, kind
 
 
-def _embed(model, rgb, tile_shape, halo, progress):
-    """Image embeddings: one, or micro_sam's tiled ones (`tile_shape` not None).
+def _check_common(iou_threshold, min_area):
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"`iou_threshold` must be in (0, 1], got {iou_threshold}.")
+    if min_area is not None and (isinstance(min_area, bool) or
+                                 not isinstance(min_area, (int, np.integer)) or min_area < 0):
+        raise ValueError(f"`min_area` must be a non-negative int or None, got {min_area!r}.")
 
-    Yields ``(inner, outer, put)`` per tile: the block whose prompts the tile
-    decodes, the window it embeds (with the halo) and ``put()``, which puts
-    the tile's embedding in the predictor. Untiled, this is
-    ``predictor.set_image`` on the whole image (what micro_sam's untiled
-    ``precompute_image_embeddings`` does). Tiled, micro_sam computes every
-    tile's embedding (``precompute_image_embeddings(tile_shape=, halo=)``,
-    which min-max scales each tile again) and ``set_precomputed(tile_id=)``
-    selects one.
+
+def _result(crops, scores, prompts, shape, iou_threshold, min_area, normalization, name):
+    """Overlaps resolved into one label image, one table row per prompt."""
+    from scipy import ndimage
+
+    labels, status = resolve_overlaps(crops, scores, iou_threshold, shape=shape,
+                                      labels=prompts["label"].to_numpy(), min_area=min_area)
+    top = int(prompts["label"].max()) if len(prompts) else 0
+    areas = np.bincount(labels.ravel(), minlength=top + 1)
+    boxes = ndimage.find_objects(labels)
+    rows = []
+    for lab, sc, st in zip(prompts["label"], scores, status):
+        box = boxes[lab - 1] if st == "kept" and lab - 1 < len(boxes) and boxes[lab - 1] else None
+        y0, x0, y1, x1 = ((box[0].start, box[1].start, box[0].stop, box[1].stop) if box
+                          else (0, 0, 0, 0))
+        rows.append((int(lab), float(sc), int(areas[lab]) if st == "kept" else 0,
+                     y0, x0, y1, x1, st))
+    return Segmentation(labels, pd.DataFrame(rows, columns=TABLE_COLUMNS), normalization, name)
+
+
+def _put_tile(predictor, embedding, tile_id, outer):
+    """Put one tile's (or the whole image's) embedding in the predictor."""
+    from micro_sam.util import set_precomputed
+
+    set_precomputed(predictor, embedding.data, tile_id=tile_id)
+    size = tuple(int(v) for v in predictor.original_size)
+    if size != (outer[2] - outer[0], outer[3] - outer[1]):  # a tiling we do not know
+        raise RuntimeError(f"micro_sam's embedding {tile_id} covers {size} pixels; cellnb "
+                           f"expected the window {outer}.")
+
+
+def segment_prompts(model, image, prompts, *, embedding=None, kind=None, multimask=False,
+                    batch_size="auto", tile_shape=None, halo=None, iou_threshold=0.85,
+                    min_area=None, progress=False, callback=None) -> Segmentation:
+    """One cell per prompt with a SAM model (what :meth:`SamModel.segment` runs).
+
+    See :func:`segment` for the parameters; `embedding` is the image's
+    :class:`cellnb.models.ImageEmbedding` (default: ``model.embed(image,
+    tile_shape=, halo=)``, which reuses a kept one).
     """
-    predictor = model.predictor
-    h, w = rgb.shape[:2]
-    if tile_shape is None:
-        yield (0, 0, h, w), (0, 0, h, w), lambda: predictor.set_image(rgb)
-        return
-    from micro_sam.util import precompute_image_embeddings, set_precomputed
+    from ._progress import Progress
+    from ._tiling import tiles
+    from .models import image_key
 
-    tile_shape, halo = tuple(int(v) for v in tile_shape), tuple(int(v) for v in halo or (0, 0))
-    embeddings = precompute_image_embeddings(predictor, rgb, ndim=2, tile_shape=tile_shape,
-                                             halo=halo, verbose=progress)
-    for tile_id, (inner, outer) in enumerate(_tiles((h, w), tile_shape, halo)):
-        def put(tile_id=tile_id, outer=outer):
-            set_precomputed(predictor, embeddings, tile_id=tile_id)
-            size = tuple(int(v) for v in predictor.original_size)
-            if size != (outer[2] - outer[0], outer[3] - outer[1]):  # a tiling we do not know
-                raise RuntimeError(f"micro_sam's tile {tile_id} covers {size} pixels; cellnb "
-                                   f"expected the window {outer}.")
-        yield inner, outer, put
-
-
-def _segment_sam(image, prompts, model, kind, multimask, batch_size, tile_shape, halo,
-                 iou_threshold, min_area, progress):
-    from tqdm.auto import tqdm
-
-    rgb, normalization = normalize_for_sam(image)
-    h, w = rgb.shape[:2]
+    image = check_image(image, "image", rgb=True)
+    check_tiling(tile_shape, halo)
+    h, w = image.shape[:2]
+    prompts, kind = check_prompts(prompts, (h, w), kind)
+    _check_common(iou_threshold, min_area)
+    if batch_size != "auto" and (isinstance(batch_size, bool) or
+                                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive int or 'auto', got {batch_size!r}.")
     if batch_size == "auto":
         batch_size = _default_batch_size(model.device)
+    if embedding is None:
+        embedding = model.embed(image, tile_shape=tile_shape, halo=halo, progress=progress)
+    elif embedding.shape != (h, w) or not embedding.key.startswith(image_key(image)):
+        raise ValueError(f"`embedding` was computed for another image (shape "
+                         f"{embedding.shape}); embed this one with model.embed(image).")
+    elif embedding.model != model.fingerprint:
+        raise ValueError(f"`embedding` was computed by another model ({embedding.model}), not "
+                         f"{model.fingerprint}.")
     kind_points, kind_boxes = kind != "boxes", kind != "points"
     positions = {int(r.label): (r.y, r.x) for r in prompts.itertuples()}
     crops, scores = [None] * len(prompts), np.zeros(len(prompts))
     # a prompt belongs to the tile holding its pixel (pixel i spans [i - 0.5, i + 0.5))
     ys = np.clip(np.round(prompts["y"].to_numpy()), 0, h - 1)
     xs = np.clip(np.round(prompts["x"].to_numpy()), 0, w - 1)
-    bar = tqdm(total=len(prompts), desc="segment", disable=not progress)
-    if tile_shape is not None and h <= tile_shape[0] and w <= tile_shape[1]:
-        tile_shape = None  # the image fits in one tile
-    if tile_shape is not None:
-        normalization = {**normalization, "tiles": "min-max per tile again by micro_sam"}
-    for (iy0, ix0, iy1, ix1), (oy0, ox0, oy1, ox1), put in _embed(
-            model, rgb, tile_shape, halo, progress):
-        inside = np.flatnonzero((ys >= iy0) & (ys < iy1) & (xs >= ix0) & (xs < ix1))
-        if len(inside) == 0:
-            continue
-        put()
-        rows = prompts.iloc[inside]
-        logits, tile_scores = _decode(model, rows, kind_points, kind_boxes, multimask,
-                                      int(batch_size), offset=(oy0, ox0), positions=positions)
-        input_size = model.predictor.input_size
-        for k, row, lg, sc in zip(inside, rows.itertuples(), logits, tile_scores):
-            wy0, wx0, mask = _mask_from_logits(lg, (oy1 - oy0, ox1 - ox0), input_size,
-                                               (row.y - oy0, row.x - ox0))
-            crops[k] = (wy0 + oy0, wx0 + ox0, mask)
-            scores[k] = sc
-            bar.update()
-    bar.close()
-    return crops, scores, normalization
+    whole = [((0, 0, h, w), (0, 0, h, w))]
+    pieces = whole if embedding.tile_shape is None else tiles((h, w), embedding.tile_shape,
+                                                              embedding.halo)
+    predictor = model.predictor
+    with Progress(len(prompts), "segment", progress=progress, callback=callback,
+                  unit="cell") as bar:
+        for tile_id, ((iy0, ix0, iy1, ix1), outer) in enumerate(pieces):
+            inside = np.flatnonzero((ys >= iy0) & (ys < iy1) & (xs >= ix0) & (xs < ix1))
+            if len(inside) == 0:
+                continue
+            _put_tile(predictor, embedding, None if embedding.tile_shape is None else tile_id,
+                      outer)
+            rows = prompts.iloc[inside]
+            oy0, ox0, oy1, ox1 = outer
+            logits, tile_scores = _decode(predictor, rows, kind_points, kind_boxes, multimask,
+                                          int(batch_size), offset=(oy0, ox0),
+                                          positions=positions)
+            for k, row, lg, sc in zip(inside, rows.itertuples(), logits, tile_scores):
+                wy0, wx0, mask = _mask_from_logits(lg, (oy1 - oy0, ox1 - ox0),
+                                                   predictor.input_size, (row.y - oy0, row.x - ox0))
+                crops[k] = (wy0 + oy0, wx0 + ox0, mask)
+                scores[k] = sc
+                bar.update()
+    return _result(crops, scores, prompts, (h, w), iou_threshold, min_area,
+                   embedding.normalization, f"{model.name} ({model.weights_hash})")
 
 
-def _segment_watershed(image, nuclei, prompts):
-    """Seeded watershed of the TL image from the nuclei (classical baseline)."""
+def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=None,
+                      progress=False, callback=None) -> Segmentation:
+    """Seeded watershed of the TL image from the nuclei (the classical baseline).
+
+    Cells are textured and the background is flat, so a threshold on the
+    local standard deviation gives the foreground; each prompted nucleus
+    seeds a watershed of the smoothed image's gradient inside it. What
+    :class:`cellnb.models.Watershed` runs; see :func:`segment`.
+    """
     from scipy import ndimage
     from skimage.filters import sobel, threshold_otsu
     from skimage.segmentation import watershed
 
+    from ._progress import Progress
+
+    image = check_image(image, "image", rgb=True)
+    h, w = image.shape[:2]
+    prompts, _ = check_prompts(prompts, (h, w))
+    _check_common(iou_threshold, min_area)
+    if nuclei is None:
+        raise ValueError("the watershed baseline needs `nuclei=` (the seeds), e.g. "
+                         "cellnb.locate(fluorescence).")
+    nuclei = check_labels(nuclei, "nuclei")
+    if nuclei.shape != (h, w):
+        raise ValueError(f"`nuclei` (shape {nuclei.shape}) must match the image {(h, w)}.")
     grey = image.mean(axis=-1) if image.ndim == 3 else image.astype(np.float32)
-    grey = grey.astype(np.float32)
-    smooth = ndimage.gaussian_filter(grey, 1.5)
-    # cells are textured, background is flat: local standard deviation separates them
+    smooth = ndimage.gaussian_filter(grey.astype(np.float32), 1.5)
     mean = ndimage.uniform_filter(smooth, 9)
     texture = np.sqrt(np.clip(ndimage.uniform_filter(smooth ** 2, 9) - mean ** 2, 0, None))
     foreground = texture > threshold_otsu(texture) if texture.max() > texture.min() else (
@@ -434,23 +572,28 @@ def _segment_watershed(image, nuclei, prompts):
     foreground = ndimage.binary_fill_holes(ndimage.binary_opening(foreground, iterations=2))
     foreground |= nuclei > 0
     markers = np.where(np.isin(nuclei, prompts["label"].to_numpy()), nuclei, 0)
-    labels = watershed(sobel(smooth), markers, mask=foreground)
-    crops, scores = [], []
-    boxes = ndimage.find_objects(labels)
-    for lab in prompts["label"]:
-        box = boxes[lab - 1] if lab - 1 < len(boxes) else None
-        if box is None:
-            crops.append((0, 0, np.zeros((0, 0), bool)))
-        else:
-            crops.append((box[0].start, box[1].start, labels[box] == lab))
-        scores.append(1.0)
-    return crops, np.array(scores), {"method": "none (watershed works on the TL image as is)"}
+    grown = watershed(sobel(smooth), markers, mask=foreground)
+    boxes = ndimage.find_objects(grown)
+    crops = []
+    with Progress(len(prompts), "segment", progress=progress, callback=callback,
+                  unit="cell") as bar:
+        for lab in prompts["label"]:
+            box = boxes[lab - 1] if lab - 1 < len(boxes) else None
+            crops.append((0, 0, np.zeros((0, 0), bool)) if box is None else
+                         (box[0].start, box[1].start, grown[box] == lab))
+            bar.update()
+    return _result(crops, np.ones(len(prompts)), prompts, (h, w), iou_threshold, min_area,
+                   {"method": "none (watershed works on the TL image as is)"}, "watershed")
 
 
-def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bool = False,
-            batch_size="auto", tile_shape=None, halo=None, iou_threshold: float = 0.85,
-            min_area: int | None = None, progress: bool = False) -> Segmentation:
-    """Segment the cell of every prompt in a transmitted-light image.
+def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=None,
+            multimask=None, batch_size=None, tile_shape=None, halo=None, iou_threshold=None,
+            min_area=None, progress: bool = False, callback=None) -> Segmentation:
+    """Segment the cells of a transmitted-light image with any model.
+
+    The verb of the model protocol (:mod:`cellnb.models`): options left at
+    None take the model's default; an option the model does not take raises
+    a TypeError naming the ones it does.
 
     Parameters
     ----------
@@ -458,40 +601,57 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
         TL image (uint8, uint16 or float32), as read.
     prompts : DataFrame, optional
         Prompt table of :func:`cellnb.prompt`; each cell keeps its ``label``.
-        Not used with a trained model that segments automatically; required
-        by prompted ones (``cellsam``: boxes).
-    model : SamModel, TrainedModel or "watershed"
+        Required by prompted models (SAM / μSAM, the watershed baseline,
+        ``cellsam`` runs: boxes); refused by automatic ones.
+    model : SamModel, TrainedModel, Watershed or "watershed"
         A loaded SAM model (:func:`cellnb.models.load`,
         :func:`cellnb.testing.random_sam`), a model trained by
         :func:`cellnb.train` (automatic instance segmentation, tiled by
-        `tile_shape` / `halo`, no prompts; cells carry ``class_name`` when
-        it was trained with classes) or the classical baseline.
+        `tile_shape` / `halo`; cells carry ``class_name`` when it was
+        trained with classes) or the classical baseline.
     nuclei : (H, W) int ndarray, optional
-        Nucleus labels; required by ``model="watershed"`` (its seeds).
+        Watershed baseline only: the nucleus labels (its seeds).
+    embedding : ImageEmbedding, optional
+        SAM models only: the image's embedding from ``model.embed(image)``.
+        Default: computed once and kept by the model, so a second call on
+        the same image does not run the encoder.
     kind : {"points", "boxes", "points+boxes"}, optional
-        Prompt kind; default the table's ``kind`` column.
-    multimask : bool, default=False
-        Let SAM propose three masks per prompt and keep the best scored.
-    batch_size : int or "auto", default="auto"
-        Prompts decoded together. "auto": 1 on CPU, where
-        benchmarks/bench_segment.py measures batching as slower (55 ms per
-        prompt at 1, ~95 ms at 16-64 on 2 cores); 64 on GPU, where the
-        decoder is latency-bound per call (not yet measured by cellnb:
-        ``bench_segment.py --device cuda`` prints the per-batch-size sweep).
+        SAM models: prompt kind; default the table's ``kind`` column.
+    multimask : bool, optional
+        SAM models: let SAM propose three masks per prompt and keep the best
+        scored (default False).
+    batch_size : int or "auto", optional
+        SAM models: prompts decoded together (default "auto": 1 on CPU,
+        where benchmarks/bench_segment.py measures batching as slower,
+        55 ms per prompt at 1 vs ~95 ms at 16-64 on 2 cores; 64 on GPU, not
+        yet measured by cellnb).
     tile_shape, halo : (int, int), optional
-        Embed images larger than `tile_shape` per tile, with `halo` pixels
-        of context on each side (micro_sam's tiled embeddings; each tile is
-        min-max scaled again, as micro_sam does). Every tile is embedded,
-        also tiles without prompts.
-    iou_threshold : float, default=0.85
-        Mask IoU above which the lower-scoring of two masks is dropped.
+        Images larger than `tile_shape` are processed per tile with `halo`
+        pixels of context on each side (SAM: micro_sam's tiled embeddings,
+        each tile min-max scaled again, every tile embedded; trained models:
+        their own tiling).
+    iou_threshold : float, optional
+        Prompted models: mask IoU above which the lower-scoring of two masks
+        is dropped (default 0.85).
     min_area : int, optional
-        Masks with fewer pixels are dropped.
+        Masks with fewer pixels are dropped (trained models: default from
+        the recipe).
     progress : bool, default=False
+        Progress bar over prompts (SAM: also over tiles being embedded).
+    callback : callable, optional
+        Called as ``callback(done, total)`` after each prompt (automatic
+        models: once, at the end).
 
     Returns
     -------
     segmentation : Segmentation
+
+    Raises
+    ------
+    TypeError
+        `model` is not a model, or an option is given that it does not take.
+    ValueError
+        Bad image, prompts or option values.
 
     Examples
     --------
@@ -503,74 +663,24 @@ def segment(image, prompts=None, *, model, nuclei=None, kind=None, multimask: bo
     >>> result = segment(pair.tl, prompt(nuclei), model="watershed", nuclei=nuclei)
     >>> set(result.table["status"]) <= {"kept", "covered", "empty"}
     True
+    >>> segment(pair.tl, prompt(nuclei), model="watershed", nuclei=nuclei, multimask=True)
+    Traceback (most recent call last):
+    ...
+    TypeError: model 'watershed' takes no option(s) ['multimask']; it takes ['callback', 'iou_threshold', 'min_area', 'nuclei', 'progress'].
     """
+    from ._progress import check_callback
+    from .models import as_model
+
     image = check_image(image, "image", rgb=True)
     check_tiling(tile_shape, halo)
-    if hasattr(model, "recipe") and hasattr(model, "segment"):  # a TrainedModel
-        return model.segment(image, prompts, tile_shape=tile_shape, halo=halo,
-                             min_area=min_area, progress=progress)
-    if not isinstance(prompts, pd.DataFrame) or not {"label", "y", "x", "y0", "x0", "y1",
-                                                      "x1"} <= set(prompts.columns):
-        raise ValueError("`prompts` must be a prompt table from cellnb.prompt (columns label, "
-                         "y, x, y0, x0, y1, x1).")
-    if prompts["label"].duplicated().any():
-        raise ValueError("`prompts` has duplicate labels; every prompt needs its own id.")
-    h, w = image.shape[:2]
-    outside = (prompts["y"] < 0) | (prompts["y"] >= h) | (prompts["x"] < 0) | (prompts["x"] >= w)
-    if outside.any():
-        raise ValueError(f"{int(outside.sum())} prompt(s) lie outside the image of shape "
-                         f"{image.shape[:2]}; were they made for another image?")
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"`iou_threshold` must be in (0, 1], got {iou_threshold}.")
-    if batch_size != "auto" and (isinstance(batch_size, bool) or
-                                 not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"`batch_size` must be a positive int or 'auto', got {batch_size!r}.")
-    prompts = prompts.reset_index(drop=True)
-    if "negatives" not in prompts.columns:
-        prompts = prompts.assign(negatives=[()] * len(prompts))
-    if kind is None:
-        kinds = set(prompts["kind"]) if "kind" in prompts.columns else {"points"}
-        if len(kinds) > 1:
-            raise ValueError(f"`prompts` mixes kinds {sorted(kinds)}; pass `kind=`.")
-        kind = kinds.pop() if kinds else "points"
-    if kind not in ("points", "boxes", "points+boxes"):
-        raise ValueError(f"`kind` must be 'points', 'boxes' or 'points+boxes', got {kind!r}.")
-
-    if isinstance(model, str):
-        if model != "watershed":
-            raise ValueError(f"`model` must be a loaded SAM model (cellnb.models.load) or "
-                             f"'watershed', got {model!r}.")
-        if nuclei is None:
-            raise ValueError("model='watershed' needs `nuclei=` (the seeds).")
-        nuclei = check_labels(nuclei, "nuclei")
-        if nuclei.shape != (h, w):
-            raise ValueError(f"`nuclei` (shape {nuclei.shape}) must match the image {(h, w)}.")
-        crops, scores, normalization = _segment_watershed(image, nuclei, prompts)
-        name = "watershed"
-    elif hasattr(model, "predictor"):
-        if len(prompts) == 0:
-            crops, scores, normalization = [], np.zeros(0), normalize_for_sam(image)[1]
-        else:
-            crops, scores, normalization = _segment_sam(
-                image, prompts, model, kind, multimask, batch_size, tile_shape, halo,
-                iou_threshold, min_area, progress)
-        name = f"{model.name} ({model.weights_hash})"
-    else:
-        raise TypeError(f"`model` must be a SamModel or 'watershed', got {type(model).__name__}.")
-
-    labels, status = resolve_overlaps(crops, scores, iou_threshold, shape=(h, w),
-                                      labels=prompts["label"].to_numpy(), min_area=min_area)
-    from scipy import ndimage
-
-    top = int(prompts["label"].max()) if len(prompts) else 0
-    areas = np.bincount(labels.ravel(), minlength=top + 1)
-    boxes = ndimage.find_objects(labels)
-    rows = []
-    for lab, sc, st in zip(prompts["label"], scores, status):
-        box = boxes[lab - 1] if st == "kept" and lab - 1 < len(boxes) and boxes[lab - 1] else None
-        y0, x0, y1, x1 = ((box[0].start, box[1].start, box[0].stop, box[1].stop) if box
-                          else (0, 0, 0, 0))
-        rows.append((int(lab), float(sc), int(areas[lab]) if st == "kept" else 0,
-                     y0, x0, y1, x1, st))
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    return Segmentation(labels=labels, table=table, normalization=normalization, model=name)
+    check_callback(callback)
+    model = as_model(model)
+    given = {"nuclei": nuclei, "embedding": embedding, "kind": kind, "multimask": multimask,
+             "batch_size": batch_size, "tile_shape": tile_shape, "halo": halo,
+             "iou_threshold": iou_threshold, "min_area": min_area, "callback": callback}
+    options = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(options) - set(model.segment_options))
+    if unknown:
+        raise TypeError(f"model {model.name!r} takes no option(s) {unknown}; it takes "
+                        f"{sorted(model.segment_options)}.")
+    return model.segment(image, prompts, progress=progress, **options)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .models import SamModel, _micro_sam_util, load
 
-__all__ = ["random_sam", "random_checkpoint"]
+__all__ = ["random_sam", "random_checkpoint", "train_base"]
 
 _KINDS = ("vit_t", "vit_b", "vit_l", "vit_h")
 
@@ -111,3 +111,35 @@ def random_checkpoint(kind: str, path, *, seed: int = 0, decoder: bool = False) 
     path = Path(path)
     torch.save(state, path)
     return path
+
+
+def train_base(name: str, folder, *, kind: str = "vit_t") -> dict:
+    """What a SAM recipe starts from: `name` when cached, else a random-init `kind`, said loudly.
+
+    For notebooks and CI that must train with or without downloaded weights:
+    returns the keyword arguments of :func:`cellnb.train` (``model=`` and,
+    for the stand-in, ``checkpoint=`` of a random-init checkpoint written
+    into `folder`, with micro_sam's decoder).
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     base = train_base("vit_b_lm", tempfile.mkdtemp())  # doctest: +SKIP
+    >>> base["model"] in ("vit_b_lm", "vit_t")  # doctest: +SKIP
+    True
+    """
+    import warnings
+
+    from .models import is_cached
+
+    if is_cached(name):
+        return {"model": name}
+    path = Path(folder) / f"{kind}_random.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    warnings.warn(f"μSAM weights {name!r} are not in micro_sam's cache: training starts from a "
+                  f"random-init {kind} (real architecture; its masks mean nothing until "
+                  "trained far longer, or started from real weights).", UserWarning,
+                  stacklevel=2)
+    return {"model": kind, "checkpoint": str(random_checkpoint(kind, path, decoder=True))}

@@ -10,6 +10,8 @@ from cellnb.annotate import read_records
 from cellnb.data import synthetic_pairs, write_pairs
 from cellnb.io import find_pairs, read_coco
 
+annotate_module = importlib.import_module("cellnb.annotate")  # `cellnb.annotate` is the verb
+
 
 @pytest.fixture
 def folder(tmp_path):
@@ -129,13 +131,55 @@ def test_dask_workers_load_a_sam_model_once(folder, tmp_path, vit_t):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         in_memory = records_of(_annotated(folder, tmp_path / "mem", config, vit_t, client))
         loaded = records_of(_annotated(folder, tmp_path / "file", config, from_file, client))
-        cached = client.run(lambda: sorted(importlib.import_module("cellnb.annotate")._MODELS))
+        cached = client.run(lambda: sorted(importlib.import_module("cellnb.annotate")._LOADED))
     assert all(len(keys) <= 1 for keys in cached.values())  # at most one load per worker
     assert sum(len(keys) for keys in cached.values()) >= 1
     for records in (in_memory, loaded):
         assert sorted(records) == sorted(local)
         for pair_id, record in records.items():
             np.testing.assert_array_equal(record.labels, local[pair_id].labels)
+
+
+def test_a_zoo_name_is_loaded_only_when_a_pair_needs_it(folder, tmp_path, monkeypatch):
+    """Finished pairs load nothing; the record's model hash comes from micro_sam's registry."""
+    import cellnb.models
+
+    annotate(folder, tmp_path / "out", model="watershed", progress=False)
+    loads = []
+    monkeypatch.setattr(cellnb.models, "load", lambda *a, **k: loads.append(a))
+    from cellnb.models import fingerprint
+
+    assert fingerprint("vit_b_lm").startswith("xxh128:")
+    spec = annotate_module._model_spec("vit_b_lm", Config(), None)
+    assert spec == {"kind": "zoo", "name": "vit_b_lm", "fingerprint": fingerprint("vit_b_lm")}
+    assert loads == []  # describing the model loaded nothing
+    again = annotate(folder, tmp_path / "out", model="watershed", progress=False)
+    assert again["status"].tolist() == ["skipped"] * 3 and loads == []
+
+
+def test_embeddings_kept_on_disk_are_reused_by_a_rerun(folder, tmp_path, vit_t):
+    calls = []
+    handle = vit_t.predictor.model.image_encoder.register_forward_hook(
+        lambda *args: calls.append(1))
+    try:
+        annotate(folder, tmp_path / "a", model=vit_t, embeddings=tmp_path / "emb",
+                 progress=False)
+        assert len(calls) == 3
+        assert len(list((tmp_path / "emb").glob("*/*.zarr"))) == 3
+        vit_t.clear_embeddings()
+        other = Config.from_dict({"locate": {"method": "auto"}})  # other settings, same images
+        annotate(folder, tmp_path / "b", config=other, model=vit_t, embeddings=tmp_path / "emb",
+                 progress=False)
+        assert len(calls) == 3  # read back from disk, not encoded again
+    finally:
+        handle.remove()
+
+
+def test_annotate_reports_progress_through_a_callback(folder, tmp_path):
+    seen = []
+    annotate(folder, tmp_path / "out", model="watershed", progress=False,
+             callback=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 def _annotated(folder, out, config, model, client=None):
@@ -166,7 +210,7 @@ def test_bad_inputs(folder, tmp_path):
         annotate(folder, tmp_path / "out", config={"locate": {}}, model="watershed")
     with pytest.raises(TypeError, match="`pairs` must be a find_pairs"):
         annotate([1, 2], tmp_path / "out", model="watershed")
-    with pytest.raises(TypeError, match="`model` must be a SamModel"):
+    with pytest.raises(TypeError, match="`model` must be a model of cellnb's protocol"):
         annotate(folder, tmp_path / "out", model=3)
     with pytest.raises(FileNotFoundError, match="holds no annotate records"):
         read_records(tmp_path / "nothing")

@@ -20,7 +20,7 @@ def test_defaults_are_cellapp_hela():
 def test_yaml_round_trip(tmp_path):
     cfg = Config.from_dict({"locate": {"method": "watershed", "sigma": 3},
                             "segment": {"tile_shape": [512, 512], "halo": [64, 64]},
-                            "classify": {"method": "gmm", "names": {0: "interphase", 1: "mitotic"}},
+                            "export": {"name": "cells", "group": r"^(plate\d+)"},
                             "seed": 7})
     assert cfg.segment.tile_shape == (512, 512)
     assert cfg.locate.sigma == 3.0 and isinstance(cfg.locate.sigma, float)
@@ -30,6 +30,11 @@ def test_yaml_round_trip(tmp_path):
     assert Config.from_yaml(path) == cfg
     assert Config.from_yaml(text) == cfg
     assert Config.from_yaml("") == Config()
+
+
+def test_classify_section_explains_where_classes_come_from():
+    with pytest.raises(ValueError, match="no 'classify' section.*cellnb.classify"):
+        Config.from_dict({"classify": {"method": "gmm"}})
 
 
 def test_unknown_keys_list_valid_ones():

@@ -47,7 +47,7 @@ def test_coco_dataset_loads_and_round_trips(records, tmp_path):
             np.testing.assert_array_equal(read_labels(root / "labels" / f"{record.id}.tif"),
                                           original.labels)
             expected = original.cells["class_name"].sort_index().tolist()
-            assert record.cells["category"].tolist() == expected
+            assert record.cells["class_name"].tolist() == expected
             n_cells = len(np.unique(original.labels)) - 1
             assert len(list((root / "annotations").glob(f"{record.id}_cell*.png"))) == n_cells
             mask = read_image(root / "annotations" / f"{record.id}_cell{record.cells.index[0]}.png")
@@ -108,6 +108,19 @@ def test_provenance_records_config(records, tmp_path):
                  config=Config.from_dict({"locate": {"method": "auto"}}))
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["config"]["locate"]["method"] == "auto"
+
+
+def test_config_export_section_gives_the_defaults(records, tmp_path):
+    config = Config.from_dict({"export": {"name": "cells", "splits": {"train": 1.0},
+                                          "formats": ["coco"]}})
+    out = export(records, tmp_path / "ds", config=config)
+    assert (out / "train" / "cells_train.json").is_file() and not (out / "train" / "labels").exists()
+    explicit = export(records, tmp_path / "ds2", config=config, name="other")  # arguments win
+    assert (explicit / "train" / "other_train.json").is_file()
+    seen = []
+    export(records, tmp_path / "ds3", splits={"train": 1.0},
+           callback=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, len(records)) for k in range(1, len(records) + 1)]
 
 
 # -- bad input ----------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_read_coco_cellapp_example(cellapp_example):
         assert r.image.shape == (1024, 1024, 3) and r.image.dtype == np.uint8
         assert r.labels.dtype == np.int32 and r.labels.shape == (1024, 1024)
         np.testing.assert_array_equal(np.unique(r.labels[r.labels > 0]), r.cells.index)
-        assert (r.cells["category"] == "cell").all()
+        assert (r.cells["class_name"] == "cell").all()
         assert r.provenance["overlap_pixels"] > 0  # Cell-APP's polygons overlap a little
     np.testing.assert_array_equal(np.bincount(test[0].labels.ravel())[1:],
                                   test[0].cells["area"].to_numpy())

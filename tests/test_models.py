@@ -67,6 +67,36 @@ def test_available_lists_zoo_and_cache(monkeypatch, tmp_path):
     assert models.cache_dir() == tmp_path / "models"
 
 
+def test_load_cached_falls_back_loudly(monkeypatch, tmp_path):
+    monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path))
+    assert not models.is_cached("vit_b_lm")
+    with pytest.warns(UserWarning, match="'vit_b_lm' are not in micro_sam's cache .*classical "
+                                         "watershed baseline"):
+        model = models.load_cached("vit_b_lm")
+    assert isinstance(model, models.Watershed) and model.name == "watershed"
+    with pytest.warns(UserWarning, match="random-init vit_t"):
+        model = models.load_cached("vit_b_lm", fallback="random_vit_t")
+    assert model.architecture == "vit_t"
+
+
+def test_fingerprint_without_loading(tmp_path):
+    from cellnb.testing import random_checkpoint
+
+    path = random_checkpoint("vit_t", tmp_path / "w.pt")
+    assert models.fingerprint("vit_t", checkpoint=path) == models.load(
+        "vit_t", checkpoint=path, device="cpu").fingerprint
+    assert models.fingerprint("vit_b_lm").startswith("xxh128:")
+    with pytest.raises(ValueError, match="unknown model 'vit_q'"):
+        models.fingerprint("vit_q")
+
+
+def test_every_model_answers_the_protocol(vit_t):
+    assert isinstance(vit_t, models.Segmenter) and vit_t.prompted
+    assert isinstance(models.Watershed(), models.Segmenter)
+    assert models.as_model("watershed").segment_options == models.WATERSHED_OPTIONS
+    assert "embedding" in vit_t.segment_options and "nuclei" not in vit_t.segment_options
+
+
 def test_load_offline_says_where_to_put_the_file(monkeypatch, tmp_path):
     import pooch
 

@@ -11,7 +11,7 @@ from cellnb.recipes import _sam
 from cellnb.testing import random_checkpoint
 from cellnb.data import synthetic_pairs
 from cellnb.io import Record
-from cellnb.train import load_trained, train
+from cellnb import load_trained, train
 
 TINY = dict(epochs=3, steps_per_epoch=3, batch_size=1, patch_shape=(64, 64), progress=False)
 pytestmark = pytest.mark.slow
@@ -236,7 +236,7 @@ def test_cellpose_recipe_errors(dataset, tmp_path):
 
 def test_cli_offers_every_recipe(capsys):
     from cellnb.cli import main
-    from cellnb.train import RECIPES
+    from cellnb.recipes import RECIPES
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -122,10 +122,13 @@ def test_segment_bad_inputs(scene, vit_t):
         segment(pair.tl, far, model=vit_t)
     with pytest.raises(ValueError, match="needs `nuclei=`"):
         segment(pair.tl, prompts, model="watershed")
-    with pytest.raises(ValueError, match="must be a loaded SAM model .* or 'watershed'"):
+    with pytest.raises(ValueError, match=r"is a name, not a loaded model; load it first with "
+                                         r"cellnb.models.load\('vit_b_lm'\)"):
         segment(pair.tl, prompts, model="vit_b_lm")
-    with pytest.raises(TypeError, match="`model` must be a SamModel or 'watershed'"):
+    with pytest.raises(TypeError, match="`model` must be a model of cellnb's protocol"):
         segment(pair.tl, prompts, model=3)
+    with pytest.raises(ValueError, match="segments one cell per prompt: pass `prompts`, e.g."):
+        segment(pair.tl, model=vit_t)
     with pytest.raises(ValueError, match="duplicate labels"):
         segment(pair.tl, pd.concat([prompts, prompts]), model=vit_t)
     with pytest.raises(ValueError, match="`batch_size` must be a positive int or 'auto'"):
@@ -175,14 +178,17 @@ def test_tiled_embeddings_come_from_micro_sam(scene, vit_t, monkeypatch):
 
     monkeypatch.setattr(micro_sam.util, "precompute_image_embeddings", spy)
     pair, _, prompts = scene
+    vit_t.clear_embeddings()
     result = segment(pair.tl, prompts, model=vit_t, tile_shape=(96, 96), halo=(8, 8))
     _check(result, prompts, pair.tl.shape)
     (kwargs, tiles), = calls
     assert kwargs["tile_shape"] == (96, 96) and kwargs["halo"] == (8, 8)
     assert tiles == ["0", "1", "2", "3"]              # a 192 x 192 image in 96 x 96 tiles
     assert "tiles" in result.normalization
-    segment(pair.tl, prompts, model=vit_t, tile_shape=(192, 192))  # fits: no tiling
-    assert len(calls) == 1
+    calls.clear()
+    monkeypatch.setattr(micro_sam.util, "precompute_image_embeddings", original)
+    embedding = vit_t.embed(pair.tl, tile_shape=(192, 192))  # fits: no tiling
+    assert embedding.tile_shape is None and embedding.data["features"].shape[0] == 1
     # a SamModel around a bare SamPredictor (not made by micro_sam) tiles too
     from segment_anything import SamPredictor
 
@@ -191,6 +197,7 @@ def test_tiled_embeddings_come_from_micro_sam(scene, vit_t, monkeypatch):
     bare = SamPredictor(vit_t.predictor.model)
     bare.model_type = "vit_t"
     other = SamModel(name="mine", predictor=bare, decoder=None, weights_hash="x", device="cpu")
+    monkeypatch.setattr(micro_sam.util, "precompute_image_embeddings", spy)
     tiled = segment(pair.tl, prompts, model=other, tile_shape=(96, 96), halo=(8, 8))
     np.testing.assert_array_equal(tiled.labels, result.labels)
 
@@ -206,7 +213,7 @@ def test_lowres_decoding_matches_sam_predictor(vit_t, shape):
     prompts = prompts.assign(negatives=[()] * len(prompts)).reset_index(drop=True)
     predictor = vit_t.predictor
     predictor.set_image(normalize_for_sam(pair.tl)[0])
-    logits, scores = _decode(vit_t, prompts, True, False, False, batch_size=4)
+    logits, scores = _decode(predictor, prompts, True, False, False, batch_size=4)
     everything = (slice(0, shape[0]), slice(0, shape[1]))
     for k, row in enumerate(prompts.itertuples()):
         full, score, low = predictor.predict(
@@ -218,3 +225,99 @@ def test_lowres_decoding_matches_sam_predictor(vit_t, shape):
         # one bilinear step instead of SAM's two (256 -> 1024 -> image): same masks but
         # for pixels where the logit is within rounding of 0
         assert ((mine > 0) != (full[0] > 0)).mean() < 0.02
+
+
+# -- the model protocol: embed once, segment many -----------------------------
+def _count_encoder_calls(model):
+    calls = []
+    handle = model.predictor.model.image_encoder.register_forward_hook(
+        lambda *args: calls.append(1))
+    return calls, handle
+
+
+def test_segment_twice_embeds_once(scene, vit_t):
+    pair, _, prompts = scene
+    vit_t.clear_embeddings()
+    calls, handle = _count_encoder_calls(vit_t)
+    try:
+        first = segment(pair.tl, prompts, model=vit_t)
+        subset = prompts.iloc[:3].drop(columns="negatives")
+        again = segment(pair.tl, subset, model=vit_t, kind="points")
+        assert len(calls) == 1                     # the second call reused the embedding
+        assert set(again.table["label"]) == set(subset["label"])
+        assert first.labels.shape == again.labels.shape
+        with pytest.raises(ValueError, match="negative points at labels .* not rows"):
+            segment(pair.tl, prompts.iloc[:3], model=vit_t)
+        segment(pair.tl[::-1].copy(), prompts.assign(y=191 - prompts["y"]), model=vit_t)
+        assert len(calls) == 2                     # another image is encoded
+        segment(pair.tl, prompts, model=vit_t, tile_shape=(96, 96), halo=(8, 8))
+        assert len(calls) == 6                     # other tiling: 4 tiles
+        segment(pair.tl, prompts, model=vit_t, tile_shape=(96, 96), halo=(8, 8))
+        assert len(calls) == 6
+    finally:
+        handle.remove()
+
+
+def test_explicit_embedding_gives_the_same_cells(scene, vit_t):
+    pair, _, prompts = scene
+    vit_t.clear_embeddings()
+    embedding = vit_t.embed(pair.tl)
+    assert embedding.shape == pair.tl.shape and embedding.model == vit_t.fingerprint
+    with_embedding = segment(pair.tl, prompts, model=vit_t, embedding=embedding)
+    vit_t.clear_embeddings()
+    plain = segment(pair.tl, prompts, model=vit_t)
+    np.testing.assert_array_equal(with_embedding.labels, plain.labels)
+    other = synthetic_pairs(1, shape=(192, 192), n_cells=3, seed=9)[0].tl
+    with pytest.raises(ValueError, match="`embedding` was computed for another image"):
+        segment(other, prompts, model=vit_t, embedding=embedding)
+
+
+def test_embedding_saved_on_disk_is_read_back_without_encoding(scene, vit_t, tmp_path):
+    pair, _, prompts = scene
+    vit_t.clear_embeddings()
+    path = tmp_path / "cache" / "tl.zarr"
+    first = vit_t.embed(pair.tl, save_path=path)
+    assert path.is_dir() and not list(path.parent.glob(".*.part"))
+    vit_t.clear_embeddings()
+    calls, handle = _count_encoder_calls(vit_t)
+    try:
+        again = vit_t.embed(pair.tl, save_path=path)
+    finally:
+        handle.remove()
+    assert calls == []
+    np.testing.assert_array_equal(np.asarray(again.data["features"]),
+                                  np.asarray(first.data["features"]))
+
+
+def test_options_a_model_does_not_take_are_an_error(scene, vit_t):
+    pair, nuclei, prompts = scene
+    with pytest.raises(TypeError, match=r"model 'watershed' takes no option\(s\) "
+                                        r"\['batch_size', 'multimask'\]; it takes"):
+        segment(pair.tl, prompts, model="watershed", nuclei=nuclei, multimask=True,
+                batch_size=2)
+    with pytest.raises(TypeError, match=r"model 'random_vit_t' takes no option\(s\) "
+                                        r"\['nuclei'\]"):
+        segment(pair.tl, prompts, model=vit_t, nuclei=nuclei)
+    with pytest.raises(TypeError, match="`callback` must be callable"):
+        segment(pair.tl, prompts, model=vit_t, callback=3)
+
+
+def test_callback_counts_prompts(scene, vit_t):
+    pair, nuclei, prompts = scene
+    seen = []
+    segment(pair.tl, prompts, model=vit_t, callback=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, len(prompts)) for k in range(1, len(prompts) + 1)]
+    seen.clear()
+    segment(pair.tl, prompts, model="watershed", nuclei=nuclei,
+            callback=lambda done, total: seen.append(done))
+    assert seen[-1] == len(prompts)
+
+
+def test_segmentation_from_labels():
+    labels = np.zeros((6, 6), np.int32)
+    labels[0:2, 0:3] = 4
+    labels[3:6, 3:5] = 1
+    seg = Segmentation.from_labels(labels, {4: 0.25}, model="m")
+    assert seg.table.values.tolist() == [[1, 1.0, 6, 3, 3, 6, 5, "kept"],
+                                         [4, 0.25, 6, 0, 0, 2, 3, "kept"]]
+    assert seg.model == "m" and seg.normalization == {}

@@ -10,7 +10,8 @@ import pytest
 import cellnb
 from cellnb.data import synthetic_pairs
 from cellnb.io import Record, write_labels
-from cellnb.train import TrainedModel, load_trained, read_dataset, train
+from cellnb import TrainedModel, load_trained, train
+from cellnb.dataset import read_dataset
 
 TINY = dict(epochs=4, steps_per_epoch=5, batch_size=2, patch_shape=(64, 64), progress=False)
 
@@ -91,7 +92,7 @@ def test_unet_run_folder_and_learning(unet_run):
     assert isinstance(unet_run, TrainedModel)
     files = {p.name for p in unet_run.path.iterdir()}
     assert {"trained.json", "history.csv", "learning_curve.png", "weights", "state",
-            "classifier.pkl"} <= files
+            "classifier.csv"} <= files
     h = unet_run.history
     assert list(h["epoch"]) == [0, 1, 2, 3] and list(h["step"]) == [5, 10, 15, 20]
     # 20 optimiser steps: the training loss goes down
@@ -177,6 +178,84 @@ def test_existing_run_needs_resume_or_overwrite(dataset, unet_run, tmp_path):
 def test_load_trained_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a cellnb training run"):
         load_trained(tmp_path)
+
+
+def test_load_trained_never_runs_code_from_a_weight_file(unet_run, tmp_path):
+    import pickle
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(unet_run.path, run)
+    ran = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (ran.write_text, ("code ran",))
+
+    torch.save({"model_state": Payload()}, run / "weights" / "best.pt")
+    with pytest.raises(ValueError, match="best.pt holds objects other than tensors"):
+        load_trained(run)
+    assert not ran.exists()
+    (run / "weights" / "best.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="best.pt cannot be read as torch weights"):
+        load_trained(run)
+    # a classifier stored as a pickle by an older cellnb is not loaded
+    (run / "classifier.csv").unlink()
+    (run / "classifier.pkl").write_bytes(pickle.dumps(Payload()))
+    with pytest.warns(UserWarning, match="is a pickle, which cellnb no longer loads"):
+        trained = load_trained(run, weights="last")
+    assert trained._classifier is None and not ran.exists()
+
+
+def test_training_leaves_global_random_state_alone(dataset, tmp_path):
+    import random
+
+    import torch
+
+    np.random.seed(123)
+    torch.manual_seed(123)
+    random.seed(123)
+    before = (np.random.get_state()[1].copy(), torch.random.get_rng_state().clone(),
+              random.getstate())
+    seen = []
+    train(dataset, recipe="unet", out=tmp_path / "run", epochs=1, steps_per_epoch=2,
+          batch_size=1, patch_shape=(64, 64), progress=False,
+          callback=lambda done, total: seen.append((done, total)))
+    np.testing.assert_array_equal(np.random.get_state()[1], before[0])
+    assert torch.equal(torch.random.get_rng_state(), before[1])
+    assert random.getstate() == before[2]
+    assert seen[-1] == (2, 2) and all(total == 2 for _, total in seen)
+
+
+def test_annotate_with_a_trained_model(unet_run, tmp_path):
+    """annotate -> train -> annotate again: a TrainedModel annotates like any model."""
+    from cellnb.annotate import read_records
+    from cellnb.data import write_pairs
+
+    pairs = synthetic_pairs(2, shape=(96, 96), n_cells=8, seed=11)
+    write_pairs(pairs, tmp_path / "pairs")
+    config = cellnb.Config.from_dict({"locate": {"method": "auto"}})
+    summary = cellnb.annotate(tmp_path / "pairs", tmp_path / "out", model=unet_run,
+                              config=config, progress=False)
+    assert summary["status"].tolist() == ["done", "done"]
+    records = read_records(tmp_path / "out")
+    for record in records:
+        assert record.provenance["model_hash"] == unet_run.fingerprint
+        assert record.provenance["model_name"].startswith("unet (")
+        # cells carry the id of the nucleus they hold, so nucleus features join on label
+        nuclei = cellnb.io.read_labels(tmp_path / "out" / "records" / record.id / "nuclei.tif")
+        held = [lab for lab in record.cells.index if lab <= nuclei.max()]
+        assert all(((record.labels == lab) & (nuclei == lab)).any() for lab in held)
+        assert "nucleus_area" in record.cells.columns
+    again = cellnb.annotate(tmp_path / "pairs", tmp_path / "out", model=unet_run,
+                            config=config, progress=False)
+    assert again["status"].tolist() == ["skipped", "skipped"]
+    refused = cellnb.Config.from_dict({"segment": {"multimask": True}})
+    with pytest.raises(TypeError, match=r"config.segment sets \['multimask'\], which model"):
+        cellnb.annotate(tmp_path / "pairs", tmp_path / "out2", model=unet_run, config=refused,
+                        progress=False)
 
 
 # ---------------------------------------------------------------------------

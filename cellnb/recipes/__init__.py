@@ -20,25 +20,30 @@ a run (``fit_epoch``, ``weights``, ``has_state`` / ``load_state``,
 ``set_epoch``, ``set_rank``, ``optimizer``; or ``whole_run`` + ``fit_all``),
 ``predict(net, image, settings, ...)`` returning ``(labels, scores,
 normalization)``, and ``load_net(settings, state, device)``. Prompted
-recipes (``PROMPTED = True``) also define ``segment(net, image, prompts,
-settings, ...)`` and ``box_prompts(labels)``.
+recipes (``PROMPTED = True``) also define ``box_prompts(labels)`` (the
+validation prompts), ``prompt_model(net)`` (a :class:`cellnb.models.SamModel`
+around the trained network, which keeps its embeddings) and
+``segment_defaults(settings, shape)`` (tiling and minimum area).
+
+The registry lives here and nowhere else; :mod:`cellnb.train` imports it.
 """
 
 from importlib import import_module
 
-__all__ = ["get"]
+__all__ = ["get", "RECIPES"]
+
+#: Every recipe :func:`cellnb.train` knows, in the order the docs list them.
+RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose")
 
 
 def get(name: str):
-    """Return the recipe module `name` (one of :data:`cellnb.train.RECIPES`).
+    """Return the recipe module `name` (one of :data:`RECIPES`).
 
     Examples
     --------
     >>> get("unet").DEFAULTS["patch_shape"]
     (256, 256)
     """
-    from ..train import RECIPES
-
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {list(RECIPES)}.")
     return import_module(f"{__name__}.{name}")

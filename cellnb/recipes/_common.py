@@ -1,5 +1,6 @@
-"""Pieces the recipes share: patch sampling, normalisation, tiled prediction, the
-μSAM-style distance watershed, and a driver for torch_em trainers."""
+"""Pieces the recipes share: patch sampling, the μSAM-style distance watershed, and a
+driver for torch_em trainers (normalisation and tiling come from cellnb's own
+``_normalize`` and ``_tiling``, shared with :func:`cellnb.segment`)."""
 
 from __future__ import annotations
 
@@ -7,46 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-# ---------------------------------------------------------------------------
-# normalisation
-# ---------------------------------------------------------------------------
-def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
-    """Normalise a 2-D image for a network; returns (float32 image, record).
-
-    ``"percentile"``: (x - p1) / (p99.8 - p1), the U-Net's input.
-    ``"minmax255"``: (x - min) / (max - min) * 255, what SAM expects.
-    ``"clahe_zscore"``: CLAHE, then zero mean / unit variance (SAMCell).
-
-    Examples
-    --------
-    >>> x, info = normalize(np.array([[0, 50], [100, 200]], np.uint8), "minmax255")
-    >>> x.tolist(), info["method"]
-    ([[0.0, 63.75], [127.5, 255.0]], 'minmax255')
-    """
-    image = np.asarray(image, np.float32)
-    if method == "percentile":
-        lo, hi = np.percentile(image, (1.0, 99.8))
-        scale = hi - lo if hi > lo else 1.0
-        return (image - lo) / scale, {"method": "percentile", "low_percentile": 1.0,
-                                      "high_percentile": 99.8}
-    if method == "clahe_zscore":
-        from skimage.exposure import equalize_adapthist
-
-        lo, hi = float(image.min()), float(image.max())
-        scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-        out = equalize_adapthist(scaled).astype(np.float32)
-        std = float(out.std())
-        return (out - out.mean()) / (std if std > 0 else 1.0), {
-            "method": "clahe_zscore", "clahe": "skimage equalize_adapthist, default kernel",
-            "then": "zero mean, unit variance"}
-    if method == "minmax255":
-        lo, hi = float(image.min()), float(image.max())
-        scale = hi - lo if hi > lo else 1.0
-        # clip: float rounding may land a hair above 255, which SAM's input check refuses
-        out = np.clip((image - lo) * np.float32(255.0 / scale), 0, 255)
-        return out, {"method": "minmax255", "range": [0, 255]}
-    raise ValueError(f"unknown normalisation {method!r}.")
+from .._normalize import normalize  # noqa: F401  (the recipes' normalisation)
+from .._tiling import predict_tiled  # noqa: F401  (the recipes' tiled inference)
 
 
 # ---------------------------------------------------------------------------
@@ -154,41 +117,8 @@ def loaders(data, settings, normalization: str, label_transform, *, min_instance
 
 
 # ---------------------------------------------------------------------------
-# inference
+# post-processing
 # ---------------------------------------------------------------------------
-def predict_tiled(forward, image: np.ndarray, tile_shape, halo, *, progress=False):
-    """Apply ``forward((h, w) array) -> (C, h, w) array`` tile by tile.
-
-    Tiles of `tile_shape` see `halo` extra pixels of context on each side;
-    only their inner part is kept. An image that fits in one tile is
-    processed whole.
-
-    Examples
-    --------
-    >>> out = predict_tiled(lambda x: x[None] * 2, np.ones((5, 7), np.float32), (2, 3), (1, 1))
-    >>> out.shape, float(out.min()), float(out.max())
-    ((1, 5, 7), 2.0, 2.0)
-    """
-    from tqdm.auto import tqdm
-
-    h, w = image.shape
-    th, tw = (min(tile_shape[0], h), min(tile_shape[1], w))
-    hy, hx = halo
-    if th >= h and tw >= w:
-        return forward(image)
-    out = None
-    starts = [(y, x) for y in range(0, h, th) for x in range(0, w, tw)]
-    for y, x in tqdm(starts, disable=not progress, desc="tiles"):
-        y0, x0 = max(0, y - hy), max(0, x - hx)
-        y1, x1 = min(h, y + th + hy), min(w, x + tw + hx)
-        pred = forward(image[y0:y1, x0:x1])
-        if out is None:
-            out = np.zeros((pred.shape[0], h, w), np.float32)
-        iy1, ix1 = min(h, y + th), min(w, x + tw)
-        out[:, y:iy1, x:ix1] = pred[:, y - y0:iy1 - y0, x - x0:ix1 - x0]
-    return out
-
-
 def distance_watershed(foreground, center, boundary, *, min_size: int = 25,
                        foreground_threshold: float = 0.5, center_threshold: float = 0.5,
                        boundary_threshold: float = 0.5, foreground_smoothing: float = 1.0,

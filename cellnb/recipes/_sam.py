@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._tiling import window_starts  # noqa: F401  (the SAM recipes' sliding windows)
+
 SAM_SIZE = 1024  # SAM's input side; its mask decoder answers at SAM_SIZE / 4
 
 
@@ -27,9 +29,9 @@ SAM_SIZE = 1024  # SAM's input side; its mask decoder answers at SAM_SIZE / 4
 # ---------------------------------------------------------------------------
 def check(settings) -> None:
     """Fail before a run folder exists: unknown model, missing checkpoint, non-square patch."""
-    from .microsam import _base
+    from .microsam import base
 
-    _base(settings, download=False)
+    base(settings, download=False)
     h, w = settings["patch_shape"]
     if h != w:
         raise ValueError(f"recipe {settings['recipe']!r} feeds SAM square windows; "
@@ -41,9 +43,9 @@ def load_sam(settings, device):
     import warnings
 
     from ..models import _micro_sam_util
-    from .microsam import _base
+    from .microsam import base
 
-    model_type, checkpoint = _base(settings)
+    model_type, checkpoint = base(settings)
     util = _micro_sam_util()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -138,23 +140,6 @@ def to_window(masks, size: int):
     return F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def window_starts(length: int, window: int, overlap: int) -> list[int]:
-    """Start offsets of windows covering `length`, neighbours sharing `overlap` pixels.
-
-    Examples
-    --------
-    >>> window_starts(600, 256, 32)
-    [0, 224, 344]
-    >>> window_starts(200, 256, 32)
-    [0]
-    """
-    if length <= window:
-        return [0]
-    step = max(1, window - overlap)
-    starts = list(range(0, length - window, step)) + [length - window]
-    return sorted(set(starts))
-
-
 def pad_to(image: np.ndarray, size: int) -> np.ndarray:
     """Reflect-pad an image whose sides are shorter than `size` (bottom / right)."""
     h, w = image.shape
@@ -183,15 +168,11 @@ def encode(sam, x, *, neck: bool = True):
 def decode(sam, embedding, *, points=None, labels=None, boxes=None):
     """Mask logits (N, 1, 256, 256) and predicted IoU (N, 1) of N prompts on one image.
 
-    `points` are (N, K, 2) xy and `boxes` (N, 4) xyxy in SAM's 1024 frame;
-    with neither, SAM's default prompt (no sparse token, the no-mask dense
-    embedding) gives one output for the image.
+    :func:`cellnb.segment`'s SAM call, with one mask per prompt.
     """
-    point_arg = (points, labels) if points is not None else None
-    sparse, dense = sam.prompt_encoder(points=point_arg, boxes=boxes, masks=None)
-    return sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
-                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                            multimask_output=False)
+    from ..segment import _sam_decode
+
+    return _sam_decode(sam, embedding, points=points, labels=labels, boxes=boxes)
 
 
 # ---------------------------------------------------------------------------

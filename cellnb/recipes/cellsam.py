@@ -10,8 +10,9 @@ masks with binary cross-entropy + Dice; AdamW without gradient clipping.
 Inference segments from boxes: from :func:`cellnb.prompt` on the nuclei of
 a paired fluorescence image (``kind="boxes"``), or from any detector's boxes
 as a prompt table (:func:`box_prompts` makes one from a label image). It goes
-through :func:`cellnb.segment` with the fine-tuned SAM, so statuses, overlap
-resolution and batching are the same as for annotation. Validation during
+through a :class:`cellnb.models.SamModel` around the fine-tuned SAM
+(:func:`prompt_model`), so statuses, overlap resolution, batching and the
+kept embedding are the same as for annotation. Validation during
 training prompts with the true cells' boxes (CellSAM's oracle-box setting).
 
 CellSAM's detector (CellFinder, Anchor DETR on the ViT) is not part of this
@@ -167,28 +168,43 @@ def load_net(settings, state, device):
     return load_sam_net(state, device)
 
 
-def segment(net: Net, image, prompts, settings, *, tile_shape=None, halo=None, min_area=None,
-            progress=False):
-    """One cell per box prompt with the fine-tuned SAM (:func:`cellnb.segment`).
+def segment_defaults(settings, shape) -> dict:
+    """Tiling and minimum area of a cellsam segmentation of an image of `shape`.
 
     Images larger than ``patch_shape`` are embedded per window of
     ``patch_shape`` (tiles overlapping by ``overlap``), the scale the neck
-    was trained at, unless `tile_shape` / `halo` say otherwise.
+    was trained at.
     """
-    from ..segment import segment as segment_prompts
+    size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]
+    tiled = max(shape[:2]) > size
+    return {"tile_shape": (size - overlap, size - overlap) if tiled else None,
+            "halo": (overlap // 2, overlap // 2) if tiled else None,
+            "min_area": settings["options"]["min_size"]}
+
+
+def prompt_model(net: Net):
+    """A :class:`cellnb.models.SamModel` around the fine-tuned SAM (segments from boxes)."""
     from ._sam import sam_predictor
 
-    size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]
-    if tile_shape is None and max(image.shape[:2]) > size:
-        tile_shape, halo = (size - overlap, size - overlap), (overlap // 2, overlap // 2)
-    if min_area is None:
-        min_area = settings["options"]["min_size"]
-    model = sam_predictor(net.sam, net.architecture, f"cellsam ({net.architecture} neck)")
+    return sam_predictor(net.sam, net.architecture, f"cellsam ({net.architecture} neck)")
+
+
+def segment(net: Net, image, prompts, settings, *, tile_shape=None, halo=None, min_area=None,
+            progress=False):
+    """One cell per box prompt with the fine-tuned SAM, as it is now (used for validation).
+
+    A fresh :func:`prompt_model` each call: during training the weights
+    change between calls. A loaded :class:`cellnb.TrainedModel` keeps one.
+    """
+    defaults = segment_defaults(settings, image.shape)
+    if tile_shape is None:
+        tile_shape, halo = defaults["tile_shape"], defaults["halo"]
     was_training = net.sam.training
     net.sam.eval()
     try:
-        return segment_prompts(image, prompts, model=model, kind="boxes", tile_shape=tile_shape,
-                               halo=halo, min_area=min_area, progress=progress)
+        return prompt_model(net).segment(
+            image, prompts, kind="boxes", tile_shape=tile_shape, halo=halo,
+            min_area=defaults["min_area"] if min_area is None else min_area, progress=progress)
     finally:
         net.sam.train(was_training)
 

@@ -27,7 +27,6 @@ OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per
            "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25}
 USES_MODEL = True
 _NORMALIZATION = "minmax255"
-_ARCHITECTURES = ("vit_t", "vit_b", "vit_l", "vit_h")
 
 
 @dataclass
@@ -50,31 +49,15 @@ def _peft(options):
 
 def check(settings) -> None:
     """Fail early (before a run folder exists) on an unknown model or missing checkpoint."""
-    _base(settings, download=False)
+    base(settings, download=False)
 
 
-def _base(settings, download=True):
-    """(model_type, checkpoint_path) micro_sam should start from; checks the cache."""
-    from ..models import _ensure_cached, _micro_sam_util, _zoo_names
+def base(settings, download=True):
+    """(model_type, checkpoint path) micro_sam starts the run from (:func:`cellnb.models.resolve`)."""
+    from ..models import resolve
 
-    name, checkpoint = settings["model"], settings["options"].get("checkpoint")
-    if not isinstance(name, str):
-        raise TypeError(f"`model` must be a str, got {type(name).__name__}.")
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
-        if name[:5] not in _ARCHITECTURES:
-            raise ValueError(f"with checkpoint=, `model` must name the architecture "
-                             f"({', '.join(_ARCHITECTURES)}), got {name!r}.")
-        return name[:5], str(checkpoint)
-    util = _micro_sam_util()
-    names = _zoo_names(util)
-    if name not in names:
-        raise ValueError(f"unknown model {name!r}; micro_sam's model zoo has {names}, or pass "
-                         "checkpoint=PATH with model='vit_b' (etc.).")
-    if download:
-        _ensure_cached(util, name)
-    return name, None
+    return resolve(settings["model"], checkpoint=settings["options"].get("checkpoint"),
+                   download=download)
 
 
 def build(data, settings, device, state_dir):
@@ -87,7 +70,7 @@ def build(data, settings, device, state_dir):
     from torch_em.transform.label import PerObjectDistanceTransform
 
     options = settings["options"]
-    model_type, checkpoint = _base(settings)
+    model_type, checkpoint = base(settings)
     model, state = get_trainable_sam_model(
         model_type=model_type, device=device, freeze=options["freeze"],
         checkpoint_path=checkpoint, return_state=True, peft_kwargs=_peft(options))
