@@ -70,6 +70,53 @@ def atomic_dir(path, *, overwrite: bool = False):
         raise
 
 
+def recover(folder, name: str = "*") -> list[str]:
+    """Tidy what an interrupted :func:`atomic_dir` left in `folder`; return what it did.
+
+    A kill can leave ``.<name>.<random>.part`` folders (a write that never
+    finished: removed) and ``.<name>.old`` (the previous version, moved
+    aside during an overwrite: put back when ``<name>`` is missing, removed
+    otherwise). Only names of that form are touched, and with `name` only
+    those of that target.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / ".a.x1y2.part").mkdir(); (root / ".b.old").mkdir(); (root / "c").mkdir()
+    >>> recover(root)
+    ['put back b', 'removed .a.x1y2.part']
+    >>> sorted(p.name for p in root.iterdir())
+    ['b', 'c']
+    """
+    folder = Path(folder)
+    done = []
+    if not folder.is_dir():
+        return done
+    for old in sorted(folder.glob(f".{name}.old")):
+        target = folder / old.name[1:-len(".old")]
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+            done.append(f"removed {old.name}")
+        else:
+            os.replace(old, target)
+            done.append(f"put back {target.name}")
+    for part in sorted(folder.glob(f".{name}.*.part")):
+        shutil.rmtree(part, ignore_errors=True) if part.is_dir() else part.unlink()
+        done.append(f"removed {part.name}")
+    return done
+
+
+def remove_dir(path) -> None:
+    """Remove a folder so that no reader ever sees it half-deleted (rename, then delete)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    gone = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    os.replace(path, gone / path.name)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
 def sha256(path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

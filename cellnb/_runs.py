@@ -54,7 +54,16 @@ def read_info(folder: Path) -> dict:
 
 def read_history(folder: Path) -> pd.DataFrame:
     path = Path(folder) / HISTORY
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        history = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a cellnb history table ({err}); the run folder is "
+                         "damaged.") from err
+    if len(history) and "epoch" not in history.columns:
+        raise ValueError(f"{path} has no 'epoch' column; the run folder is damaged.")
+    return history
 
 
 def write_history(folder: Path, history: pd.DataFrame) -> None:
@@ -76,19 +85,25 @@ def load_weights(folder: Path, name: str, device) -> tuple[dict, str]:
     path = Path(folder) / "weights" / f"{name}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the run has not finished an epoch yet.")
-    return load_state(path, device), sha256(path)
+    state = load_state(path, device)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not the weights of a run.")
+    return state, sha256(path)
 
 
 def prepare(out: Path, settings: dict, resume: bool, overwrite: bool) -> bool:
     """Check `out` against the settings; return True when resuming."""
     if not out.exists() or not any(out.iterdir()):
         return False
-    if overwrite:
-        shutil.rmtree(out)
-        return False
     if not (out / INFO).is_file():
-        raise FileExistsError(f"{out} exists and is not a cellnb training run; choose another "
-                              "`out` or pass overwrite=True.")
+        raise FileExistsError(f"{out} exists and is not a cellnb training run (no {INFO}); "
+                              "train writes only into its own run folders, even with "
+                              "overwrite=True: choose another `out`.")
+    if overwrite:
+        from ._files import remove_dir
+
+        remove_dir(out)
+        return False
     if not resume:
         raise FileExistsError(f"{out} already holds a training run; pass resume=True to "
                               "continue it or overwrite=True to start again.")

@@ -63,8 +63,11 @@ def seeded(value: int):
             np.random.set_state(np_state)
 
 
-def load_state(path, device="cpu") -> dict:
-    """A checkpoint of tensors, loaded with ``weights_only=True``; errors name the file."""
+def load_state(path, device="cpu", *, mmap: bool = False) -> dict:
+    """A checkpoint of tensors, loaded with ``weights_only=True``; errors name the file.
+
+    `mmap` maps the tensors instead of reading them (a check that costs no memory).
+    """
     import pickle
 
     import torch
@@ -76,7 +79,7 @@ def load_state(path, device="cpu") -> dict:
         raise ValueError(f"{path} cannot be read as torch weights (not a torch archive); the "
                          "file is damaged or incomplete.")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path} holds objects other than tensors and plain containers; "
                          "cellnb does not load it, because loading such a file can run code "

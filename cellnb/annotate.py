@@ -149,10 +149,15 @@ def _relabel_by_nuclei(cells, nuclei):
 def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors,
                         embeddings=None) -> dict:
     """:func:`_annotate_one`; with ``errors="skip"`` a failure becomes a "failed" row."""
+    from ._files import remove_dir
+    from .io import check_pair_id
+
     t0 = time.perf_counter()
     try:
         return _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings)
     except Exception as err:
+        # a record that cannot be made again from its inputs is stale: never serve it
+        remove_dir(Path(out) / "records" / check_pair_id(pair_id))
         if errors == "raise":
             raise
         return {"pair_id": pair_id, "status": "failed", "nuclei": 0, "cells": 0,
@@ -170,17 +175,28 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
     from .segment import segment
 
     t0 = time.perf_counter()
-    folder = Path(out) / "records" / pair_id
-    tl_path, fl_path = Path(tl_path), Path(fl_path)
+    from ._files import atomic_path
+    from .io import check_pair_id
+
+    folder = Path(out) / "records" / check_pair_id(pair_id)
+    tl_path, fl_path = Path(tl_path).resolve(), Path(fl_path).resolve()
     fingerprint = _fingerprint(tl_path, fl_path, config, spec)
     existing = folder / "record.json"
     if existing.is_file():
         old = json.loads(existing.read_text())
         if all(old.get(k) == v for k, v in fingerprint.items()):
+            moved = {"tl_path": str(tl_path), "fl_path": str(fl_path)}
+            if any(old.get(k) != v for k, v in moved.items()):  # same files, new place
+                with atomic_path(existing) as tmp:
+                    tmp.write_text(json.dumps({**old, **moved}, indent=2, default=str))
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
                     "record": str(folder), "error": ""}
     tl, fl = read_pair((tl_path, fl_path))
+    if tl.min() == tl.max():
+        raise ValueError(f"transmitted-light image {tl_path} is constant (every pixel "
+                         f"{tl.flat[0]}): there are no cells to segment; check that the file "
+                         "holds the right channel and exposure.")
     loc = config.locate
     nuclei = locate(fl, method=loc.method, threshold_division=loc.threshold_division,
                     sigma=loc.sigma, tophat_size=loc.tophat_size,
@@ -231,7 +247,8 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
 
 
 def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = "raise",
-             embeddings=None, progress: bool = True, callback=None) -> pd.DataFrame:
+             embeddings=None, worker_timeout: float = 300, progress: bool = True,
+             callback=None) -> pd.DataFrame:
     """Annotate every pair: locate nuclei, prompt, segment cells, measure; write records.
 
     Parameters
@@ -260,6 +277,11 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         shapes, ...) does: stop the run (records already written stay;
         a rerun resumes) or become a "failed" row, with a warning, while
         the other pairs go on.
+    worker_timeout : float, default=300
+        With a `client`: seconds the cluster may have no worker at all (all
+        gone, or none started: a SLURM queue, a crash) before annotate gives
+        up with an error instead of waiting for ever. Records already
+        written stay; a rerun resumes.
     embeddings : str or Path, optional
         SAM models: keep each TL image's embedding on disk in this folder
         (micro_sam's zarr files, one per model fingerprint and image hash),
@@ -311,9 +333,18 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
              Watershed() if spec["kind"] == "watershed" else
              type("Zoo", (), {"name": spec["name"], "segment_options": SAM_OPTIONS}))
     _segment_options(probe, config)
+    from ._files import recover
+    from .io import check_pair_id
+
     out = Path(out)
     (out / "records").mkdir(parents=True, exist_ok=True)
+    recover(out / "records")  # what an interrupted run left: unfinished writes, moved-aside copies
     jobs = [(str(r.pair_id), str(r.tl_path), str(r.fl_path)) for r in pairs.itertuples()]
+    for job in jobs:
+        check_pair_id(job[0])
+    folders = {check_pair_id(job[0]) for job in jobs}
+    orphans = sorted(p.name for p in (out / "records").iterdir()
+                     if p.is_dir() and not p.name.startswith(".") and p.name not in folders)
     rows = []
     bar = Progress(len(jobs), "annotate", progress=progress, callback=callback, unit="pair")
     if client is None:
@@ -322,8 +353,6 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
                 rows.append(_annotate_or_report(*job, out, config, spec, errors, embeddings))
                 bar.update()
     else:
-        from dask.distributed import as_completed
-
         if "object" in spec:  # an in-memory model: ship it to every worker once, not per task
             spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
                                                      hash=False)}
@@ -331,12 +360,18 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
                                  None if embeddings is None else str(embeddings), pure=False,
                                  key=f"annotate-{job[0]}-{time.time_ns()}") for job in jobs]
         with bar:
-            for future in as_completed(futures):
-                rows.append(future.result())
+            for row in _gather(client, futures, worker_timeout):
+                rows.append(row)
                 bar.update()
         order = {job[0]: k for k, job in enumerate(jobs)}
         rows.sort(key=lambda r: order[r["pair_id"]])
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if orphans:
+        import warnings
+
+        warnings.warn(f"{out / 'records'} holds {len(orphans)} record(s) of pairs that are not "
+                      f"in this run ({', '.join(orphans[:5])}); read_records returns them too. "
+                      "Delete their folders if those pairs are gone.", UserWarning, stacklevel=2)
     failed = summary[summary["status"] == "failed"]
     if len(failed):
         import warnings
@@ -345,6 +380,33 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
                       + "; ".join(f"{p}: {e}" for p, e in zip(failed["pair_id"], failed["error"])),
                       stacklevel=2)
     return summary
+
+
+def _gather(client, futures, worker_timeout):
+    """Results of `futures` as they finish; an error once the cluster has had no worker
+    for `worker_timeout` seconds (dask would otherwise wait for ever)."""
+    if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
+        raise ValueError(f"`worker_timeout` must be a number of seconds > 0, got "
+                         f"{worker_timeout!r}.")
+    pending = list(futures)
+    seen_worker = time.monotonic()
+    while pending:
+        finished = [f for f in pending if f.done()]
+        for future in finished:
+            pending.remove(future)
+            yield future.result()
+        if finished:
+            continue
+        if client.nthreads():
+            seen_worker = time.monotonic()
+        elif time.monotonic() - seen_worker > worker_timeout:
+            client.cancel(pending)
+            raise RuntimeError(
+                f"the Dask cluster has had no worker for {worker_timeout:g} s, with "
+                f"{len(pending)} of {len(futures)} pair(s) unfinished; start workers (or check "
+                "why they died: memory, walltime) and run annotate again: finished records "
+                "stay and are skipped.")
+        time.sleep(0.1)
 
 
 def read_records(out, *, images: bool = True) -> list:
@@ -369,8 +431,14 @@ def read_records(out, *, images: bool = True) -> list:
     if not root.is_dir():
         raise FileNotFoundError(f"{out} holds no annotate records (no records/ folder).")
     records = []
-    for folder in sorted(p for p in root.iterdir() if (p / "record.json").is_file()):
+    for folder in sorted(p for p in root.iterdir()
+                         if not p.name.startswith(".") and (p / "record.json").is_file()):
         provenance = json.loads((folder / "record.json").read_text())
+        if images and not Path(provenance["tl_path"]).is_file():
+            raise FileNotFoundError(f"record {folder.name}: its TL image {provenance['tl_path']} "
+                                    "is gone; run annotate again on the pairs' new folder (it "
+                                    "updates the paths without re-annotating), or pass "
+                                    "images=False.")
         cells = pd.read_csv(folder / "cells.csv", index_col="label")
         cells = cells[cells["status"] == "kept"]
         image = read_image(provenance["tl_path"], rgb=True) if images else None

@@ -10,6 +10,7 @@ behaviour they know.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 import warnings
@@ -38,8 +39,39 @@ _SKIMAGE_RENAMED = {
 }
 
 
+class _Checked:
+    """Settings checked when built and again whenever one is changed afterwards.
+
+    ``cfg.locate.sigma = float("nan")`` raises like ``Config.from_dict`` would,
+    and leaves the old value in place.
+    """
+
+    def _check(self):
+        pass
+
+    def __post_init__(self):
+        self._check()
+        object.__setattr__(self, "_ready", True)
+
+    def __setattr__(self, name, value):
+        if not self.__dict__.get("_ready"):  # being built by the dataclass __init__
+            object.__setattr__(self, name, value)
+            return
+        hints = typing.get_type_hints(type(self))
+        if name not in hints:
+            raise AttributeError(f"{type(self).__name__} has no setting {name!r}; its settings "
+                                 f"are {[f.name for f in dataclasses.fields(self)]}.")
+        old = getattr(self, name)
+        object.__setattr__(self, name, _coerce(value, hints[name], name))
+        try:
+            self._check()
+        except ValueError:
+            object.__setattr__(self, name, old)
+            raise
+
+
 @dataclass
-class PairsConfig:
+class PairsConfig(_Checked):
     """How image pairs are found: file-name globs whose ``*`` is the shared stem."""
 
     tl: str = "*_phs.tif"
@@ -47,7 +79,7 @@ class PairsConfig:
 
 
 @dataclass
-class LocateConfig:
+class LocateConfig(_Checked):
     """Locating nuclei in the fluorescence image (see :func:`cellnb.locate`).
 
     ``method``: "isodata" is Cell-APP's "single", "multiotsu" its "multi",
@@ -63,13 +95,17 @@ class LocateConfig:
     min_area: int | None = None
     max_area: int | None = None
 
-    def __post_init__(self):
+    def _check(self):
         _positive(self, "threshold_division", "tophat_size", "min_area", "max_area")
         _non_negative(self, "erosion_radius", "sigma")
+        if self.min_area is not None and self.max_area is not None and (
+                self.min_area > self.max_area):
+            raise ValueError(f"min_area ({self.min_area}) must not exceed max_area "
+                             f"({self.max_area}).")
 
 
 @dataclass
-class PromptConfig:
+class PromptConfig(_Checked):
     """Turning nuclei into SAM prompts (see :func:`cellnb.prompt`)."""
 
     kind: Literal["points", "boxes", "points+boxes"] = "points"
@@ -77,13 +113,13 @@ class PromptConfig:
     box_size: Literal["median", "per-cell"] = "median"
     negatives: int = 0
 
-    def __post_init__(self):
+    def _check(self):
         _positive(self, "box_scale")
         _non_negative(self, "negatives")
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(_Checked):
     """Segmenting cells in the TL image with SAM (see :func:`cellnb.segment`)."""
 
     model: str = "vit_b_lm"
@@ -94,7 +130,7 @@ class SegmentConfig:
     iou_threshold: float = 0.85
     min_area: int | None = None
 
-    def __post_init__(self):
+    def _check(self):
         if not 0 < self.iou_threshold <= 1:
             raise ValueError(f"segment.iou_threshold must be in (0, 1], got {self.iou_threshold}.")
         if self.batch_size != "auto":
@@ -103,14 +139,14 @@ class SegmentConfig:
 
 
 @dataclass
-class MeasureConfig:
+class MeasureConfig(_Checked):
     """Per-cell features (see :func:`cellnb.measure`)."""
 
     properties: list[str] = field(default_factory=lambda: list(CELLAPP_PROPERTIES))
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(_Checked):
     """Writing the dataset (see :func:`cellnb.export`)."""
 
     name: str = "dataset"
@@ -126,7 +162,7 @@ _SECTIONS = {"pairs": PairsConfig, "locate": LocateConfig, "prompt": PromptConfi
 
 
 @dataclass
-class Config:
+class Config(_Checked):
     """Every cellnb pipeline parameter, grouped by stage.
 
     Attributes
@@ -374,12 +410,12 @@ def _describe(hint) -> str:
 def _positive(obj, *names):
     for name in names:
         value = getattr(obj, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}.")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value}.")
 
 
 def _non_negative(obj, *names):
     for name in names:
         value = getattr(obj, name)
-        if value is not None and value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}.")
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}.")

@@ -187,6 +187,9 @@ def _check_pair(truth, pred):
     if truth.shape != pred.shape:
         raise ValueError(f"`truth` (shape {truth.shape}) and `pred` (shape {pred.shape}) must "
                          "have the same shape.")
+    if truth.size == 0:
+        raise ValueError(f"`truth` and `pred` are empty images (shape {truth.shape}); there is "
+                         "nothing to score.")
     return truth, pred
 
 
@@ -346,7 +349,7 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
     if by not in ("image", "dataset"):
         raise ValueError(f"`by` must be 'image' or 'dataset', got {by!r}.")
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=float))
-    if thresholds.size == 0 or ((thresholds <= 0) | (thresholds > 1)).any():
+    if thresholds.size == 0 or not ((thresholds > 0) & (thresholds <= 1)).all():  # NaN too
         raise ValueError(f"`thresholds` must be non-empty values in (0, 1], got "
                          f"{thresholds.tolist()}.")
     t_items, p_items = _as_items(truth, "truth"), _as_items(pred, "pred")

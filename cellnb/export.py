@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import atomic_dir, atomic_path
+from ._files import atomic_dir, atomic_path, recover
 from ._validation import as_generator, check_labels
 from .classify import CLASS_COLUMN
+from .io import check_pair_id
 
 __all__ = ["export", "assign_splits", "FORMATS"]
 
@@ -94,6 +95,10 @@ def assign_splits(ids: Sequence[str], splits, *, group=None, seed=0) -> dict[str
     ids = [str(i) for i in ids]
     if not isinstance(splits, Mapping) or not splits:
         raise TypeError("`splits` must be a non-empty mapping {split: fraction or [ids]}.")
+    for split in splits:
+        if not (isinstance(split, str) and re.fullmatch(r"[A-Za-z0-9][\w\-]*", split)):
+            raise ValueError(f"split name {split!r} must be a plain folder name (letters, "
+                             "digits, '_', '-'; no '/', '.' or leading symbol), e.g. 'train'.")
     values = list(splits.values())
     if all(isinstance(v, (list, tuple)) for v in values):
         seen, out = set(), {}
@@ -168,6 +173,7 @@ def _polygons(mask: np.ndarray) -> list[list[float]]:
 
 def _annotations(record, image_id, start_id, categories, masks_kind):
     from pycocotools import mask as mask_utils
+    from scipy import ndimage
 
     from .io import label_rles
 
@@ -176,11 +182,13 @@ def _annotations(record, image_id, start_id, categories, masks_kind):
     scores = record.cells["score"] if "score" in record.cells.columns else None
     anns = []
     for k, (lab, window, rle) in enumerate(label_rles(labels)):
-        if masks_kind == "rle":
+        cell = labels[window] == lab
+        if masks_kind == "rle" or not np.array_equal(ndimage.binary_fill_holes(cell), cell):
+            # exact; also for cells with holes, which COCO polygons (outer contours) would fill
             segmentation = {"size": rle["size"], "counts": rle["counts"]}
         else:
             mask = np.zeros(labels.shape, np.uint8)
-            mask[window] = labels[window] == lab
+            mask[window] = cell
             segmentation = _polygons(mask)
         name = classes.get(lab, "cell") if classes is not None else "cell"
         ann = {"id": start_id + k, "image_id": image_id, "category_id": categories[name],
@@ -213,9 +221,11 @@ def _check_records(records):
             raise ValueError(f"record {r.id!r}: labels (shape {labels.shape}) do not match its "
                              f"image (shape {r.image.shape}); each label image must cover its "
                              "image pixel for pixel.")
-        if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)*", r.id):
+        try:
+            check_pair_id(r.id)
+        except ValueError:
             raise ValueError(f"record id {r.id!r} cannot be a file name; use letters, digits, "
-                             "'_', '-', '.' (and '/' for sub-folders).")
+                             "'_', '-', '.', spaces (and '/' for sub-folders).") from None
     ids = [r.id for r in records]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
@@ -253,7 +263,9 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
         in the records (sorted), or one category ``"cell"``.
     masks : {"rle", "polygon"}, optional
         COCO segmentation encoding. RLE is exact; polygons trace outer
-        contours (holes are lost). Default ``config.export.masks``, else "rle".
+        contours, so cells with holes are written as RLE even then (COCO
+        allows both in one file; the count is in ``provenance.json`` and a
+        warning). Default ``config.export.masks``, else "rle".
     formats : sequence of {"coco", "labels", "cellapp", "cellpose"}, optional
         What to write per split (COCO json and images are always written).
         Default ``config.export.formats``, else ``("coco", "labels")``.
@@ -327,7 +339,24 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
 
     by_id = {r.id: r for r in records}
     out = Path(out)
-    counts = {}
+    key = _export_key(records, by_split, name, masks, formats, categories)
+    recover(out.parent, out.name)  # what an interrupted export of `out` left beside it
+    if out.exists():
+        previous = _provenance_of(out)
+        if previous is None:
+            raise FileExistsError(f"{out} exists and is not a dataset cellnb.export wrote (no "
+                                  "provenance.json of one); export replaces only its own "
+                                  "datasets, even with overwrite=True: choose another `out`.")
+        if previous.get("key") == key and not overwrite:  # the same export, finished before
+            if zip:
+                _zip(out, overwrite=False, resume=True)
+            return out
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a dataset made from other records or "
+                                  "settings; pass overwrite=True to replace it.")
+    if zip:
+        _check_zip_target(out, overwrite)
+    counts, as_rle = {}, 0
     with atomic_dir(out, overwrite=overwrite) as tmp, Progress(
             len(records), "export", progress=progress, callback=callback,
             unit="image") as bar:
@@ -337,7 +366,7 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
             images, anns = [], []
             for image_id, rid in enumerate(ids, start=1):
                 record = by_id[rid]
-                stem = rid.replace("/", "__")
+                stem = check_pair_id(rid)
                 file_name = _write_image(root / "images", stem, record.image)
                 h, w = record.labels.shape
                 images.append({"id": image_id, "file_name": file_name, "height": h, "width": w,
@@ -350,17 +379,71 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
                     "licenses": [], "images": images, "annotations": anns,
                     "categories": [{"id": k, "name": c} for c, k in categories.items()]}
             (root / f"{name}_{split}.json").write_text(json.dumps(coco))
+            as_rle += sum(isinstance(a["segmentation"], dict) for a in anns)
             per_class = pd.Series([a["category_id"] for a in anns], dtype=int).value_counts()
             counts[split] = {"images": len(images), "cells": len(anns),
                              "cells_per_class": {c: int(per_class.get(k, 0))
                                                  for c, k in categories.items()}}
         (tmp / "provenance.json").write_text(json.dumps(
-            _provenance(records, by_split, counts, name, masks, formats, config, seed),
+            {**_provenance(records, by_split, counts, name, masks, formats, config, seed),
+             "key": key, "rle_for_cells_with_holes": as_rle if masks == "polygon" else None},
             indent=2, default=str))
+    if masks == "polygon" and as_rle:
+        import warnings
+
+        warnings.warn(f"{as_rle} cell(s) have holes, which COCO polygons cannot hold: they are "
+                      "written as exact RLE instead (masks='rle' writes every cell that way).",
+                      UserWarning, stacklevel=2)
     if zip:
-        _zip(out)
+        _zip(out, overwrite=True)
     return out
 
+
+def _export_key(records, by_split, name, masks, formats, categories) -> str:
+    """What identifies an export: its settings and every record's pixels, labels and classes."""
+    import hashlib
+
+    from .models import image_key
+
+    digest = hashlib.sha256(json.dumps([name, masks, list(formats), categories, by_split],
+                                       sort_keys=True, default=str).encode())
+    for r in sorted(records, key=lambda r: r.id):
+        classes = (r.cells[CLASS_COLUMN].astype(str).to_dict() if CLASS_COLUMN in r.cells
+                   else {})
+        digest.update(f"{r.id}|{image_key(r.image)}|{image_key(r.labels)}|"
+                      f"{sorted(classes.items())}".encode())
+    return digest.hexdigest()
+
+
+def _provenance_of(out: Path) -> dict | None:
+    """The provenance of a dataset cellnb.export wrote, or None for any other folder."""
+    path = Path(out) / "provenance.json"
+    if not path.is_file():
+        return None
+    try:
+        provenance = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return provenance if isinstance(provenance, dict) and "splits" in provenance else None
+
+
+def _zip_is_ours(target: Path, top: str) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(target) as archive:
+            return f"{top}/provenance.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _check_zip_target(out: Path, overwrite: bool) -> None:
+    target = out.with_name(out.name + ".zip")
+    if target.exists() and not (overwrite and _zip_is_ours(target, out.name)):
+        raise FileExistsError(f"{target} exists" + (
+            "" if _zip_is_ours(target, out.name) else " and is not a zip cellnb.export wrote") +
+            "; export does not replace it" + ("" if overwrite else " without overwrite=True") +
+            ": move it, or choose another `out`.")
 
 def _write_extra(root, stem, record, formats):
     import tifffile
@@ -400,10 +483,17 @@ def _provenance(records, by_split, counts, name, masks, formats, config, seed):
                         for r in records}}
 
 
-def _zip(out: Path) -> Path:
+def _zip(out: Path, *, overwrite: bool, resume: bool = False) -> Path:
     import zipfile
 
     target = out.with_name(out.name + ".zip")
+    if resume and target.exists() and _zip_is_ours(target, out.name):
+        return target
+    if not resume:
+        _check_zip_target(out, overwrite)
+    elif target.exists():
+        _check_zip_target(out, False)
+    recover(out.parent, target.name)
     with atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):

@@ -51,6 +51,38 @@ def _pattern_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts) + r"\Z")
 
 
+_ID_PART = re.compile(r"[\w\-. ]+")
+
+
+def check_pair_id(pair_id) -> str:
+    """Check that a pair id can name a record folder; return the folder name.
+
+    Ids are stems of file names: letters, digits, ``_ - .`` and spaces, in
+    ``/``-separated parts for pairs found in sub-folders (``plate1/A01``,
+    stored in the folder ``plate1+A01``; ``+`` is never part of an id).
+    Empty ids, hidden names and ``.`` / ``..`` parts are refused: they
+    cannot be a folder of their own.
+
+    Examples
+    --------
+    >>> check_pair_id("plate1/A01 t0")
+    'plate1+A01 t0'
+    >>> check_pair_id("..")
+    Traceback (most recent call last):
+    ...
+    ValueError: pair id '..' cannot name a folder of its own: use letters, digits, '_', '-', '.' and spaces in '/'-separated parts, none empty or starting with '.'.
+    """
+    if not isinstance(pair_id, str):
+        raise TypeError(f"a pair id must be a str, got {type(pair_id).__name__}.")
+    parts = pair_id.split("/")
+    if not all(_ID_PART.fullmatch(p) and not p.startswith(".") and p.strip() == p
+               for p in parts):
+        raise ValueError(f"pair id {pair_id!r} cannot name a folder of its own: use letters, "
+                         "digits, '_', '-', '.' and spaces in '/'-separated parts, none empty "
+                         "or starting with '.'.")
+    return "+".join(parts)
+
+
 def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
                recursive: bool = False) -> pd.DataFrame:
     """Pair TL and fluorescence images in `folder` by their shared stem.
@@ -72,12 +104,17 @@ def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
         Columns ``pair_id`` (the stem), ``tl_path``, ``fl_path`` (Path),
         sorted by ``pair_id``.
 
+    Hidden files (names starting with ``.``, such as the ``._*`` copies macOS
+    leaves on shared drives) are skipped, with a warning.
+
     Raises
     ------
     FileNotFoundError
         If `folder` does not exist or holds no file matching either pattern.
     ValueError
-        If some files have no partner; the message lists them on both sides.
+        If some files have no partner (the message lists them on both sides),
+        two files of one side share a stem, or a stem cannot be a pair id
+        (see :func:`check_pair_id`).
 
     Examples
     --------
@@ -91,18 +128,39 @@ def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder {folder} does not exist or is not a folder.")
-    found = {}
+    found, hidden = {}, []
     for side, pattern in (("tl", tl), ("fl", fl)):
         regex = _pattern_regex(pattern)
         paths = folder.rglob("*") if recursive else folder.iterdir()
         stems = {}
-        for path in paths:
+        for path in sorted(paths):
             match = regex.match(path.name)
-            if match and path.is_file():
-                rel_dir = path.parent.relative_to(folder).as_posix()
-                stem = match.group(1) if rel_dir == "." else f"{rel_dir}/{match.group(1)}"
-                stems[stem] = path
+            if not (match and path.is_file()):
+                continue
+            rel = path.relative_to(folder)
+            if any(part.startswith(".") for part in rel.parts):
+                hidden.append(rel.as_posix())
+                continue
+            rel_dir = rel.parent.as_posix()
+            stem = match.group(1) if rel_dir == "." else f"{rel_dir}/{match.group(1)}"
+            try:
+                check_pair_id(stem)
+            except ValueError:
+                raise ValueError(f"{path.name}: its stem {stem!r} (what {pattern!r} matched) "
+                                 "cannot be a pair id: rename the file so the stem uses "
+                                 "letters, digits, '_', '-', '.' and spaces (and does not start "
+                                 "with '.').") from None
+            if stem in stems:
+                raise ValueError(f"{stems[stem].name} and {path.name} both match {pattern!r} "
+                                 f"with the stem {stem!r}; make the pattern narrower or move "
+                                 "one of them out.")
+            stems[stem] = path
         found[side] = stems
+    if hidden:
+        import warnings
+
+        warnings.warn(f"skipped {len(hidden)} hidden file(s) in {folder} (e.g. {hidden[0]!r}; "
+                      "macOS leaves '._' copies on shared drives).", UserWarning, stacklevel=2)
     if not found["tl"] and not found["fl"]:
         raise FileNotFoundError(
             f"no images matching tl={tl!r} or fl={fl!r} in {folder}; "
@@ -188,6 +246,11 @@ def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
             "again. Save the frames you want as separate files."
         )
     if image.ndim == 3 and image.shape[-1] == 4:
+        alpha = image[..., 3]
+        if alpha.min() != alpha.max():  # a real fourth channel, not an opaque alpha
+            raise ValueError(f"{path.name} has 4 channels and the fourth varies (values "
+                             f"{alpha.min()}-{alpha.max()}), so it is data, not transparency; "
+                             f"save the channel you want as its own {name} file.")
         image = image[..., :3]
     try:
         return check_image(image, name, rgb=rgb)

@@ -122,6 +122,32 @@ def _filtered_noise_gain(sigma: float) -> float:
 # ---------------------------------------------------------------------------
 # Cell-APP modes
 # ---------------------------------------------------------------------------
+def _check_scale(shape, method, sigma, tophat_size, erosion_radius, radius) -> None:
+    """Filters larger than the image say nothing and cost without bound: refuse them.
+
+    >>> _check_scale((96, 96), "isodata", 2.0, 500, 8, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: `tophat_size` (500) is larger than the image (96 x 96): use at most 96, about 3-4 nucleus diameters (cellnb.suggest_locate gives one), or None to skip the top-hat.
+    """
+    side = max(shape)
+    h, w = shape
+    if method != "auto":
+        if tophat_size is not None and tophat_size > side:
+            raise ValueError(f"`tophat_size` ({tophat_size}) is larger than the image ({h} x {w}): "
+                             f"use at most {side}, about 3-4 nucleus diameters "
+                             "(cellnb.suggest_locate gives one), or None to skip the top-hat.")
+        if erosion_radius is not None and 2 * erosion_radius + 1 > side:  # noqa: SIM102
+            raise ValueError(f"`erosion_radius` ({erosion_radius}) erodes with a disk wider than "
+                             f"the image ({h} x {w}); use at most {(side - 1) // 2}, or None.")
+        if sigma > side:
+            raise ValueError(f"`sigma` ({sigma}) is larger than the image ({h} x {w}); use at "
+                             f"most {side} (about a quarter of a nucleus radius is typical).")
+    if radius is not None and radius > side / 2:
+        raise ValueError(f"`radius` ({radius}) is larger than half the image ({h} x {w}); "
+                         f"nuclei must fit in it (at most {side / 2:g}).")
+
+
 def _cellapp_filtered(image, sigma, tophat_size, erosion_radius):
     from skimage.filters import gaussian
     from skimage.morphology import disk, erosion, footprint_rectangle, white_tophat
@@ -324,18 +350,22 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
     """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}, got {method!r}.")
-    if not threshold_division > 0:
-        raise ValueError(f"`threshold_division` must be > 0, got {threshold_division}.")
-    if sigma is None or sigma < 0:
-        raise ValueError(f"`sigma` must be >= 0, got {sigma}.")
+    if not (np.isfinite(threshold_division) and threshold_division > 0):
+        raise ValueError(f"`threshold_division` must be a finite number > 0, got "
+                         f"{threshold_division}.")
+    if sigma is None or not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"`sigma` must be a finite number >= 0, got {sigma}.")
     for name, value in (("tophat_size", tophat_size), ("erosion_radius", erosion_radius),
                         ("min_area", min_area), ("max_area", max_area)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                   or value < (0 if name == "erosion_radius" else 1)):
             raise ValueError(f"`{name}` must be a positive int or None, got {value!r}.")
-    if radius is not None and not radius > 0:
-        raise ValueError(f"`radius` must be > 0, got {radius}.")
+    if radius is not None and not (np.isfinite(radius) and radius > 0):
+        raise ValueError(f"`radius` must be a finite number > 0, got {radius}.")
+    if min_area is not None and max_area is not None and min_area > max_area:
+        raise ValueError(f"`min_area` ({min_area}) must not exceed `max_area` ({max_area}).")
     image = _as_float(fluorescence)
+    _check_scale(image.shape, method, sigma, tophat_size, erosion_radius, radius)
     if method == "auto":
         labels, _ = _auto(image, radius)
     else:

@@ -447,6 +447,8 @@ def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Sa
     """
     util = _micro_sam_util()
     model_type, checkpoint = resolve(name, checkpoint=checkpoint)
+    if checkpoint is not None:
+        _check_safe(checkpoint)
     predictor, state = _get_sam_model(util, model_type, checkpoint, device)
     if checkpoint is None:
         checkpoint = Path(predictor.checkpoint_path)
@@ -496,6 +498,25 @@ def resolve(name: str, *, checkpoint=None, download: bool = True) -> tuple[str, 
     if download:
         _ensure_cached(util, name)
     return name, None
+
+
+def _check_safe(checkpoint) -> None:
+    """Refuse a checkpoint that holds anything but tensors and plain containers.
+
+    micro_sam reads checkpoints with a plain ``torch.load`` (no ``weights_only``), which
+    runs whatever code a crafted file carries; cellnb reads the file with
+    ``weights_only=True`` first (memory-mapped, nothing copied), so only
+    files of weights ever reach micro_sam.
+    """
+    from ._torch import load_state
+
+    try:
+        load_state(checkpoint, mmap=True)
+    except ValueError as err:
+        raise ValueError(f"{err} A micro_sam / torch_em training checkpoint also pickles its "
+                         "training set-up: export the weights first (micro_sam.util."
+                         "export_custom_sam_model, or cellnb.recipes.microsam."
+                         "export_checkpoint).") from err
 
 
 def fingerprint(name: str, *, checkpoint=None) -> str:

@@ -220,20 +220,42 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
     if world > 1:
         run.set_rank(rank)
         _distributed.average_gradients(run.optimizer, world)
+    steps = settings["steps_per_epoch"]
+    patience = settings["options"].get("patience")  # early stopping on val AP@0.5
+    state = {"history": history, "best": history["val_ap50"].max() if len(history) else -np.inf}
+
+    def finish(epoch, losses, seconds):
+        """Validate the weights at the end of `epoch`; record them; return whether to stop."""
+        row = {"epoch": epoch, "step": (epoch + 1) * steps, **losses,
+               **_validate(run.net, module, settings, data.val), "seconds": seconds}
+        state["history"] = pd.concat([state["history"], pd.DataFrame([row])], ignore_index=True)
+        weights = run.weights()
+        _runs.save_weights(out, "last", weights)
+        if row["val_ap50"] > state["best"] or info["best_epoch"] is None:
+            state["best"] = row["val_ap50"]
+            info["best_epoch"] = epoch
+            _runs.save_weights(out, "best", weights)
+        stop = bool(patience) and epoch - info["best_epoch"] >= patience
+        if stop:
+            info["stopped_early"] = {"epoch": epoch, "patience": patience}
+        _runs.write_history(out, state["history"])
+        _runs.write_json(out / _runs.INFO, info)
+        return stop, row
+
     start = 0
     if resuming and run.has_state():
         start = run.load_state()
-        history = history[history["epoch"] < start]
+        state["history"] = state["history"][state["history"]["epoch"] < start]
+        done = state["history"]["epoch"].max() if len(state["history"]) else -1
+        if lead and done < start - 1:  # killed after the trainer saved, before validation
+            finish(start - 1, {"train_loss": np.nan, "val_loss": np.nan}, np.nan)
         if info.get("stopped_early"):  # early stopping ended the run: nothing left to train
             start = settings["epochs"]
-    steps = settings["steps_per_epoch"]
-    best = history["val_ap50"].max() if len(history) else -np.inf
-    patience = settings["options"].get("patience")  # early stopping on val AP@0.5
     with Progress(settings["epochs"] * steps, f"train {recipe}", progress=progress and lead,
                   callback=callback if lead else None, initial=start * steps,
                   unit="step") as bar:
         if getattr(run, "whole_run", False) and start < settings["epochs"]:
-            history = _fit_whole(run, module, settings, data, out, info, bar, seed)
+            state["history"] = _fit_whole(run, module, settings, data, out, info, bar, seed)
             start = settings["epochs"]
         for epoch in range(start, settings["epochs"]):
             t0 = time.perf_counter()
@@ -245,26 +267,13 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
             bar.set((epoch + 1) * steps)  # torch_em skips the bar's last update of an epoch
             stop = False
             if lead:
-                row = {"epoch": epoch, "step": (epoch + 1) * steps, **losses,
-                       **_validate(run.net, module, settings, data.val),
-                       "seconds": time.perf_counter() - t0}
-                history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
-                state = run.weights()
-                _runs.save_weights(out, "last", state)
-                if row["val_ap50"] > best or info["best_epoch"] is None:
-                    best = row["val_ap50"]
-                    info["best_epoch"] = epoch
-                    _runs.save_weights(out, "best", state)
-                stop = bool(patience) and epoch - info["best_epoch"] >= patience
-                if stop:
-                    info["stopped_early"] = {"epoch": epoch, "patience": patience}
-                _runs.write_history(out, history)
-                _runs.write_json(out / _runs.INFO, info)
+                stop, row = finish(epoch, losses, time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{losses['train_loss']:.3f}",
                                 val_ap50=f"{row['val_ap50']:.2f}")
             # the others wait here while the first process validates and saves
             if _distributed.broadcast(stop, world):
                 break
+    history = state["history"]
     if world > 1:  # every process must hold the same weights; record that they do
         sums = [None] * world
         torch.distributed.all_gather_object(sums, _distributed.weights_checksum(run.weights()))

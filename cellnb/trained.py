@@ -199,13 +199,22 @@ def load_trained(path, *, device: str = "auto", weights: str = "best") -> Traine
     if weights not in ("best", "last"):
         raise ValueError(f"`weights` must be 'best' or 'last', got {weights!r}.")
     info = _runs.read_info(folder)
+    if not isinstance(info, dict) or not {"recipe", "settings"} <= set(info):
+        raise ValueError(f"{folder / _runs.INFO} lacks 'recipe' or 'settings'; the run folder "
+                         "is damaged.")
     device = resolve_device(device)
     state, digest = _runs.load_weights(folder, weights, device)
     settings = info["settings"]
     import torch
 
     with torch.random.fork_rng(devices=[]):  # building the network draws initial weights
-        net = get(info["recipe"]).load_net(settings, state, device)
+        try:
+            net = get(info["recipe"]).load_net(settings, state, device)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise ValueError(f"{folder / 'weights' / (weights + '.pt')} does not hold the "
+                             f"weights of this {info.get('recipe')!r} run ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}); the run folder "
+                             "is damaged.") from err
     return TrainedModel(folder, info["recipe"], settings, _runs.read_history(folder), info, net,
                         _runs.load_classifier(folder), device, weights,
                         f"{info['recipe']}:sha256:{digest[:16]}")

@@ -61,9 +61,15 @@ def test_wrong_types_raise(data, message):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"locate": {"threshold_division": 0}}, r"locate: threshold_division must be > 0, got 0.0"),
+    ({"locate": {"threshold_division": 0}},
+     r"locate: threshold_division must be a finite number > 0, got 0.0"),
     ({"segment": {"iou_threshold": 1.5}}, r"iou_threshold must be in \(0, 1\], got 1.5"),
-    ({"locate": {"erosion_radius": -1}}, r"erosion_radius must be >= 0, got -1"),
+    ({"locate": {"erosion_radius": -1}}, r"erosion_radius must be a finite number >= 0, got -1"),
+    ({"locate": {"sigma": float("nan")}}, r"locate: sigma must be a finite number >= 0, got nan"),
+    ({"locate": {"threshold_division": float("inf")}},
+     r"threshold_division must be a finite number > 0, got inf"),
+    ({"locate": {"min_area": 50, "max_area": 10}},
+     r"locate: min_area \(50\) must not exceed max_area \(10\)"),
 ])
 def test_bad_values_raise(data, message):
     with pytest.raises(ValueError, match=message):

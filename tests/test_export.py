@@ -125,9 +125,11 @@ def test_config_export_section_gives_the_defaults(records, tmp_path):
 
 # -- bad input ----------------------------------------------------------------
 def test_refuses_existing_output_unless_overwrite(records, tmp_path):
-    export(records, tmp_path / "ds", splits={"train": 1.0})
-    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
-        export(records, tmp_path / "ds", splits={"train": 1.0})
+    out = export(records, tmp_path / "ds", splits={"train": 1.0})
+    # the same export again finds it finished (a rerun after an interruption resumes)
+    assert export(records, tmp_path / "ds", splits={"train": 1.0}) == out
+    with pytest.raises(FileExistsError, match="other records or settings; pass overwrite=True"):
+        export(records[:2], tmp_path / "ds", splits={"train": 1.0})
     export(records[:2], tmp_path / "ds", splits={"train": 1.0}, overwrite=True)
     assert len(read_coco(tmp_path / "ds" / "train")) == 2
 
@@ -176,7 +178,7 @@ def test_bad_records(records, tmp_path):
     with pytest.raises(ValueError, match="has no image"):
         export([Record("x", None, r.labels, r.cells)], tmp_path / "ds")
     with pytest.raises(ValueError, match="cannot be a file name"):
-        export([Record("a b", r.image, r.labels, r.cells)], tmp_path / "ds")
+        export([Record("a:b", r.image, r.labels, r.cells)], tmp_path / "ds")
     with pytest.raises(TypeError, match=r"records\[0\] must be a cellnb.io.Record"):
         export([r.labels], tmp_path / "ds")
     with pytest.raises(ValueError, match="`records` is empty"):

@@ -153,11 +153,11 @@ def test_bad_inputs():
         locate(np.zeros((8, 8), np.int64))
     with pytest.raises(ValueError, match=r"`method` must be one of \['auto', 'isodata'"):
         locate(good, method="otsu")
-    with pytest.raises(ValueError, match="`threshold_division` must be > 0"):
+    with pytest.raises(ValueError, match="`threshold_division` must be a finite number > 0"):
         locate(good, threshold_division=0)
     with pytest.raises(ValueError, match="`tophat_size` must be a positive int or None"):
         locate(good, tophat_size=2.5)
-    with pytest.raises(ValueError, match="`radius` must be > 0"):
+    with pytest.raises(ValueError, match="`radius` must be a finite number > 0"):
         locate(good, radius=-1)
 
 

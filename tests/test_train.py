@@ -151,7 +151,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path, 
     assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
     import torch
 
-    state = torch.load(out / "state" / "checkpoints" / "unet" / "latest.pt", weights_only=False)
+    state = torch.load(out / "state" / "checkpoints" / "unet" / "resume.pt", weights_only=True)
     assert state["iteration"] == 20 and state["epoch"] == 3
     assert "scheduler_state" in state and "optimizer_state" in state
     # the same weights as the uninterrupted run (same seed, same patches, same steps)

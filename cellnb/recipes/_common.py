@@ -191,7 +191,16 @@ class Losses:
 
 
 class TorchEmRun:
-    """One epoch at a time through a torch_em trainer, with resume from its ``latest.pt``."""
+    """One epoch at a time through a torch_em trainer, resumable from ``state/resume.pt``.
+
+    torch_em's own checkpoints pickle the trainer's construction arguments
+    (datasets, classes, functions), so loading one can run code. The run
+    replaces the trainer's ``save_checkpoint`` with one that writes only
+    tensors and numbers (weights, optimizer, scheduler, counters, and the
+    UNETR decoder of micro_sam's joint trainer) to ``resume.pt``, read back
+    with ``torch.load(weights_only=True)`` and handed to the trainer's own
+    ``load_checkpoint`` as a dict.
+    """
 
     def __init__(self, trainer, net, normalization: dict, datasets, weights):
         self.trainer = trainer
@@ -199,17 +208,45 @@ class TorchEmRun:
         self.net = net
         self.normalization = normalization
         self.datasets = datasets
+        trainer.save_checkpoint = self._save_checkpoint
 
     @property
     def state_file(self) -> Path:
-        return Path(self.trainer.checkpoint_folder) / "latest.pt"
+        return Path(self.trainer.checkpoint_folder) / "resume.pt"
 
     def has_state(self) -> bool:
         return self.state_file.is_file()
 
+    def _save_checkpoint(self, name, current_metric, best_metric, train_time=0.0, **extra):
+        """What torch_em's save_checkpoint saves, minus its pickled ``init``; "latest" only."""
+        import torch
+
+        from .._files import atomic_path
+
+        trainer = self.trainer
+        if name != "latest" or getattr(trainer, "rank", 0):  # cellnb keeps its own best weights
+            return
+        state = {"iteration": trainer._iteration, "epoch": trainer._epoch,
+                 "best_epoch": trainer._best_epoch, "best_metric": float(best_metric),
+                 "current_metric": float(current_metric), "train_time": float(train_time),
+                 "model_state": trainer.model.state_dict(),
+                 "optimizer_state": trainer.optimizer.state_dict()}
+        if trainer.lr_scheduler is not None:
+            state["scheduler_state"] = trainer.lr_scheduler.state_dict()
+        if trainer.scaler is not None:
+            state["scaler_state"] = trainer.scaler.state_dict()
+        if getattr(trainer, "unetr", None) is not None:  # micro_sam's JointSamTrainer
+            state["decoder_state"] = {k: v for k, v in trainer.unetr.state_dict().items()
+                                      if not k.startswith("encoder")}
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.state_file) as tmp:
+            torch.save(state, tmp)
+
     def load_state(self) -> int:
         """Load weights, optimizer, scheduler and step; return the next epoch."""
-        self.trainer.load_checkpoint("latest")
+        from .._torch import load_state
+
+        self.trainer.load_checkpoint(load_state(self.state_file))
         return int(self.trainer._epoch)
 
     def weights(self) -> dict:

@@ -367,7 +367,9 @@ class LoopRun:
     def load_state(self) -> int:
         import torch
 
-        state = torch.load(self.state_file, map_location="cpu", weights_only=False)
+        from .._torch import load_state
+
+        state = load_state(self.state_file)
         params = dict(self._module().named_parameters())
         with torch.no_grad():
             for name, value in state["trainable"].items():
