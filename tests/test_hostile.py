@@ -358,3 +358,60 @@ def test_pickle_module_is_never_used_to_load(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert pickle.dumps(1)  # (the module itself is fine to import)
+
+
+# -- 4. real kills at random moments -------------------------------------------------------
+_KILLABLE = """
+import sys
+from cellnb import annotate, export
+out = sys.argv[2]
+annotate(sys.argv[1], out, model="watershed", progress=False)
+export(out, out + "/ds", splits={"train": 0.5, "test": 0.5}, zip=True)
+"""
+
+
+def _tree(root):
+    """Every file under `root` (hidden leftovers included) with its bytes, JSON-normalised."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.suffix == ".json":  # durations and absolute paths differ between runs
+                obj = json.loads(data)
+                for key in ("seconds",):
+                    obj.pop(key, None)
+                data = json.dumps(obj, sort_keys=True).encode()
+            files[path.relative_to(root).as_posix()] = data
+    return files
+
+
+@pytest.mark.slow
+def test_4_sigkill_at_random_moments_then_rerun_changes_nothing(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_pairs(synthetic_pairs(6, shape=(128, 128), n_cells=6, seed=8), tmp_path / "pairs")
+    script = tmp_path / "run.py"
+    script.write_text(_KILLABLE)
+    run = lambda out: subprocess.Popen([sys.executable, str(script), str(tmp_path / "pairs"),  # noqa: E731
+                                        str(out)])
+    clean = tmp_path / "clean"
+    assert run(clean).wait(timeout=300) == 0
+    reference = _tree(clean)
+    rng = random.Random(0)
+    for k in range(4):
+        out = tmp_path / f"killed{k}"
+        started = time.monotonic()
+        proc = run(out)
+        time.sleep(rng.uniform(1.0, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert run(out).wait(timeout=300) == 0, f"rerun {k} failed"
+        got = _tree(out)
+        assert sorted(got) == sorted(reference), f"kill {k} after {time.monotonic() - started:.1f} s"
+        for name, data in reference.items():
+            if name.endswith((".tif", ".csv", ".png")):
+                assert got[name] == data, name
