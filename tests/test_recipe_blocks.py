@@ -82,3 +82,25 @@ def test_two_stage_nms_on_crops_equals_whole_masks():
     whole = two_stage_nms(masks, scores)
     assert two_stage_nms(crops, scores).tolist() == whole.tolist()
     assert 0 < len(whole) < 12
+
+
+def test_patches_of_small_images_label_their_mirrored_cells():
+    """An image smaller than the patch is padded by reflection, and so are its labels: a
+    mirrored cell is a cell of its own, never background (issue 22, defect 1)."""
+    from scipy import ndimage
+
+    from cellnb.data import synthetic_pairs
+    from cellnb.recipes._common import PatchDataset, pad_pair
+
+    pair = synthetic_pairs(1, shape=(96, 96), n_cells=6, seed=0)[0]
+    image, labels = pad_pair(pair.tl.astype(np.float32), pair.cells, (128, 128))
+    mirrored = np.pad(pair.cells, ((0, 32), (0, 32)), mode="reflect")
+    np.testing.assert_array_equal(labels > 0, mirrored > 0)
+    np.testing.assert_array_equal(labels[:96, :96], pair.cells)
+    for lab in np.unique(labels[labels > 0]):  # every id is one connected cell
+        assert ndimage.label(labels == lab)[1] == 1
+    assert len(np.unique(labels)) > len(np.unique(pair.cells))
+    dataset = PatchDataset([pair.tl.astype(np.float32)], [pair.cells], (128, 128), 1,
+                           lambda lab: (lab > 0)[None].astype(np.float32), augment=False)
+    x, y = dataset[0]
+    np.testing.assert_array_equal(y[0].numpy() > 0, mirrored > 0)

@@ -124,6 +124,29 @@ def test_samcell_learns_and_segments(samcell_run, base, image):
         assert not torch.equal(start[key], end[key])
 
 
+def test_batch_norm_statistics_stay_what_inference_uses(samcell_run, base):
+    """vit_t's batch-norm statistics are not trained on batch-1 patches (issue 22, defect 3):
+    training and inference compute the same function."""
+    start, end = _state(base), _state(samcell_run.path / "weights" / "last.pt")
+    stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) > 20  # TinyViT's batch-norm layers
+    assert all(torch.equal(start[k], end[k]) for k in stats)
+    sam = _sam.empty_sam("vit_t")
+    n = _sam.freeze_batchnorm(sam)
+    sam.train()
+    norms = [m for m in sam.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert n == len(norms) > 20 and not any(m.training for m in norms)
+    assert sam.image_encoder.training  # everything else trains as before
+
+
+def test_resume_keeps_buffers(samcell_run):
+    """The loop's resume state holds every buffer, not only the trained parameters
+    (issue 22, defect 4)."""
+    state = torch.load(samcell_run.path / "state" / "latest.pt", weights_only=True)
+    sam = _sam.empty_sam("vit_t")
+    assert set(state["buffers"]) == {k for k, _ in sam.named_buffers()}
+
+
 def test_early_stopping(dataset, base, tmp_path):
     run = train(dataset, recipe="samcell", model="vit_t", checkpoint=base, out=tmp_path / "r",
                 warmup=2, overlap=16, patience=1, **{**TINY, "epochs": 4, "steps_per_epoch": 1})

@@ -15,6 +15,41 @@ from .._tiling import predict_tiled  # noqa: F401  (the recipes' tiled inference
 # ---------------------------------------------------------------------------
 # patches
 # ---------------------------------------------------------------------------
+def _copy_index(n: int, pad: int) -> np.ndarray:
+    """Which reflected copy each index of ``np.pad(range(n), (0, pad), "reflect")`` is in."""
+    index = np.arange(n + pad)
+    return np.where(index < n, 0, 1 + (index - n) // max(n - 1, 1))
+
+
+def pad_pair(image: np.ndarray, labels: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Reflect-pad an image and its labels (bottom / right) to at least `shape`, alike.
+
+    The labels are reflected with the image, so every mirrored cell is a
+    cell in the target too; each mirrored copy gets ids of its own (a cell
+    and its mirror image touch at the border but are two instances).
+
+    Examples
+    --------
+    >>> labels = np.array([[0, 1, 1], [0, 1, 1]])
+    >>> image, padded = pad_pair(labels.astype(np.float32), labels, (2, 5))
+    >>> image[0].tolist(), padded[0].tolist()
+    ([0.0, 1.0, 1.0, 1.0, 0.0], [0, 1, 1, 3, 0])
+    """
+    h, w = labels.shape
+    ph, pw = max(0, shape[0] - h), max(0, shape[1] - w)
+    if not (ph or pw):
+        return image, labels
+    pad = ((0, ph), (0, pw))
+    mode = "reflect" if min(h, w) > 1 else "edge"
+    image = np.pad(image, pad, mode=mode)
+    padded = np.pad(labels, pad, mode=mode).astype(np.int64)
+    rows, cols = _copy_index(h, ph), _copy_index(w, pw)
+    copy = rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
+    padded = np.where(padded > 0, padded + copy * (int(labels.max()) + 1), 0)
+    return image, padded.astype(labels.dtype if padded.max() <= np.iinfo(np.int32).max
+                                else np.int64)
+
+
 class PatchDataset:
     """Random training patches (image, target) from whole images.
 
@@ -58,10 +93,7 @@ class PatchDataset:
         k = rng.choice(len(self.images), p=self.weights)
         image, labels = self.images[k], self.labels[k]
         ph, pw = self.patch_shape
-        pad = [(0, max(0, ph - image.shape[0])), (0, max(0, pw - image.shape[1]))]
-        if any(p[1] for p in pad):
-            image = np.pad(image, pad, mode="reflect")
-            labels = np.pad(labels, pad)
+        image, labels = pad_pair(image, labels, self.patch_shape)
         y = rng.integers(0, image.shape[0] - ph + 1)
         x = rng.integers(0, image.shape[1] - pw + 1)
         return image[y:y + ph, x:x + pw], labels[y:y + ph, x:x + pw]

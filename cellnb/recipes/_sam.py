@@ -51,7 +51,34 @@ def load_sam(settings, device):
         warnings.simplefilter("ignore", FutureWarning)
         _, sam = util.get_sam_model(model_type=model_type, checkpoint_path=checkpoint,
                                     device=device, return_sam=True)
+    freeze_batchnorm(sam)
     return sam, model_type[:5]
+
+
+def freeze_batchnorm(module) -> int:
+    """Keep every batch-norm layer of `module` in eval mode, even under ``module.train()``.
+
+    MobileSAM's TinyViT (vit_t) has batch-norm layers; trained in train mode
+    on batches of one augmented patch, their running statistics drift away
+    from what the network needs, and the eval-mode network (inference)
+    predicts something else than the train-mode one that was fitted. Frozen
+    statistics make training and inference compute the same function; the
+    layers' affine weights still train. Returns the number of layers frozen.
+    """
+    import types
+
+    import torch
+
+    def stay_in_eval(self, mode=True):
+        return torch.nn.Module.train(self, False)
+
+    n = 0
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+            layer.train = types.MethodType(stay_in_eval, layer)
+            n += 1
+    return n
 
 
 def empty_sam(architecture: str):
@@ -327,7 +354,8 @@ class LoopRun:
     pieces do it themselves) and returns a float. The optimizer steps every
     `accumulate` batches and at the end of each epoch; the schedule is
     stepped per optimizer step. State (trainable weights, optimizer,
-    schedule, epoch) goes to ``state_dir/latest.pt`` after every epoch.
+    schedule, epoch, and every buffer) goes to ``state_dir/latest.pt`` after
+    every epoch.
     ``train_mode(module)`` puts the network in training mode (default
     ``module.train()``); recipes with frozen parts keep those in eval mode.
     """
@@ -361,6 +389,10 @@ class LoopRun:
         return {k: v.detach().cpu().clone() for k, v in self._module().named_parameters()
                 if v.requires_grad}
 
+    def _buffers(self) -> dict:
+        """Every buffer (batch-norm statistics, LoRA indices): small, and part of the state."""
+        return {k: v.detach().cpu().clone() for k, v in self._module().named_buffers()}
+
     def has_state(self) -> bool:
         return self.state_file.is_file()
 
@@ -371,9 +403,12 @@ class LoopRun:
 
         state = load_state(self.state_file)
         params = dict(self._module().named_parameters())
+        buffers = dict(self._module().named_buffers())
         with torch.no_grad():
             for name, value in state["trainable"].items():
                 params[name].copy_(value)
+            for name, value in state.get("buffers", {}).items():
+                buffers[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
@@ -422,7 +457,8 @@ class LoopRun:
         self.epoch += 1
         if self.rank == 0:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            state = {"trainable": self._trainable(), "optimizer": self.optimizer.state_dict(),
+            state = {"trainable": self._trainable(), "buffers": self._buffers(),
+                     "optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict(), "epoch": self.epoch}
             with atomic_path(self.state_file) as tmp:
                 torch.save(state, tmp)

@@ -74,6 +74,9 @@ def build(data, settings, device, state_dir):
     model, state = get_trainable_sam_model(
         model_type=model_type, device=device, freeze=options["freeze"],
         checkpoint_path=checkpoint, return_state=True, peft_kwargs=_peft(options))
+    from ._sam import freeze_batchnorm
+
+    freeze_batchnorm(model)  # vit_t's batch norm: the statistics inference will use
     convert_inputs = ConvertToSamInputs(transform=model.transform, box_distortion_factor=0.025)
     unetr = get_unetr(image_encoder=model.sam.image_encoder,
                       decoder_state=state.get("decoder_state"), device=device)
