@@ -43,7 +43,7 @@ from .trained import TrainedModel, load_trained
 __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
-_SUBMODULES = ("io", "data", "dataset", "models", "plot", "widgets", "testing", "config",
+_SUBMODULES = ("io", "data", "dataset", "models", "weights", "plot", "widgets", "testing", "config",
                "cli", "recipes")
 
 __all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",

@@ -184,6 +184,39 @@ def _options(items) -> dict:
     return out
 
 
+def _models(args) -> int:
+    """``cellnb models list | fetch | doctor``."""
+    import pandas as pd
+
+    from . import weights
+    from .models import available
+
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        if args.action == "list":
+            print(available().to_string(index=False))
+        elif args.action == "fetch":
+            table = weights.fetch(args.names, cache=args.cache)
+            print(table.drop(columns="hash").to_string(index=False))
+        else:
+            table = weights.doctor(annotate=args.annotate, recipes=args.recipes,
+                                   model=args.model, cache=args.cache)
+            if table.empty:
+                print("this plan needs no pretrained weights.")
+                return 0
+            print(table.drop(columns="hash").to_string(index=False))
+            missing = table.attrs["missing"]
+            if missing:
+                names = sorted(set(table.loc[table["file"].isin(missing), "name"]))
+                cache = f" --cache {args.cache}" if args.cache else ""
+                print(f"missing or damaged: {', '.join(missing)}; on a machine with internet "
+                      f"access run: cellnb models fetch {' '.join(names)}{cache}")
+            print("on the compute nodes, set:")
+            for line in weights.environment_lines(table):
+                print(f"  {line}")
+            return 1 if missing else 0
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``cellnb`` command."""
     parser = argparse.ArgumentParser(prog="cellnb", description=__doc__)
@@ -211,6 +244,21 @@ def main(argv=None) -> int:
     p_ann.add_argument("--skip-errors", action="store_true",
                        help="a pair that cannot be annotated becomes a 'failed' row instead of "
                             "stopping the run")
+    p_models = sub.add_parser("models", help="pretrained weights: list, fetch (login node), "
+                              "doctor (what a plan needs on an offline compute node)")
+    models_sub = p_models.add_subparsers(dest="action", required=True)
+    m_list = models_sub.add_parser("list", help="micro_sam's model zoo and what is cached")
+    m_fetch = models_sub.add_parser("fetch", help="download and verify weights")
+    m_fetch.add_argument("names", nargs="+", help="micro_sam zoo names, or cpsam (cellpose)")
+    m_doctor = models_sub.add_parser("doctor", help="what a plan needs, what is missing, "
+                                     "and the environment variables for compute nodes")
+    m_doctor.add_argument("--annotate", help="the model annotate will use (zoo name)")
+    m_doctor.add_argument("--recipes", nargs="*", default=[], help="recipes to train")
+    m_doctor.add_argument("--model", default="vit_b_lm", help="what SAM recipes start from")
+    for p in (m_fetch, m_doctor):
+        p.add_argument("--cache", help="weights folder (used as MICROSAM_CACHEDIR; cellpose's "
+                       "files in CACHE/cellpose)")
+    del m_list
     p_train = sub.add_parser("train", help="train a segmentation model on an exported dataset "
                              "(run it under torchrun for several GPUs)")
     p_train.add_argument("dataset", help="folder written by `cellnb.export`")
@@ -283,6 +331,8 @@ def main(argv=None) -> int:
             summary = annotate(args.folder, args.out, config=config, model=model, errors=errors)
         print(summary.drop(columns="record").to_string(index=False))
         print(f"records: {Path(args.out) / 'records'}")
+    elif args.command == "models":
+        return _models(args)
     elif args.command == "demo":
         demo(args.out, n_pairs=args.pairs, shape=(args.size, args.size), n_cells=args.cells,
              seed=args.seed, epochs=args.epochs)

@@ -54,6 +54,9 @@ def _base(settings) -> str:
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
+        from ..models import _check_safe
+
+        _check_safe(checkpoint)  # cellpose reads it with a plain torch.load
         return str(checkpoint)
     name = settings["model"]
     if name not in models.MODEL_NAMES:
@@ -68,7 +71,11 @@ def _base(settings) -> str:
                 f"cellpose model {name!r} is not cached and could not be downloaded "
                 f"({type(err).__name__}: {err}). Download {models._MODEL_URL + name} on a "
                 f"machine with internet access and save it as {path} (or set "
-                "CELLPOSE_LOCAL_MODELS_PATH), or pass checkpoint=PATH.") from err
+                "CELLPOSE_LOCAL_MODELS_PATH; `cellnb models fetch cpsam` does both), or pass "
+                "checkpoint=PATH.") from err
+    from ..models import _check_safe
+
+    _check_safe(path)
     return str(path)
 
 

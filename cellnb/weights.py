@@ -1,0 +1,270 @@
+"""Pretrained weights for offline compute nodes: fetch them on a login node, check a plan.
+
+HPC compute nodes usually have no internet. On a machine that has (a login
+node), :func:`fetch` downloads the micro_sam model-zoo weights a plan needs
+(and cellpose's ``cpsam`` when the ``cellpose`` extra is installed) into the
+caches micro_sam and cellpose read, verifying micro_sam's published hashes.
+:func:`doctor` says, for a plan (the model annotate uses + the recipes to
+train), what is there, what is missing, and the environment variables to set
+on the compute nodes so they find the files::
+
+    cellnb models fetch vit_b_lm --cache /project/weights        # login node
+    cellnb models doctor --annotate vit_b_lm --recipes microsam cellpose --cache /project/weights
+    export MICROSAM_CACHEDIR=/project/weights                   # job script
+    export CELLPOSE_LOCAL_MODELS_PATH=/project/weights/cellpose
+
+Downloads go through pooch (micro_sam's own registry of names, URLs and
+xxh128 hashes), to a temporary name first, so a broken download never sits in
+the cache under the real name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["fetch", "doctor", "required", "environment_lines", "CELLPOSE_MODELS"]
+
+#: cellpose models :func:`fetch` knows (cellpose publishes no hashes for them).
+CELLPOSE_MODELS = ("cpsam",)
+#: Recipes that start from a micro_sam model / from a cellpose model.
+_SAM_RECIPES = ("microsam", "samcell", "cellseg1", "cellsam")
+_COLUMNS = ["name", "file", "needed_by", "path", "present", "verified", "hash"]
+
+
+def _registry(cache=None):
+    """micro_sam's pooch registry, pointed at `cache` (its MICROSAM_CACHEDIR) when given."""
+    import pooch
+
+    from .models import _micro_sam_util
+
+    zoo = _micro_sam_util().models()
+    if cache is None:
+        return zoo
+    return pooch.create(path=Path(cache) / "models", base_url="", registry=zoo.registry,
+                        urls=zoo.urls)
+
+
+def _cellpose_dir(cache=None) -> Path:
+    if cache is not None:
+        return Path(cache) / "cellpose"
+    from cellpose import models
+
+    return Path(models.MODEL_DIR)
+
+
+def _cellpose_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("cellpose") is not None
+
+
+def required(*, annotate=None, recipes=(), model: str = "vit_b_lm") -> pd.DataFrame:
+    """The weight files a plan needs: ``name``, ``file`` and ``needed_by``.
+
+    Parameters
+    ----------
+    annotate : str, optional
+        The model :func:`cellnb.annotate` will use (a zoo name; "watershed"
+        needs none).
+    recipes : sequence of str
+        Recipes :func:`cellnb.train` will run.
+    model : str, default="vit_b_lm"
+        What the SAM recipes start from (their ``model=``); cellpose starts
+        from ``cpsam``.
+
+    Examples
+    --------
+    >>> plan = required(annotate="vit_b_lm", recipes=["unet", "cellsam"])
+    >>> plan["file"].tolist(), plan["needed_by"].tolist()
+    (['vit_b_lm', 'vit_b_lm_decoder'], ['annotate, cellsam', 'annotate, cellsam'])
+    """
+    from .models import _micro_sam_util, _zoo_names
+    from .recipes import RECIPES
+
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        raise ValueError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}.")
+    registry = _micro_sam_util().models().registry
+    names = _zoo_names(_micro_sam_util())
+    wanted: dict = {}
+
+    def need(name, by):
+        if name in CELLPOSE_MODELS:
+            wanted.setdefault((name, name), []).append(by)
+            return
+        if name not in names:
+            raise ValueError(f"unknown model {name!r} for {by}; micro_sam's model zoo has "
+                             f"{names}, cellpose's {list(CELLPOSE_MODELS)}.")
+        for item in (name, f"{name}_decoder"):
+            if item in registry:
+                wanted.setdefault((name, item), []).append(by)
+
+    if annotate not in (None, "watershed"):
+        need(annotate, "annotate")
+    for recipe in recipes:
+        if recipe in _SAM_RECIPES:
+            need(model, recipe)
+        elif recipe == "cellpose":
+            need("cpsam", recipe)
+    rows = [{"name": n, "file": f, "needed_by": ", ".join(by)} for (n, f), by in wanted.items()]
+    return pd.DataFrame(rows, columns=["name", "file", "needed_by"])
+
+
+def fetch(names, *, cache=None, progress: bool = True) -> pd.DataFrame:
+    """Download weights into the caches micro_sam and cellpose read, and verify them.
+
+    Parameters
+    ----------
+    names : str or sequence of str
+        micro_sam model-zoo names (their instance decoders come along) and/or
+        ``"cpsam"`` (needs the ``cellpose`` extra).
+    cache : str or Path, optional
+        A folder to use as ``MICROSAM_CACHEDIR`` (files in ``<cache>/models``;
+        cellpose's in ``<cache>/cellpose``). Default: the caches micro_sam
+        and cellpose use now.
+    progress : bool, default=True
+
+    Returns
+    -------
+    table : DataFrame
+        One row per file: ``name, file, path, status`` ("downloaded" or
+        "cached"), ``verified`` (micro_sam's xxh128 checked; cellpose
+        publishes no hash) and ``hash``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    cellnb.models.ModelNotAvailableError
+        A download failed; the message names the URL and the file to put it in.
+
+    Examples
+    --------
+    >>> fetch("vit_b_lm", cache="/project/weights")  # doctest: +SKIP
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    plan = pd.concat([required(annotate=n) if n not in CELLPOSE_MODELS else
+                      pd.DataFrame([{"name": n, "file": n, "needed_by": "fetch"}])
+                      for n in names], ignore_index=True).drop_duplicates("file")
+    rows = []
+    for row in plan.itertuples():
+        fetched = (_fetch_cellpose(row.file, cache, progress) if row.name in CELLPOSE_MODELS
+                   else _fetch_zoo(row.file, cache, progress))
+        rows.append({"name": row.name, **fetched})
+    return pd.DataFrame(rows, columns=["name", "file", "path", "status", "verified", "hash"])
+
+
+def _fetch_zoo(item, cache, progress) -> dict:
+    from .models import ModelNotAvailableError
+
+    registry = _registry(cache)
+    path = Path(registry.path) / item
+    present = path.is_file()
+    try:
+        registry.fetch(item, progressbar=progress)  # verifies the hash, also of a cached file
+    except Exception as err:  # network and hash errors come in many types
+        raise ModelNotAvailableError(
+            f"could not fetch {item!r} from {registry.urls[item]} into {path} "
+            f"({type(err).__name__}: {err}). On a machine with internet access download it and "
+            f"save it as {path}.") from err
+    return {"file": item, "path": path, "status": "cached" if present else "downloaded",
+            "verified": True, "hash": registry.registry[item]}
+
+
+def _fetch_cellpose(name, cache, progress) -> dict:
+    import pooch
+
+    from ._files import sha256
+    from .models import ModelNotAvailableError
+
+    if not _cellpose_installed():
+        raise ValueError(f"{name!r} is a cellpose model: install the extra first "
+                         "(pip install 'cellnb[cellpose]').")
+    from cellpose import models
+
+    folder = _cellpose_dir(cache)
+    path = folder / name
+    url = models._MODEL_URL + name
+    present = path.is_file()
+    if not present:
+        try:
+            pooch.retrieve(url, known_hash=None, fname=name, path=folder, progressbar=progress)
+        except Exception as err:
+            raise ModelNotAvailableError(
+                f"could not fetch {name!r} from {url} into {path} ({type(err).__name__}: "
+                f"{err}). On a machine with internet access download it and save it as "
+                f"{path}.") from err
+    return {"file": name, "path": path, "status": "cached" if present else "downloaded",
+            "verified": False, "hash": "sha256:" + sha256(path)}
+
+
+def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) -> pd.DataFrame:
+    """What a plan needs, what of it is here (and intact), and what to set on compute nodes.
+
+    Parameters
+    ----------
+    annotate, recipes, model
+        The plan (see :func:`required`).
+    cache : str or Path, optional
+        Where the weights were fetched to (:func:`fetch`'s `cache`); default
+        the caches micro_sam and cellpose use now.
+
+    Returns
+    -------
+    table : DataFrame
+        One row per needed file: ``name, file, needed_by, path, present,
+        verified`` (micro_sam files: the xxh128 matches the registry) and
+        ``hash``. ``table.attrs["environment"]`` holds the variables a
+        compute node needs (``MICROSAM_CACHEDIR``, ``CELLPOSE_LOCAL_MODELS_PATH``)
+        and ``table.attrs["missing"]`` the files to fetch.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> table = doctor(annotate="vit_b_lm", cache=tempfile.mkdtemp())
+    >>> table["present"].tolist(), table.attrs["missing"]
+    ([False, False], ['vit_b_lm', 'vit_b_lm_decoder'])
+    """
+    plan = required(annotate=annotate, recipes=recipes, model=model)
+    rows = []
+    environment = {}
+    for row in plan.itertuples():
+        if row.name in CELLPOSE_MODELS:
+            folder = _cellpose_dir(cache) if (cache is not None or _cellpose_installed()) else (
+                Path.home() / ".cellpose" / "models")
+            path = folder / row.file
+            environment["CELLPOSE_LOCAL_MODELS_PATH"] = str(folder)
+            rows.append({"path": path, "present": path.is_file(), "verified": False,
+                         "hash": None})
+            continue
+        registry = _registry(cache)
+        path = Path(registry.path) / row.file
+        environment["MICROSAM_CACHEDIR"] = str(Path(registry.path).parent)
+        expected = registry.registry[row.file]
+        present = path.is_file()
+        rows.append({"path": path, "present": present,
+                     "verified": present and _xxh128(path) == expected, "hash": expected})
+    table = pd.concat([plan.reset_index(drop=True), pd.DataFrame(rows, columns=_COLUMNS[3:])],
+                      axis=1)
+    table.attrs["environment"] = environment
+    table.attrs["missing"] = table.loc[~table["present"] | (table["present"] & ~table[
+        "verified"] & table["hash"].notna()), "file"].tolist()
+    return table
+
+
+def _xxh128(path) -> str:
+    import xxhash
+
+    digest = xxhash.xxh128()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return "xxh128:" + digest.hexdigest()
+
+
+def environment_lines(table: pd.DataFrame) -> list[str]:
+    """``export NAME=value`` lines for a job script, from :func:`doctor`'s table."""
+    return [f"export {k}={v}" for k, v in table.attrs.get("environment", {}).items()]
+

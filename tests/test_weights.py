@@ -1,0 +1,130 @@
+"""cellnb.weights / `cellnb models`: fetch from a local file server standing in for the
+download hosts (no network in tests), verify, doctor a plan for offline compute nodes."""
+
+import functools
+import http.server
+import threading
+
+import pandas as pd
+import pytest
+
+from cellnb import weights
+from cellnb.models import ModelNotAvailableError
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A file server on 127.0.0.1 serving tmp_path/www; stopped after the test."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _xxh128(data: bytes) -> str:
+    import xxhash
+
+    return "xxh128:" + xxhash.xxh128(data).hexdigest()
+
+
+@pytest.fixture
+def zoo(server, monkeypatch):
+    """micro_sam's registry with vit_b_lm (+ decoder) served locally, real hashes of the files."""
+    import pooch
+
+    from cellnb.models import _micro_sam_util
+
+    util = _micro_sam_util()  # imported with its dependencies' deprecation noise silenced
+    root, url = server
+    files = {"vit_b_lm": b"encoder weights", "vit_b_lm_decoder": b"decoder weights",
+             "vit_t": b"tiny weights"}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    registry = {name: _xxh128(data) for name, data in files.items()}
+
+    def models():
+        return pooch.create(path=util.get_cache_directory() / "models", base_url="",
+                            registry=registry, urls={n: url + n for n in files})
+
+    monkeypatch.setattr(util, "models", models)
+    return root, url, files
+
+
+def test_fetch_downloads_verifies_and_reports(zoo, tmp_path):
+    root, _, files = zoo
+    cache = tmp_path / "weights"
+    table = weights.fetch("vit_b_lm", cache=cache, progress=False)
+    assert table[["file", "status", "verified"]].values.tolist() == [
+        ["vit_b_lm", "downloaded", True], ["vit_b_lm_decoder", "downloaded", True]]
+    assert (cache / "models" / "vit_b_lm").read_bytes() == files["vit_b_lm"]
+    again = weights.fetch(["vit_b_lm", "vit_t"], cache=cache, progress=False)
+    assert again["status"].tolist() == ["cached", "cached", "downloaded"]
+    assert not list((cache / "models").glob("*.part")) and not list(
+        (cache / "models").glob("tmp*"))
+
+
+def test_fetch_refuses_a_file_whose_hash_is_wrong(zoo, tmp_path):
+    root, _, _ = zoo
+    (root / "vit_t").write_bytes(b"tampered on the way")
+    with pytest.raises(ModelNotAvailableError, match="could not fetch 'vit_t' from http://127"):
+        weights.fetch("vit_t", cache=tmp_path / "w", progress=False)
+    assert not (tmp_path / "w" / "models" / "vit_t").exists()
+
+
+def test_fetch_offline_names_the_file_to_put_where(zoo, tmp_path):
+    root, _, _ = zoo
+    (root / "vit_t").unlink()
+    with pytest.raises(ModelNotAvailableError, match=r"save it as .*w/models/vit_t"):
+        weights.fetch("vit_t", cache=tmp_path / "w", progress=False)
+    with pytest.raises(ValueError, match="unknown model 'vit_q'"):
+        weights.fetch("vit_q", cache=tmp_path / "w")
+
+
+def test_doctor_says_what_is_missing_and_what_to_set(zoo, tmp_path):
+    cache = tmp_path / "weights"
+    table = weights.doctor(annotate="vit_b_lm", recipes=["unet", "microsam"], cache=cache)
+    assert table["needed_by"].tolist() == ["annotate, microsam"] * 2
+    assert table.attrs["missing"] == ["vit_b_lm", "vit_b_lm_decoder"]
+    weights.fetch("vit_b_lm", cache=cache, progress=False)
+    table = weights.doctor(annotate="vit_b_lm", recipes=["microsam"], cache=cache)
+    assert table["verified"].all() and table.attrs["missing"] == []
+    assert weights.environment_lines(table) == [f"export MICROSAM_CACHEDIR={cache}"]
+    (cache / "models" / "vit_b_lm").write_bytes(b"truncated")  # damaged: listed again
+    assert weights.doctor(annotate="vit_b_lm", cache=cache).attrs["missing"] == ["vit_b_lm"]
+    assert weights.doctor(annotate="watershed", recipes=["unet"]).empty
+
+
+def test_cellpose_model_from_the_local_server(server, monkeypatch, tmp_path):
+    pytest.importorskip("cellpose")
+    from cellpose import models
+
+    root, url = server
+    (root / "cpsam").write_bytes(b"cellpose weights")
+    monkeypatch.setattr(models, "_MODEL_URL", url)
+    table = weights.fetch("cpsam", cache=tmp_path / "w", progress=False)
+    assert table[["file", "status", "verified"]].values.tolist() == [["cpsam", "downloaded",
+                                                                       False]]
+    assert (tmp_path / "w" / "cellpose" / "cpsam").read_bytes() == b"cellpose weights"
+    doctor = weights.doctor(recipes=["cellpose"], cache=tmp_path / "w")
+    assert doctor["present"].all() and doctor.attrs["environment"] == {
+        "CELLPOSE_LOCAL_MODELS_PATH": str(tmp_path / "w" / "cellpose")}
+
+
+def test_cli_models(zoo, tmp_path, capsys):
+    from cellnb.cli import main
+
+    cache = str(tmp_path / "w")
+    assert main(["models", "doctor", "--annotate", "vit_b_lm", "--cache", cache]) == 1
+    out = capsys.readouterr().out
+    assert f"cellnb models fetch vit_b_lm --cache {cache}" in out
+    assert main(["models", "fetch", "vit_b_lm", "--cache", cache]) == 0
+    assert main(["models", "doctor", "--annotate", "vit_b_lm", "--cache", cache]) == 0
+    assert f"export MICROSAM_CACHEDIR={cache}" in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    assert isinstance(weights.required(recipes=["unet"]), pd.DataFrame)
