@@ -19,7 +19,6 @@ it was fitted on and fitted again on load, so nothing loaded runs code.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 

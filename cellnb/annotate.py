@@ -39,16 +39,17 @@ def _model_spec(model, config, client) -> dict:
     Nothing is loaded here: a name's fingerprint comes from micro_sam's registry or the
     checkpoint file, so pairs that turn out to be finished load nothing.
     """
-    from .models import SamModel, as_model, fingerprint
+    from .models import SAM_OPTIONS, WATERSHED_OPTIONS, SamModel, as_model, fingerprint
 
     if model is None:
         model = config.segment.model
     if isinstance(model, str):
         kind = "watershed" if model == "watershed" else "zoo"
-        return {"kind": kind, "name": model, "fingerprint": fingerprint(model)}
+        return {"kind": kind, "name": model, "fingerprint": fingerprint(model),
+                "options": WATERSHED_OPTIONS if kind == "watershed" else SAM_OPTIONS}
     model = as_model(model)
     spec = {"kind": "object", "name": model.name, "fingerprint": model.fingerprint,
-            "object": model}
+            "options": model.segment_options, "object": model}
     if client is None:  # in this process the model is used as given (device kept)
         return spec
     from .trained import TrainedModel
@@ -56,10 +57,11 @@ def _model_spec(model, config, client) -> dict:
     if isinstance(model, TrainedModel):
         return {"kind": "trained", "name": model.name, "path": str(model.path),
                 "weights": model.weights, "device": model.device,
-                "fingerprint": model.fingerprint}
+                "fingerprint": model.fingerprint, "options": model.segment_options}
     if isinstance(model, SamModel) and model.checkpoint is not None:
         return {"kind": "checkpoint", "name": model.name, "path": str(model.checkpoint),
-                "device": model.device, "fingerprint": model.fingerprint}
+                "device": model.device, "fingerprint": model.fingerprint,
+                "options": model.segment_options}
     return spec  # in memory only: sent to every worker once
 
 
@@ -91,18 +93,17 @@ def _get_model(spec):
     return _LOADED[key]
 
 
-def _segment_options(model, config) -> dict:
+def _segment_options(spec, config) -> dict:
     """The config's segment options the model takes; a set option it does not take is an error."""
     from .config import SegmentConfig
 
-    seg, default = config.segment, SegmentConfig()
+    seg, default, takes = config.segment, SegmentConfig(), spec["options"]
     names = ("multimask", "batch_size", "tile_shape", "halo", "iou_threshold", "min_area")
-    options = {k: getattr(seg, k) for k in names if k in model.segment_options}
-    refused = [k for k in names if k not in model.segment_options
-               and getattr(seg, k) != getattr(default, k)]
+    options = {k: getattr(seg, k) for k in names if k in takes}
+    refused = [k for k in names if k not in takes and getattr(seg, k) != getattr(default, k)]
     if refused:
-        raise TypeError(f"config.segment sets {refused}, which model {model.name!r} does not "
-                        f"take (it takes {sorted(model.segment_options)}); reset them.")
+        raise TypeError(f"config.segment sets {refused}, which model {spec['name']!r} does not "
+                        f"take (it takes {sorted(takes)}); reset them.")
     return options
 
 
@@ -114,16 +115,17 @@ def _fingerprint(tl_path, fl_path, config, spec) -> dict:
             "model_hash": None if spec["kind"] == "watershed" else spec["fingerprint"]}
 
 
-def _relabel_by_nuclei(cells, nuclei):
-    """Give each automatically found cell the id of the nucleus it holds most of.
+def _relabel_by_nuclei(cells, nuclei) -> np.ndarray:
+    """New id of each automatically found cell: the id of the nucleus it holds most of.
 
     Records join cells and nuclei on ``label``; prompted models keep the
     nucleus ids by construction, automatic ones (trained models) get them
     here. A nucleus goes to one cell (the one covering most of it); cells
-    without a nucleus get ids above the largest nucleus id.
+    without a nucleus get ids above the largest nucleus id. Returns the
+    lookup array ``new`` (``new[old_id]``; ``new[0] == 0``).
 
     >>> cells = np.array([[1, 1, 0, 2, 2]]); nuclei = np.array([[0, 7, 0, 0, 0]])
-    >>> _relabel_by_nuclei(cells, nuclei).tolist()
+    >>> _relabel_by_nuclei(cells, nuclei)[cells].tolist()
     [[7, 7, 0, 8, 8]]
     """
     from scipy import sparse
@@ -143,7 +145,7 @@ def _relabel_by_nuclei(cells, nuclei):
         if new[cell] == 0:
             top += 1
             new[cell] = top
-    return new[cells].astype(np.int32)
+    return new
 
 
 def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors,
@@ -206,7 +208,7 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
     prompts = prompt(nuclei, kind=pro.kind, box_scale=pro.box_scale, box_size=pro.box_size,
                      negatives=pro.negatives)
     model = _get_model(spec)
-    options = _segment_options(model, config)
+    options = _segment_options(spec, config)
     if "nuclei" in model.segment_options:
         options["nuclei"] = nuclei
     if embeddings is not None and hasattr(model, "embed"):
@@ -218,10 +220,9 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
                                            save_path=Path(embeddings) / name)
     result = segment(tl, prompts if model.prompted else None, model=model, **options)
     if not model.prompted:  # automatic cells take the id of their nucleus (records join on it)
-        relabelled = _relabel_by_nuclei(result.labels, nuclei)
-        ids = dict(zip(result.labels[result.labels > 0], relabelled[result.labels > 0]))
-        result.table["label"] = result.table["label"].map(ids)
-        result.labels = relabelled
+        new = _relabel_by_nuclei(result.labels, nuclei)
+        result.table["label"] = new[result.table["label"].to_numpy()]
+        result.labels = new[result.labels].astype(np.int32)
     cells = result.table.set_index("label")
     if len(cells):
         fluorescence = measure(nuclei, fl, properties=[
@@ -314,7 +315,6 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     from ._progress import Progress, check_callback
     from .config import Config
     from .io import find_pairs
-    from .models import SAM_OPTIONS, Watershed, as_model
 
     config = config if config is not None else Config()
     if not isinstance(config, Config):
@@ -328,11 +328,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         raise ValueError(f"`errors` must be 'raise' or 'skip', got {errors!r}.")
     check_callback(callback)
     spec = _model_spec(model, config, client)
-    # refuse config options the model does not take before any pair starts (loads nothing)
-    probe = (as_model(model) if model is not None and not isinstance(model, str) else
-             Watershed() if spec["kind"] == "watershed" else
-             type("Zoo", (), {"name": spec["name"], "segment_options": SAM_OPTIONS}))
-    _segment_options(probe, config)
+    _segment_options(spec, config)  # options the model does not take fail before any pair
     from ._files import recover
     from .io import check_pair_id
 
@@ -340,9 +336,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     (out / "records").mkdir(parents=True, exist_ok=True)
     recover(out / "records")  # what an interrupted run left: unfinished writes, moved-aside copies
     jobs = [(str(r.pair_id), str(r.tl_path), str(r.fl_path)) for r in pairs.itertuples()]
-    for job in jobs:
-        check_pair_id(job[0])
-    folders = {check_pair_id(job[0]) for job in jobs}
+    folders = {check_pair_id(job[0]) for job in jobs}  # an id that cannot be a folder fails here
     orphans = sorted(p.name for p in (out / "records").iterdir()
                      if p.is_dir() and not p.name.startswith(".") and p.name not in folders)
     rows = []

@@ -348,8 +348,9 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
                                   "provenance.json of one); export replaces only its own "
                                   "datasets, even with overwrite=True: choose another `out`.")
         if previous.get("key") == key and not overwrite:  # the same export, finished before
-            if zip:
-                _zip(out, overwrite=False, resume=True)
+            if zip and not _zip_is_ours(out.with_name(out.name + ".zip"), out.name):
+                _check_zip_target(out, overwrite=False)  # a missing zip is written again
+                _zip(out)
             return out
         if not overwrite:
             raise FileExistsError(f"{out} already holds a dataset made from other records or "
@@ -395,7 +396,7 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
                       "written as exact RLE instead (masks='rle' writes every cell that way).",
                       UserWarning, stacklevel=2)
     if zip:
-        _zip(out, overwrite=True)
+        _zip(out)
     return out
 
 
@@ -438,12 +439,15 @@ def _zip_is_ours(target: Path, top: str) -> bool:
 
 
 def _check_zip_target(out: Path, overwrite: bool) -> None:
+    """Refuse to replace `out`.zip unless it is ours and `overwrite`."""
     target = out.with_name(out.name + ".zip")
-    if target.exists() and not (overwrite and _zip_is_ours(target, out.name)):
-        raise FileExistsError(f"{target} exists" + (
-            "" if _zip_is_ours(target, out.name) else " and is not a zip cellnb.export wrote") +
-            "; export does not replace it" + ("" if overwrite else " without overwrite=True") +
-            ": move it, or choose another `out`.")
+    if not target.exists():
+        return
+    if not _zip_is_ours(target, out.name):
+        raise FileExistsError(f"{target} exists and is not a zip cellnb.export wrote; export "
+                              "does not replace it: move it, or choose another `out`.")
+    if not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it.")
 
 def _write_extra(root, stem, record, formats):
     import tifffile
@@ -483,16 +487,11 @@ def _provenance(records, by_split, counts, name, masks, formats, config, seed):
                         for r in records}}
 
 
-def _zip(out: Path, *, overwrite: bool, resume: bool = False) -> Path:
+def _zip(out: Path) -> Path:
+    """Write `out`.zip (the dataset under one top folder), atomically; callers checked it."""
     import zipfile
 
     target = out.with_name(out.name + ".zip")
-    if resume and target.exists() and _zip_is_ours(target, out.name):
-        return target
-    if not resume:
-        _check_zip_target(out, overwrite)
-    elif target.exists():
-        _check_zip_target(out, False)
     recover(out.parent, target.name)
     with atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:

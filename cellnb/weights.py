@@ -227,7 +227,10 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
     >>> table["present"].tolist(), table.attrs["missing"]
     ([False, False], ['vit_b_lm', 'vit_b_lm_decoder'])
     """
+    from .models import _micro_sam_util
+
     plan = required(annotate=annotate, recipes=recipes, model=model)
+    registry, xxh128 = _registry(cache), _micro_sam_util()._compute_hash
     rows = []
     environment = {}
     for row in plan.itertuples():
@@ -239,29 +242,18 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
             rows.append({"path": path, "present": path.is_file(), "verified": False,
                          "hash": None})
             continue
-        registry = _registry(cache)
         path = Path(registry.path) / row.file
         environment["MICROSAM_CACHEDIR"] = str(Path(registry.path).parent)
         expected = registry.registry[row.file]
         present = path.is_file()
         rows.append({"path": path, "present": present,
-                     "verified": present and _xxh128(path) == expected, "hash": expected})
+                     "verified": present and xxh128(path) == expected, "hash": expected})
     table = pd.concat([plan.reset_index(drop=True), pd.DataFrame(rows, columns=_COLUMNS[3:])],
                       axis=1)
     table.attrs["environment"] = environment
     table.attrs["missing"] = table.loc[~table["present"] | (table["present"] & ~table[
         "verified"] & table["hash"].notna()), "file"].tolist()
     return table
-
-
-def _xxh128(path) -> str:
-    import xxhash
-
-    digest = xxhash.xxh128()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "xxh128:" + digest.hexdigest()
 
 
 def environment_lines(table: pd.DataFrame) -> list[str]:
