@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist]"
 	touch $(STAMP)
 
 demo: $(STAMP)

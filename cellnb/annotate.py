@@ -203,7 +203,7 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
     nuclei = locate(fl, method=loc.method, threshold_division=loc.threshold_division,
                     sigma=loc.sigma, tophat_size=loc.tophat_size,
                     erosion_radius=loc.erosion_radius, min_area=loc.min_area,
-                    max_area=loc.max_area)
+                    max_area=loc.max_area, **({"model": loc.model} if loc.model else {}))
     pro = config.prompt
     prompts = prompt(nuclei, kind=pro.kind, box_scale=pro.box_scale, box_size=pro.box_size,
                      negatives=pro.negatives)

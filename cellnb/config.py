@@ -83,17 +83,20 @@ class LocateConfig(_Checked):
     """Locating nuclei in the fluorescence image (see :func:`cellnb.locate`).
 
     ``method``: "isodata" is Cell-APP's "single", "multiotsu" its "multi",
-    "watershed" its distance watershed; "auto" needs no tuning.
+    "watershed" its distance watershed; "auto" needs no tuning; "stardist"
+    and "cellpose" run a pretrained network (``model``: its name or a model
+    folder / file; None for the default).
     ``tophat_size`` / ``erosion_radius`` set to None disable that step.
     """
 
-    method: Literal["auto", "isodata", "multiotsu", "watershed"] = "isodata"
+    method: Literal["auto", "isodata", "multiotsu", "watershed", "stardist", "cellpose"] = "isodata"
     threshold_division: float = 0.75
     sigma: float = 2.0
     tophat_size: int | None = 71
     erosion_radius: int | None = 8
     min_area: int | None = None
     max_area: int | None = None
+    model: str | None = None
 
     def _check(self):
         _positive(self, "threshold_division", "tophat_size", "min_area", "max_area")
@@ -249,7 +252,7 @@ class Config(_Checked):
         --------
         >>> text = '{"threshold_type": "multi", "threshold_division": 1, "gaussian_sigma": 3}'
         >>> Config.from_cellapp(text).locate
-        LocateConfig(method='multiotsu', threshold_division=1.0, sigma=3.0, tophat_size=71, erosion_radius=8, min_area=None, max_area=None)
+        LocateConfig(method='multiotsu', threshold_division=1.0, sigma=3.0, tophat_size=71, erosion_radius=8, min_area=None, max_area=None, model=None)
         """
         import yaml
 

@@ -10,7 +10,10 @@ per-user cache (``~/.cache/cellnb`` on Linux); dataset ``name`` lives in
 Synthetic data: :func:`synthetic_pairs` simulates phase-contrast-like
 transmitted-light images and nuclear fluorescence of the same cells, with the
 ground truth (cell labels, nucleus labels with the same ids, classes). It is
-the teaching and test dataset of cellnb.
+the teaching and test dataset of cellnb. :func:`synthetic_nuclei` simulates
+nuclear fluorescence of the touching configurations where nucleus detectors
+fail (a dim nucleus pressed against a bright one, a small one on a large one,
+elongated mitotic nuclei), for testing and benchmarking ``locate``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import numpy as np
 import pandas as pd
 
 from ._files import atomic_path, sha256
+from ._nuclei_scenes import FAMILIES as NUCLEUS_FAMILIES
+from ._nuclei_scenes import SyntheticNuclei, synthetic_nuclei
 from ._validation import as_generator
 
 __all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError",
-           "synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES"]
+           "synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES",
+           "synthetic_nuclei", "SyntheticNuclei", "NUCLEUS_FAMILIES"]
 
 #: Class ids of the synthetic cells.
 CLASS_NAMES = {0: "interphase", 1: "mitotic"}

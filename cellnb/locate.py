@@ -13,9 +13,12 @@ Four methods:
 - ``"auto"``: needs no tuning. It measures the nucleus scale (multi-scale
   Laplacian of Gaussian), the noise level, and then finds each nucleus
   relative to *its own* brightness, so dim interphase nuclei next to bright
-  mitotic ones are kept, uneven background is removed at the measured
-  scale, and touching nuclei are split where the intensity dips between
-  them.
+  mitotic ones are kept and uneven background is removed at the measured
+  scale. Touching nuclei are split where the intensity dips, where their
+  joined outline is pinched (a pressed pair, a small nucleus on a large
+  one) and where a dim nucleus steps down from a bright one; the pieces of
+  one elongated (mitotic) nucleus are joined again. Details in
+  ``cellnb._locate_auto``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,16 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ._learned_locate import LEARNED, learned_available, learned_nuclei
+from ._locate_auto import auto_nuclei, estimate_nucleus_radius
 from ._validation import check_image
 
-__all__ = ["locate", "suggest_locate", "estimate_nucleus_radius", "METHODS"]
+__all__ = ["locate", "suggest_locate", "estimate_nucleus_radius", "learned_available", "METHODS"]
 
-METHODS = ("auto", "isodata", "multiotsu", "watershed")
+#: Cell-APP's three modes.
+CELLAPP_METHODS = ("isodata", "multiotsu", "watershed")
+#: Every ``method`` of :func:`locate`: the tuning-free default, Cell-APP's modes, learned detectors.
+METHODS = ("auto", *CELLAPP_METHODS, *LEARNED)
 
 
 # ---------------------------------------------------------------------------
@@ -42,81 +50,6 @@ def _as_float(fluorescence) -> np.ndarray:
         raise ValueError(f"`fluorescence` is constant (every pixel is {image.flat[0]}); "
                          "check that the right channel and frame were read.")
     return image
-
-
-def _noise_sigma(image: np.ndarray) -> float:
-    """Robust noise estimate from neighbour differences (MAD, Gaussian-consistent)."""
-    d = np.diff(image, axis=1).ravel()
-    mad = np.median(np.abs(d - np.median(d)))
-    return float(max(1.4826 * mad / np.sqrt(2), 1e-6 * (image.max() - image.min())))
-
-
-def estimate_nucleus_radius(fluorescence) -> float:
-    """Typical nucleus radius in pixels, from a multi-scale Laplacian of Gaussian.
-
-    Every bright blob votes with the scale at which its scale-normalised LoG
-    response peaks; the median vote (x sqrt 2) is the radius. The estimate
-    does not depend on how bright the nuclei are. Images larger than 512²
-    are measured on four 256² windows spread over the image.
-
-    Parameters
-    ----------
-    fluorescence : (H, W) ndarray
-        Nuclear fluorescence image.
-
-    Returns
-    -------
-    radius : float
-        Between 1.5 and 40 px. NaN when no blob stands out of the noise.
-
-    Examples
-    --------
-    >>> yy, xx = np.mgrid[:96, :96]
-    >>> image = np.zeros((96, 96), np.float32)
-    >>> for cy, cx in [(24, 24), (24, 70), (70, 40)]:
-    ...     image += 100 * (np.hypot(yy - cy, xx - cx) < 8)
-    >>> 6 < estimate_nucleus_radius(image) < 10
-    True
-    """
-    from scipy import ndimage
-
-    image = _as_float(fluorescence)
-    noise = _noise_sigma(image)
-    sigmas = np.geomspace(1.1, 28, 13)
-    gain = np.array([_filtered_noise_gain(s) for s in sigmas])
-    votes = []
-    for window in _crops(image.shape, 256 if image.size > 512 * 512 else max(image.shape)):
-        crop = image[window]
-        stack = np.stack([-s ** 2 * ndimage.gaussian_laplace(crop, s)
-                          for s in sigmas])
-        best, scale = stack.max(axis=0), stack.argmax(axis=0)
-        peaks = (best == ndimage.maximum_filter(best, size=5)) & (best > 8 * noise * gain[scale])
-        votes.append(sigmas[scale[peaks]])  # one vote per blob, not per pixel
-    votes = np.concatenate(votes)
-    if votes.size == 0:
-        return float("nan")
-    return float(np.sqrt(2) * np.median(votes))
-
-
-def _crops(shape, side):
-    """Up to four windows of `side` px spread over the image (the whole image if small)."""
-    h, w = shape
-    if h <= 2 * side and w <= 2 * side:
-        return [(slice(0, h), slice(0, w))]
-    ys = [int(f * (h - side)) for f in (0.25, 0.75)] if h > side else [0]
-    xs = [int(f * (w - side)) for f in (0.25, 0.75)] if w > side else [0]
-    return [(slice(y, y + side), slice(x, x + side)) for y in ys for x in xs]
-
-
-def _filtered_noise_gain(sigma: float) -> float:
-    """Std of the scale-normalised LoG response to unit white noise (exact, by filtering)."""
-    from scipy import ndimage
-
-    size = int(8 * sigma + 9)
-    impulse = np.zeros((size, size))
-    impulse[size // 2, size // 2] = 1
-    kernel = -sigma ** 2 * ndimage.gaussian_laplace(impulse, sigma)
-    return float(np.sqrt((kernel ** 2).sum()))
 
 
 # ---------------------------------------------------------------------------
@@ -132,7 +65,7 @@ def _check_scale(shape, method, sigma, tophat_size, erosion_radius, radius) -> N
     """
     side = max(shape)
     h, w = shape
-    if method != "auto":
+    if method in CELLAPP_METHODS:
         if tophat_size is not None and tophat_size > side:
             raise ValueError(f"`tophat_size` ({tophat_size}) is larger than the image ({h} x {w}): "
                              f"use at most {side}, about 3-4 nucleus diameters "
@@ -188,124 +121,12 @@ def _cellapp(image, method, threshold_division, sigma, tophat_size, erosion_radi
 
 
 # ---------------------------------------------------------------------------
-# auto mode
-# ---------------------------------------------------------------------------
-def _auto(image, radius=None):
-    from scipy import ndimage
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
-    if radius is None:
-        radius = estimate_nucleus_radius(image)
-    if not np.isfinite(radius):
-        return np.zeros(image.shape, np.int32), radius
-    noise = _noise_sigma(image)
-    smooth_sigma = max(0.7, radius / 4)
-    smooth = ndimage.gaussian_filter(image, smooth_sigma)
-    # background at the measured scale: opening wider than any nucleus, then smoothed
-    size = int(2 * np.ceil(3 * radius) + 1)
-    background = ndimage.gaussian_filter(ndimage.grey_opening(smooth, size=(size, size)),
-                                         radius)
-    signal = smooth - background
-    noise_s = noise / (2 * np.sqrt(np.pi) * smooth_sigma)  # noise left after smoothing
-    # seeds: scale-matched blob detector on the log-compressed signal, so a dim nucleus
-    # beside a bright one still makes its own peak; kept where the signal is significant
-    blob_sigma = radius / np.sqrt(2)
-    compressed = np.log1p(np.clip(image - background, 0, None) / (3 * noise))
-    log = -blob_sigma ** 2 * ndimage.gaussian_laplace(compressed, blob_sigma)
-    seeds = peak_local_max(log, min_distance=max(1, int(round(0.6 * radius))),
-                           threshold_abs=0.3, exclude_border=False)
-    seeds = seeds[signal[tuple(seeds.T)] > 4 * noise_s] if len(seeds) else seeds
-    if len(seeds) == 0:
-        return np.zeros(image.shape, np.int32), radius
-    markers = np.zeros(image.shape, np.int32)
-    markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
-    foreground = signal > 3 * noise_s
-    labels = watershed(-log, markers, mask=foreground)  # basins of the blob response
-    # each nucleus is cut at 35 % of its own peak height: brightness-independent
-    peak = ndimage.maximum(signal, labels, np.arange(labels.max() + 1))
-    peak[0] = np.inf
-    labels[signal < 0.35 * peak[labels]] = 0
-    labels = _keep_largest_piece(labels)
-    labels = _merge_without_dip(labels, signal, ratio=0.9)
-    min_area = max(3, 0.15 * np.pi * radius ** 2)
-    areas = np.bincount(labels.ravel())
-    labels[areas[labels] < min_area] = 0
-    from skimage.segmentation import relabel_sequential
-
-    return relabel_sequential(labels)[0].astype(np.int32), radius
-
-
-def _merge_without_dip(labels, intensity, ratio):
-    """Merge touching regions that are one object: no intensity dip, and a wide contact.
-
-    Two halves of one textured or elongated nucleus share a border nearly as
-    bright as the dimmer half and about as wide as it; two touching nuclei
-    meet at a narrow neck (or a dip), whatever their brightness.
-    """
-    from scipy import ndimage
-
-    n = labels.max()
-    if n < 2:
-        return labels
-    peak = ndimage.maximum(intensity, labels, np.arange(n + 1))
-    pairs = []
-    for a, b, va, vb in ((labels[:, :-1], labels[:, 1:], intensity[:, :-1], intensity[:, 1:]),
-                         (labels[:-1, :], labels[1:, :], intensity[:-1, :], intensity[1:, :])):
-        edge = (a != b) & (a > 0) & (b > 0)
-        pairs.append(pd.DataFrame({"a": np.minimum(a[edge], b[edge]),
-                                   "b": np.maximum(a[edge], b[edge]),
-                                   "v": np.minimum(va[edge], vb[edge])}))
-    border = pd.concat(pairs).groupby(["a", "b"])["v"].agg(["max", "size"]).reset_index()
-    if border.empty:
-        return labels
-    dimmer = np.minimum(peak[border["a"]], peak[border["b"]])
-    area = np.bincount(labels.ravel(), minlength=n + 1)
-    smaller_width = 2 * np.sqrt(np.minimum(area[border["a"]], area[border["b"]]) / np.pi)
-    no_dip = border["max"].to_numpy() > ratio * dimmer
-    wide = border["size"].to_numpy() > 0.75 * smaller_width
-    merge = border[no_dip & wide]
-    parent = np.arange(n + 1)
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in zip(merge["a"], merge["b"]):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([find(i) for i in range(n + 1)])
-    return roots[labels]
-
-
-def _keep_largest_piece(labels):
-    """Drop fragments: keep the largest connected piece of each label."""
-    from scipy import ndimage
-
-    pieces, n = ndimage.label(labels > 0)
-    if n == 0:
-        return labels
-    table = pd.DataFrame({"label": labels.ravel(), "piece": pieces.ravel()})
-    table = table[table["label"] > 0]
-    sizes = table.groupby(["label", "piece"]).size().reset_index(name="n")
-    best = sizes.sort_values("n").drop_duplicates("label", keep="last")
-    keep = np.zeros(n + 1, bool)
-    keep[best["piece"].to_numpy()] = True
-    out = labels.copy()
-    out[~keep[pieces]] = 0
-    return out
-
-
-# ---------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------
 def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.75,
            sigma: float = 2.0, tophat_size: int | None = 71, erosion_radius: int | None = 8,
            min_area: int | None = None, max_area: int | None = None,
-           radius: float | None = None) -> np.ndarray:
+           radius: float | None = None, model=None) -> np.ndarray:
     """Find the nuclei in a fluorescence image.
 
     Parameters
@@ -313,9 +134,12 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
     fluorescence : (H, W) ndarray
         Nuclear fluorescence image (uint8, uint16 or float32), as read; it
         is not rescaled.
-    method : {"auto", "isodata", "multiotsu", "watershed"}, default="auto"
-        "auto" needs no parameters; the others are Cell-APP's "single",
-        "multi" and "watershed" modes (see the module docstring).
+    method : {"auto", "isodata", "multiotsu", "watershed", "stardist", "cellpose"}, default="auto"
+        "auto" needs no parameters; "isodata", "multiotsu" and "watershed"
+        are Cell-APP's "single", "multi" and "watershed" modes (see the
+        module docstring); "stardist" and "cellpose" run those packages'
+        pretrained networks (extras ``cellnb[stardist]``,
+        ``cellnb[cellpose]``; see ``cellnb._learned_locate``).
     threshold_division : float, default=0.75
         Cell-APP modes: the isodata threshold is divided by this (< 1 is
         more aggressive). Cell-APP advises 1 for "multi" and "watershed".
@@ -329,10 +153,14 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
         minimum peak distance); None disables it.
     min_area, max_area : int, optional
         Drop objects outside this area range (pixels), for every method.
-        "auto" already drops specks under 15 % of a typical nucleus.
+        "auto" already drops specks under 10 % of a typical nucleus.
     radius : float, optional
         "auto": typical nucleus radius in pixels, if you know it; measured
         from the image otherwise (:func:`estimate_nucleus_radius`).
+    model : str, path or network, optional
+        "stardist" / "cellpose" only: a pretrained name (default
+        ``"2D_versatile_fluo"`` / ``"cpsam"``), a model folder / file, or a
+        loaded ``StarDist2D`` / ``CellposeModel``, used as given.
 
     Returns
     -------
@@ -350,6 +178,9 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
     """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}, got {method!r}.")
+    if model is not None and method not in LEARNED:
+        raise TypeError(f"`model` is an option of the learned methods {list(LEARNED)}, not of "
+                        f"method={method!r}.")
     if not (np.isfinite(threshold_division) and threshold_division > 0):
         raise ValueError(f"`threshold_division` must be a finite number > 0, got "
                          f"{threshold_division}.")
@@ -367,7 +198,9 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
     image = _as_float(fluorescence)
     _check_scale(image.shape, method, sigma, tophat_size, erosion_radius, radius)
     if method == "auto":
-        labels, _ = _auto(image, radius)
+        labels, _ = auto_nuclei(image, radius)
+    elif method in LEARNED:
+        labels = learned_nuclei(image, method, model)
     else:
         labels = _cellapp(image, method, threshold_division, sigma, tophat_size, erosion_radius)
     if min_area is not None or max_area is not None:

@@ -45,6 +45,27 @@ def vit_t():
     return random_sam("vit_t", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_stardist(tmp_path_factory):
+    """A random-init StarDist2D (8 rays, one U-Net level) and its model folder on disk."""
+    pytest.importorskip("stardist")
+    import warnings
+
+    from cellnb._learned_locate import _import_stardist
+
+    _import_stardist()  # torch before TensorFlow (see there)
+    from stardist.models import Config2D, StarDist2D
+
+    folder = tmp_path_factory.mktemp("stardist")
+    config = Config2D(n_rays=8, grid=(2, 2), n_channel_in=1, unet_n_depth=1,
+                      unet_n_filter_base=4)
+    net = StarDist2D(config, name="tiny", basedir=str(folder))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # csbdeep: "newer Keras 3.x file format"
+        net.keras_model.save_weights(str(folder / "tiny" / "weights_best.weights.h5"))
+    return net, folder / "tiny"
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `weights` tests unless micro_sam's cache holds the default model."""
     if not any(item.get_closest_marker("weights") for item in items):

@@ -232,3 +232,14 @@ def test_cli_annotate(folder, tmp_path, capsys):
         assert main(["annotate", str(folder), "--out", str(tmp_path / "out2"), "--model",
                      "watershed", "--skip-errors"]) == 0
     assert "failed" in capsys.readouterr().out
+
+
+def test_annotate_with_a_learned_locator_from_the_config(folder, tmp_path, tiny_stardist):
+    _, model_folder = tiny_stardist
+    config = Config.from_dict({"locate": {"method": "stardist", "model": str(model_folder)}})
+    summary = annotate(folder, tmp_path / "out", config=config, model="watershed",
+                       progress=False)
+    assert summary["status"].tolist() == ["done"] * 3
+    record = json.loads((tmp_path / "out/records/synthetic_000/record.json").read_text())
+    assert record["config"]["locate"] == {**record["config"]["locate"], "method": "stardist",
+                                          "model": str(model_folder)}

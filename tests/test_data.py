@@ -173,3 +173,55 @@ def test_write_pairs_cellapp_naming_round_trip(tmp_path):
     pd.testing.assert_frame_equal(classes, pairs[0].truth, check_dtype=False)
     with pytest.raises(TypeError, match="write_pairs takes SyntheticPair objects"):
         write_pairs([1], tmp_path)
+
+
+# -- hard nucleus families ----------------------------------------------------
+@pytest.mark.parametrize("family, kinds", [("bright_dim", {"bright", "dim"}),
+                                           ("flat_contact", {"bright", "dim"}),
+                                           ("small_large", {"small", "large"}),
+                                           ("elongated", {"elongated", "interphase"})])
+def test_synthetic_nuclei_families(family, kinds):
+    from scipy import ndimage
+
+    from cellnb.data import SyntheticNuclei, synthetic_nuclei
+
+    scene = synthetic_nuclei(family, shape=(128, 192), seed=3)[0]
+    assert isinstance(scene, SyntheticNuclei) and scene.family == family
+    assert scene.fluorescence.shape == scene.nuclei.shape == (128, 192)
+    assert scene.fluorescence.dtype == np.uint16 and scene.nuclei.dtype == np.int32
+    assert list(scene.truth.columns) == ["y", "x", "radius", "brightness", "kind"]
+    assert set(scene.truth.index) == set(np.unique(scene.nuclei[scene.nuclei > 0]))
+    assert set(scene.truth["kind"]) <= kinds
+    truth = scene.truth
+    # groups never touch each other; within a pair, the two nuclei touch
+    groups, n_groups = ndimage.label(scene.nuclei > 0)
+    for g in range(1, n_groups + 1):
+        members = np.unique(scene.nuclei[groups == g])
+        assert 1 <= len(members) <= 2
+        if family != "elongated":
+            assert len(members) == 2
+        if len(members) == 2 and family in ("bright_dim", "flat_contact"):
+            bright, dim = (truth.loc[m, "brightness"] for m in members)
+            assert 1.3 - 1e-9 <= max(bright, dim) / min(bright, dim) <= 3.0 + 1e-9
+    if family == "elongated":
+        bars = truth[truth["kind"] == "elongated"]
+        assert (bars["brightness"] >= 3.5).all()
+
+
+def test_synthetic_nuclei_deterministic_and_checked():
+    from cellnb.data import synthetic_nuclei
+
+    a = synthetic_nuclei("flat_contact", 2, seed=5)
+    b = synthetic_nuclei("flat_contact", 2, seed=5)
+    assert all(np.array_equal(x.fluorescence, y.fluorescence) for x, y in zip(a, b))
+    assert not np.array_equal(a[0].nuclei, a[1].nuclei)
+    with pytest.raises(ValueError, match=r"`family` must be one of \['bright_dim', "
+                                         r"'flat_contact', 'small_large', 'elongated'\], "
+                                         r"got 'touching'"):
+        synthetic_nuclei("touching")
+    with pytest.raises(ValueError, match="`shape` must be two ints >= 64"):
+        synthetic_nuclei("elongated", shape=(32, 32))
+    with pytest.raises(ValueError, match="`n` must be a positive int, got 0"):
+        synthetic_nuclei("elongated", 0)
+    with pytest.raises(ValueError, match=r"`nucleus_radius` must be \(low, high\)"):
+        synthetic_nuclei("elongated", nucleus_radius=(9, 4))

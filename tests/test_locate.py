@@ -126,6 +126,57 @@ def test_auto_detection_f1_on_synthetic_sets(radius, density):
     assert 2 * tp / (2 * tp + fp + fn) >= 0.95
 
 
+def pressed(shape, specs, background=100.0, blur=1.2, noise=5.0, seed=0):
+    """Like `disks`, but overlapping disks share a straight border (their power diagram)."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    power = np.stack([np.hypot(yy - cy, xx - cx) ** 2 - r ** 2 for cy, cx, r, _ in specs])
+    owner = power.argmin(axis=0)
+    inside = power.min(axis=0) < 0
+    brightness = np.array([b for *_, b in specs])
+    image = background + np.where(inside, brightness[owner], 0.0)
+    image = ndimage.gaussian_filter(image, blur)
+    return (image + np.random.default_rng(seed).normal(0, noise, shape)).astype(np.float32)
+
+
+def test_auto_splits_a_dim_nucleus_pressed_against_a_bright_one():
+    # centres 0.75 x the sum of radii apart: a flat contact, no dip, no neck
+    image = pressed((70, 100), [(35, 35, 11, 1500), (35, 51.5, 11, 600)])
+    labels = locate(image)
+    assert labels.max() == 2
+    assert labels[35, 30] > 0 and labels[35, 56] > 0 and labels[35, 30] != labels[35, 56]
+
+
+def test_auto_splits_a_small_nucleus_touching_a_large_one():
+    image = pressed((80, 100), [(40, 40, 12, 600), (40, 59, 7, 600)])
+    labels = locate(image)
+    assert labels.max() == 2 and labels[40, 36] != labels[40, 61]
+
+
+@pytest.mark.parametrize("bend", [0.0, 0.25])
+def test_auto_keeps_an_elongated_bright_nucleus_whole(bend):
+    yy, xx = np.mgrid[:64, :96].astype(float)
+    u, v = (xx - 48), (yy - 32) - bend * (xx - 48) ** 2 / 14
+    bar = (u / 14) ** 2 + (v / 4) ** 2 < 1
+    image = ndimage.gaussian_filter(100 + 2500.0 * bar, 1.2)
+    image = image + np.random.default_rng(1).normal(0, 5, image.shape)
+    labels = locate(image.astype(np.float32), radius=8)
+    assert labels.max() == 1 and labels[32, 48] == 1
+
+
+@pytest.mark.parametrize("family, at_least", [("bright_dim", 0.97), ("flat_contact", 0.83),
+                                              ("small_large", 0.7), ("elongated", 0.97)])
+def test_auto_detection_f1_on_hard_families(family, at_least):
+    """Touching nuclei where locate used to fail (issue 21). Before the rework:
+    bright_dim 0.93, flat_contact 0.69, small_large 0.71, elongated 0.97."""
+    from cellnb.data import synthetic_nuclei
+
+    tp = fp = fn = 0
+    for scene in synthetic_nuclei(family, 3, seed=1):
+        a, b, c = detection(locate(scene.fluorescence), scene.nuclei)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    assert 2 * tp / (2 * tp + fp + fn) >= at_least
+
+
 def test_auto_beats_cellapp_default_on_dim_nuclei():
     pair = synthetic_pairs(1, shape=(256, 256), n_cells=30, brightness_range=(0.3, 1.5),
                            seed=5)[0]
@@ -196,3 +247,71 @@ def test_watershed_mode_is_the_distance_watershed_of_the_isodata_mask(fl):
     expected = watershed(-distance, markers, mask=mask)
     got = locate(fl, method="watershed", threshold_division=1, erosion_radius=3)
     np.testing.assert_array_equal(got, expected)
+
+
+# -- learned locators (random-init networks: the plumbing, not the accuracy) ---------
+def test_stardist_locator_keeps_the_contract(tiny_stardist, fl):
+    net, folder = tiny_stardist
+    labels = locate(fl, method="stardist", model=net)
+    assert labels.shape == fl.shape and labels.dtype == np.int32
+    ids = np.unique(labels[labels > 0])
+    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))  # labels 1..n
+    # the same network read back from its folder gives the same nuclei
+    np.testing.assert_array_equal(locate(fl, method="stardist", model=str(folder)), labels)
+    with pytest.warns(UserWarning, match="no nuclei found with method='stardist'"):
+        big_only = locate(fl, method="stardist", model=net, min_area=10 ** 6)
+    assert big_only.max() == 0  # the area filters apply to every method
+
+
+def test_stardist_locator_errors(tiny_stardist, tmp_path, monkeypatch, fl):
+    from stardist.models import StarDist2D
+
+    from cellnb._learned_locate import load_stardist
+
+    with pytest.raises(ValueError, match=r"unknown StarDist model 'nope'; StarDist has "
+                                         r"\['2D_versatile_fluo'"):
+        load_stardist("nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="is not a StarDist model folder: it needs "
+                                                r"config.json and weights \(\*.h5\)"):
+        load_stardist(tmp_path / "empty")
+    with pytest.raises(TypeError, match="`model` for method='stardist' must be a StarDist2D"):
+        load_stardist(3)
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(StarDist2D, "from_pretrained", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(FileNotFoundError, match=r"StarDist model '2D_versatile_fluo' is not "
+                       r"cached and could not be downloaded \(OSError: network unreachable\). "
+                       r"Download https://github.com/stardist/stardist-models/.*"
+                       r"python_2D_versatile_fluo.zip .*keras/models/StarDist2D/"
+                       r"2D_versatile_fluo"):
+        load_stardist()
+    with pytest.raises(TypeError, match=r"`model` is an option of the learned methods "
+                                        r"\['stardist', 'cellpose'\], not of method='auto'"):
+        locate(fl, model=tiny_stardist[0])
+
+
+@pytest.mark.slow
+def test_cellpose_locator_keeps_the_contract(tmp_path, fl):
+    pytest.importorskip("cellpose")
+    import torch
+    from cellpose.vit import CPSAM
+
+    from cellnb._learned_locate import load_cellpose
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(CPSAM(dtype=torch.float32).state_dict(), tmp_path / "cpsam_random")
+    small = fl[:96, :96]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "no nuclei found")  # random weights may find none
+        labels = locate(small, method="cellpose", model=str(tmp_path / "cpsam_random"))
+        net = load_cellpose(tmp_path / "cpsam_random")
+        again = locate(small, method="cellpose", model=net)
+    assert labels.shape == small.shape and labels.dtype == np.int32
+    np.testing.assert_array_equal(again, labels)
+    with pytest.raises(ValueError, match="unknown cellpose model 'nope'"):
+        load_cellpose("nope")
