@@ -18,6 +18,11 @@ Weights come from each package's cache (StarDist: Keras's
 downloaded, the error says which file to put where. ``model=`` also takes a
 model folder / file, or a loaded ``StarDist2D`` / ``CellposeModel`` (for
 example one at random initialisation, as the tests use), used as given.
+
+StarDist runs on TensorFlow. Imported *before* PyTorch in one process,
+TensorFlow makes torchvision's import crash (a segmentation fault, seen with
+TensorFlow 2.21 and torch 2.x); cellnb imports torchvision first. If you
+import tensorflow yourself, import torch (or cellnb's SAM models) before it.
 """
 
 from __future__ import annotations
