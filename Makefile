@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist,bioio,tracking]"
 	touch $(STAMP)
 
 demo: $(STAMP)

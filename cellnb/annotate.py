@@ -15,6 +15,7 @@ its model once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -107,8 +108,19 @@ def _segment_options(spec, config) -> dict:
     return options
 
 
-def _fingerprint(tl_path, fl_path, config, spec) -> dict:
-    return {"tl_sha256": sha256(tl_path), "fl_sha256": sha256(fl_path),
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    return sha256(path)  # the planes of one microscope file hash it once
+
+
+def _cached_sha256(path: Path) -> str:
+    info = path.stat()
+    return _file_sha256(str(path), info.st_mtime_ns, info.st_size)
+
+
+def _fingerprint(tl_path, fl_path, plane, config, spec) -> dict:
+    return {"tl_sha256": _cached_sha256(tl_path), "fl_sha256": _cached_sha256(fl_path),
+            "plane": plane, "labels_from": None,  # None: annotated, not a reused plane
             "config_sha256": hashlib.sha256(
                 json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest(),
             "model": spec["name"],
@@ -148,15 +160,14 @@ def _relabel_by_nuclei(cells, nuclei) -> np.ndarray:
     return new
 
 
-def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors,
-                        embeddings=None) -> dict:
+def _annotate_or_report(pair_id, source, out, config, spec, errors, embeddings=None) -> dict:
     """:func:`_annotate_one`; with ``errors="skip"`` a failure becomes a "failed" row."""
     from ._files import remove_dir
     from .io import check_pair_id
 
     t0 = time.perf_counter()
     try:
-        return _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings)
+        return _annotate_one(pair_id, source, out, config, spec, embeddings)
     except Exception as err:
         # a record that cannot be made again from its inputs is stale: never serve it
         remove_dir(Path(out) / "records" / check_pair_id(pair_id))
@@ -167,7 +178,21 @@ def _annotate_or_report(pair_id, tl_path, fl_path, out, config, spec, errors,
                 "error": f"{type(err).__name__}: {err}"}
 
 
-def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None) -> dict:
+def _source(row) -> dict:
+    """What a pair row says about where its images are: paths, plane, position, pixel size."""
+    from .io import plane_of
+
+    source = {"tl_path": str(row["tl_path"]), "fl_path": str(row["fl_path"]),
+              "plane": plane_of(row)}
+    if source["plane"] is not None:
+        source["position"] = str(row["position"])
+        sizes = [row.get("pixel_size_y_um"), row.get("pixel_size_x_um")]
+        if all(pd.notna(v) for v in sizes):
+            source["pixel_size_um"] = [float(v) for v in sizes]
+    return source
+
+
+def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     """Annotate one pair and write its record; skip it when an identical record exists."""
     from ._files import atomic_dir
     from .io import read_pair, write_labels
@@ -181,8 +206,9 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
     from .io import check_pair_id
 
     folder = Path(out) / "records" / check_pair_id(pair_id)
-    tl_path, fl_path = Path(tl_path).resolve(), Path(fl_path).resolve()
-    fingerprint = _fingerprint(tl_path, fl_path, config, spec)
+    tl_path, fl_path = Path(source["tl_path"]).resolve(), Path(source["fl_path"]).resolve()
+    plane = source["plane"]
+    fingerprint = _fingerprint(tl_path, fl_path, plane, config, spec)
     existing = folder / "record.json"
     if existing.is_file():
         old = json.loads(existing.read_text())
@@ -194,7 +220,7 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
                     "record": str(folder), "error": ""}
-    tl, fl = read_pair((tl_path, fl_path))
+    tl, fl = read_pair({"tl_path": tl_path, "fl_path": fl_path, **(plane or {})})
     if tl.min() == tl.max():
         raise ValueError(f"transmitted-light image {tl_path} is constant (every pixel "
                          f"{tl.flat[0]}): there are no cells to segment; check that the file "
@@ -231,7 +257,9 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
     from ._provenance import versions
 
     provenance = {**fingerprint, "pair_id": pair_id, "tl_path": str(tl_path),
-                  "fl_path": str(fl_path), "config": config.to_dict(),
+                  "fl_path": str(fl_path),
+                  **{k: source[k] for k in ("position", "pixel_size_um") if k in source},
+                  "config": config.to_dict(),
                   "model_name": result.model, "normalization": result.normalization,
                   "nuclei": int(nuclei.max()), "cells": int((cells["status"] == "kept").sum())
                   if len(cells) else 0,
@@ -248,7 +276,7 @@ def _annotate_one(pair_id, tl_path, fl_path, out, config, spec, embeddings=None)
 
 
 def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = "raise",
-             embeddings=None, worker_timeout: float = 300, progress: bool = True,
+             embeddings=None, worker_timeout: float = 300, focus=None, progress: bool = True,
              callback=None) -> pd.DataFrame:
     """Annotate every pair: locate nuclei, prompt, segment cells, measure; write records.
 
@@ -288,6 +316,15 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         (micro_sam's zarr files, one per model fingerprint and image hash),
         so a rerun with other locate / prompt settings decodes without
         encoding again. Written atomically; shared safely between runs.
+    focus : None, "best" or int, optional
+        Focus series (planes of one position and time point that differ in
+        z, from :func:`cellnb.io.find_pairs`): annotate one plane of each,
+        the sharpest by :func:`cellnb.microscope.focus_score` ("best") or
+        plane ``z=focus``, and give every other plane of the series the same
+        cells (status "reused"; ``provenance["labels_from"]`` names the
+        source). Defocused TL planes with in-focus labels are the
+        augmentation Cell-APP's protocol acquires them for. Default: every
+        plane is annotated on its own.
     progress : bool, default=True
         Progress bar over pairs.
     callback : callable, optional
@@ -297,7 +334,8 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     -------
     summary : DataFrame
         One row per pair: ``pair_id, status`` ("done", "skipped" when an
-        identical record already existed, or "failed"), ``nuclei, cells,
+        identical record already existed, "reused" for the defocused
+        planes of `focus`, or "failed"), ``nuclei, cells,
         seconds, record, error`` (the error message of a failed pair).
 
     Examples
@@ -335,30 +373,39 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     out = Path(out)
     (out / "records").mkdir(parents=True, exist_ok=True)
     recover(out / "records")  # what an interrupted run left: unfinished writes, moved-aside copies
-    jobs = [(str(r.pair_id), str(r.tl_path), str(r.fl_path)) for r in pairs.itertuples()]
+    jobs = [(str(row["pair_id"]), _source(row)) for _, row in pairs.iterrows()]
     folders = {check_pair_id(job[0]) for job in jobs}  # an id that cannot be a folder fails here
+    reuse = _focus_sources(pairs, focus, progress)
+    later = [job for job in jobs if job[0] in reuse]
+    jobs = [job for job in jobs if job[0] not in reuse]
     orphans = sorted(p.name for p in (out / "records").iterdir()
                      if p.is_dir() and not p.name.startswith(".") and p.name not in folders)
     rows = []
-    bar = Progress(len(jobs), "annotate", progress=progress, callback=callback, unit="pair")
-    if client is None:
-        with bar:
+    bar = Progress(len(jobs) + len(later), "annotate", progress=progress, callback=callback,
+                   unit="pair")
+    with bar:
+        if client is None:
             for job in jobs:
                 rows.append(_annotate_or_report(*job, out, config, spec, errors, embeddings))
                 bar.update()
-    else:
-        if "object" in spec:  # an in-memory model: ship it to every worker once, not per task
-            spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
-                                                     hash=False)}
-        futures = [client.submit(_annotate_or_report, *job, str(out), config, spec, errors,
-                                 None if embeddings is None else str(embeddings), pure=False,
-                                 key=f"annotate-{job[0]}-{time.time_ns()}") for job in jobs]
-        with bar:
+        else:
+            if "object" in spec:  # an in-memory model: ship it to every worker once
+                spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
+                                                         hash=False)}
+            futures = [client.submit(_annotate_or_report, *job, str(out), config, spec, errors,
+                                     None if embeddings is None else str(embeddings),
+                                     pure=False, key=f"annotate-{job[0]}-{time.time_ns()}")
+                       for job in jobs]
             for row in _gather(client, futures, worker_timeout):
                 rows.append(row)
                 bar.update()
-        order = {job[0]: k for k, job in enumerate(jobs)}
-        rows.sort(key=lambda r: order[r["pair_id"]])
+        status = {row["pair_id"]: row["status"] for row in rows}
+        for pair_id, source in later:  # defocused planes: copies of their in-focus record
+            rows.append(_reuse_or_report(pair_id, source, reuse[pair_id],
+                                         status[reuse[pair_id]], out, errors))
+            bar.update()
+    order = {str(pair_id): k for k, pair_id in enumerate(pairs["pair_id"])}
+    rows.sort(key=lambda r: order[r["pair_id"]])
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     if orphans:
         import warnings
@@ -374,6 +421,87 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
                       + "; ".join(f"{p}: {e}" for p, e in zip(failed["pair_id"], failed["error"])),
                       stacklevel=2)
     return summary
+
+
+def _focus_sources(pairs, focus, progress) -> dict:
+    """{pair id of a defocused plane: pair id of the in-focus plane of its series}."""
+    if focus is None:
+        return {}
+    if not (focus == "best" or (isinstance(focus, (int, np.integer))
+                                and not isinstance(focus, bool) and focus >= 0)):
+        raise ValueError(f"`focus` must be None, 'best' or a z index >= 0, got {focus!r}.")
+    if "position" not in pairs or pairs["z"].isna().all():
+        raise ValueError("`focus` needs planes with z (a find_pairs table of microscope files "
+                         "or stacks); these pairs are single images.")
+    from .microscope import choose_focus
+
+    chosen = choose_focus(pairs, z=None if focus == "best" else int(focus), progress=progress)
+    reuse = {}
+    planes = chosen[chosen["t"].notna()]
+    for _, series in planes.groupby(["position", "t"], sort=False):
+        best = str(series.loc[series["in_focus"], "pair_id"].iloc[0])
+        reuse.update({str(p): best for p in series["pair_id"] if str(p) != best})
+    return reuse
+
+
+def _reuse_or_report(pair_id, source, from_id, from_status, out, errors) -> dict:
+    """:func:`_reuse_record`, or a "failed" row when its in-focus plane has no record."""
+    from ._files import remove_dir
+    from .io import check_pair_id
+
+    t0 = time.perf_counter()
+    try:
+        if from_status == "failed":
+            raise ValueError(f"its in-focus plane {from_id} failed, so there are no labels to "
+                             "reuse.")
+        return _reuse_record(pair_id, source, from_id, out)
+    except Exception as err:
+        remove_dir(Path(out) / "records" / check_pair_id(pair_id))
+        if errors == "raise":
+            raise
+        return {"pair_id": pair_id, "status": "failed", "nuclei": 0, "cells": 0,
+                "seconds": time.perf_counter() - t0, "record": "",
+                "error": f"{type(err).__name__}: {err}"}
+
+
+def _reuse_record(pair_id, source, from_id, out) -> dict:
+    """The record of a defocused plane: its own TL plane, the cells of the in-focus record."""
+    import shutil
+
+    from ._files import atomic_dir
+    from .io import check_pair_id, read_labels
+
+    t0 = time.perf_counter()
+    records = Path(out) / "records"
+    origin = records / check_pair_id(from_id)
+    folder = records / check_pair_id(pair_id)
+    tl_path, fl_path = Path(source["tl_path"]).resolve(), Path(source["fl_path"]).resolve()
+    fingerprint = {"tl_sha256": _cached_sha256(tl_path), "plane": source["plane"],
+                   "labels_from": from_id,
+                   "labels_from_sha256": sha256(origin / "record.json")}
+    existing = folder / "record.json"
+    if existing.is_file():
+        old = json.loads(existing.read_text())
+        if all(old.get(k) == v for k, v in fingerprint.items()):
+            return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
+                    "cells": old["cells"], "seconds": time.perf_counter() - t0,
+                    "record": str(folder), "error": ""}
+    original = json.loads((origin / "record.json").read_text())
+    tl = _read_tl({"tl_path": str(tl_path), "plane": source["plane"]})
+    labels = read_labels(origin / "cells.tif")
+    if tl.shape[:2] != labels.shape:
+        raise ValueError(f"plane {pair_id} (shape {tl.shape[:2]}) does not match its in-focus "
+                         f"plane {from_id} (shape {labels.shape}).")
+    provenance = {**original, **fingerprint, "pair_id": pair_id, "tl_path": str(tl_path),
+                  "fl_path": str(fl_path),
+                  **{k: source[k] for k in ("position", "pixel_size_um") if k in source}}
+    with atomic_dir(folder, overwrite=True) as tmp:
+        for name in ("cells.tif", "nuclei.tif", "cells.csv"):
+            shutil.copyfile(origin / name, tmp / name)
+        (tmp / "record.json").write_text(json.dumps(provenance, indent=2, default=str))
+    return {"pair_id": pair_id, "status": "reused", "nuclei": provenance["nuclei"],
+            "cells": provenance["cells"], "seconds": time.perf_counter() - t0,
+            "record": str(folder), "error": ""}
 
 
 def _gather(client, futures, worker_timeout):
@@ -403,6 +531,20 @@ def _gather(client, futures, worker_timeout):
         time.sleep(0.1)
 
 
+def _read_tl(provenance) -> np.ndarray:
+    """A record's TL image: its file, or its plane of a microscope file."""
+    plane = provenance.get("plane")
+    if plane:
+        from .microscope import read_plane
+
+        return read_plane(provenance["tl_path"], scene=plane["scene"], t=plane["t"],
+                          z=plane["z"], channel=plane["tl_channel"],
+                          name="transmitted-light image")
+    from .io import read_image
+
+    return read_image(provenance["tl_path"], rgb=True)
+
+
 def read_records(out, *, images: bool = True) -> list:
     """Load the records of an :func:`annotate` output folder.
 
@@ -418,7 +560,7 @@ def read_records(out, *, images: bool = True) -> list:
     records : list of cellnb.io.Record
         Sorted by pair id; ``cells`` holds the kept cells only.
     """
-    from .io import Record, read_image, read_labels
+    from .io import Record, read_labels
 
     root = Path(out)
     root = root / "records" if (root / "records").is_dir() else root
@@ -435,7 +577,7 @@ def read_records(out, *, images: bool = True) -> list:
                                     "images=False.")
         cells = pd.read_csv(folder / "cells.csv", index_col="label")
         cells = cells[cells["status"] == "kept"]
-        image = read_image(provenance["tl_path"], rgb=True) if images else None
+        image = _read_tl(provenance) if images else None
         records.append(Record(id=provenance["pair_id"], image=image,
                               labels=read_labels(folder / "cells.tif"), cells=cells,
                               provenance={k: v for k, v in provenance.items()

@@ -14,6 +14,9 @@ the teaching and test dataset of cellnb. :func:`synthetic_nuclei` simulates
 nuclear fluorescence of the touching configurations where nucleus detectors
 fail (a dim nucleus pressed against a bright one, a small one on a large one,
 elongated mitotic nuclei), for testing and benchmarking ``locate``.
+:func:`synthetic_movie` simulates a time-lapse of moving cells, some passing
+through mitosis, with true tracks; :func:`write_ome_tiff` saves such arrays as
+a microscope would (channels, scenes, pixel sizes).
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import numpy as np
 import pandas as pd
 
 from ._files import atomic_path, sha256
+from ._movies import SyntheticMovie, synthetic_movie, write_ome_tiff
 from ._nuclei_scenes import FAMILIES as NUCLEUS_FAMILIES
 from ._nuclei_scenes import SyntheticNuclei, synthetic_nuclei
 from ._validation import as_generator
 
 __all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError",
            "synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES",
-           "synthetic_nuclei", "SyntheticNuclei", "NUCLEUS_FAMILIES"]
+           "synthetic_nuclei", "SyntheticNuclei", "NUCLEUS_FAMILIES", "synthetic_movie",
+           "SyntheticMovie", "write_ome_tiff"]
 
 #: Class ids of the synthetic cells.
 CLASS_NAMES = {0: "interphase", 1: "mitotic"}

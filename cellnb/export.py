@@ -255,7 +255,11 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
         ``config.export.splits``, else ``{"train": 0.8, "val": 0.1, "test": 0.1}``.
     group : str, mapping or callable, optional
         Keeps a well / plate in one split (see :func:`assign_splits`), so
-        train and test never share one. Default ``config.export.group``.
+        train and test never share one. Default ``config.export.group``,
+        else each record's *position* (``provenance["position"]``, set for
+        the planes of a microscope file: every time point and z plane of one
+        field of view lands in one split, as Cell-APP's general notes ask,
+        because they show the same cells), else each record alone.
     seed : int, optional
         Seed of the split assignment. Default ``config.seed``, else 0.
     classes : sequence of str, optional
@@ -322,6 +326,8 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
         raise ValueError(f"unknown format(s) {unknown}; choose from {list(FORMATS)}.")
     if not re.fullmatch(r"[\w.\-]+", name):
         raise ValueError(f"`name` {name!r} must be usable in a file name.")
+    if group is None:  # planes of one field of view (all t and z) stay in one split
+        group = {r.id: str(r.provenance.get("position") or r.id) for r in records}
     by_split = assign_splits([r.id for r in records], splits, group=group, seed=seed)
 
     found = sorted({str(c) for r in records if CLASS_COLUMN in r.cells

@@ -6,7 +6,8 @@ rescaled on reading.
 
 A *pair* is a transmitted-light (TL) image and the nuclear fluorescence image
 of the same field of view, named by a shared stem as Cell-APP expects
-(``<stem>_phs.tif`` and ``<stem>_Texas Red.tif`` by default).
+(``<stem>_phs.tif`` and ``<stem>_Texas Red.tif`` by default), or two channels
+of one plane of a microscope file (read through bioio, :mod:`cellnb.microscope`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ._files import atomic_path
 from ._validation import check_image, check_labels, check_same_shape
 
 __all__ = ["find_pairs", "read_pair", "read_image", "read_labels", "write_labels", "Record",
-           "read_coco"]
+           "read_coco", "plane_of"]
 
 _TIFF = {".tif", ".tiff"}
 _OTHER = {".png", ".jpg", ".jpeg"}
@@ -84,8 +85,24 @@ def check_pair_id(pair_id) -> str:
 
 
 def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
-               recursive: bool = False) -> pd.DataFrame:
-    """Pair TL and fluorescence images in `folder` by their shared stem.
+               recursive: bool = False, files: str | None = None,
+               channels: Mapping | None = None) -> pd.DataFrame:
+    """Pair TL and fluorescence images in `folder`: by file stem, or by channel.
+
+    Two layouts are read:
+
+    * **separate files** (Cell-APP's): a TL file and a fluorescence file per
+      field, paired by the stem that the ``*`` of `tl` and `fl` matches;
+    * **one multi-channel file per field** (what microscopes write: OME-TIFF,
+      ND2, CZI, LIF, through :mod:`cellnb.microscope`): give `files` (a
+      glob) and `channels`, which names the TL and fluorescence channels.
+
+    In both layouts a file holding several planes (time-lapse T, positions /
+    scenes, z focus series) is expanded: each plane becomes one pair whose id
+    records file, scene, t and z (``movie/s0_t03_z1``), with the columns of
+    :data:`cellnb.microscope.PLANE_COLUMNS` (``position`` names the field of
+    view; pixel sizes come from the metadata). Nothing is rescaled. Select
+    planes by filtering the table like any DataFrame (``pairs[pairs.z == 1]``).
 
     Parameters
     ----------
@@ -97,12 +114,19 @@ def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
         (Cell-APP's naming by default).
     recursive : bool, default=False
         Also search sub-folders; the stem then includes the relative folder.
+    files : str, optional
+        File-name glob of multi-channel files (e.g. ``"*.nd2"``); needs
+        `channels`, and `tl` / `fl` are then not used.
+    channels : mapping, optional
+        ``{"tl": name or index, "fluorescence": name or index}``, the
+        channels of each file (see :func:`cellnb.microscope.describe`).
 
     Returns
     -------
     pairs : DataFrame
         Columns ``pair_id`` (the stem), ``tl_path``, ``fl_path`` (Path),
-        sorted by ``pair_id``.
+        sorted by ``pair_id``; plus :data:`~cellnb.microscope.PLANE_COLUMNS`
+        when planes were expanded (empty for single-image pairs).
 
     Hidden files (names starting with ``.``, such as the ``._*`` copies macOS
     leaves on shared drives) are skipped, with a warning.
@@ -124,10 +148,29 @@ def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
     >>> _ = write_pairs(synthetic_pairs(2, shape=(64, 64), n_cells=3), folder)
     >>> find_pairs(folder)["pair_id"].tolist()
     ['synthetic_000', 'synthetic_001']
+
+    One OME-TIFF with two channels and three time points:
+
+    >>> import numpy as np
+    >>> from cellnb.data import write_ome_tiff
+    >>> _ = write_ome_tiff(f"{folder}/movie.ome.tif", np.ones((3, 2, 1, 32, 32), np.uint16),
+    ...                    channels=["BF", "mCherry"])
+    >>> pairs = find_pairs(folder, files="*.ome.tif",
+    ...                    channels={"tl": "BF", "fluorescence": "mCherry"})
+    >>> pairs[["pair_id", "t", "fl_channel", "position"]]
+              pair_id  t  fl_channel  position
+    0  movie/s0_t0_z0  0           1  movie/s0
+    1  movie/s0_t1_z0  1           1  movie/s0
+    2  movie/s0_t2_z0  2           1  movie/s0
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder {folder} does not exist or is not a folder.")
+    if files is not None or channels is not None:
+        if files is None or channels is None:
+            raise ValueError("multi-channel files need both `files` (a glob such as '*.nd2') "
+                             "and `channels` ({'tl': ..., 'fluorescence': ...}).")
+        return _find_multichannel(folder, files, channels, recursive)
     found, hidden = {}, []
     for side, pattern in (("tl", tl), ("fl", fl)):
         regex = _pattern_regex(pattern)
@@ -179,7 +222,69 @@ def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
             "Add the missing partners, move the extra files out, or fix the patterns."
         )
     rows = [(s, found["tl"][s], found["fl"][s]) for s in sorted(found["tl"])]
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    stacks = [k for k, (a, b) in enumerate(zip(pairs["tl_path"], pairs["fl_path"]))
+              if _holds_planes(a) or _holds_planes(b)]
+    if not stacks:
+        return pairs
+    from .microscope import plane_rows
+
+    parts = [pairs.drop(index=stacks)]
+    parts += [plane_rows(pairs["tl_path"][k], pairs["fl_path"][k], id_stem=pairs["pair_id"][k])
+              for k in stacks]
+    return _plane_table(parts)
+
+
+def _holds_planes(path: Path) -> bool:
+    """Whether a file must be read plane by plane (a stack, or a microscope format)."""
+    suffix = path.suffix.lower()
+    if suffix in _OTHER:
+        return False
+    if suffix not in _TIFF:
+        return True
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tuple(tif.series[0].shape)
+            return len(tif.pages) > 1 or len(tif.series) > 1 or not (
+                len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4)))
+    except Exception:  # a corrupt file: read_image reports it when its pair is read
+        return False
+
+
+def _plane_table(parts) -> pd.DataFrame:
+    """Concatenate pair tables; plane columns are nullable where single images have none."""
+    from .microscope import PLANE_COLUMNS
+
+    table = pd.concat([p.reindex(columns=PAIR_COLUMNS + PLANE_COLUMNS) for p in parts],
+                      ignore_index=True)
+    for column in ("scene", "t", "z", "tl_channel", "fl_channel"):
+        table[column] = table[column].astype("Int64")
+    twice = table["pair_id"][table["pair_id"].duplicated()].tolist()
+    if twice:
+        raise ValueError(f"pair id(s) {twice[:5]} come from more than one file (e.g. a.ome.tif "
+                         "and a.tif); make the pattern narrower or move one of them out.")
+    return table.sort_values("pair_id", ignore_index=True)
+
+
+def _find_multichannel(folder: Path, files: str, channels, recursive: bool) -> pd.DataFrame:
+    from .microscope import check_channels, plane_rows, stem
+
+    check_channels(channels)
+    regex = _pattern_regex(files)
+    paths = sorted(folder.rglob("*") if recursive else folder.iterdir())
+    chosen = [p for p in paths if p.is_file() and regex.match(p.name)
+              and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    if not chosen:
+        raise FileNotFoundError(f"no files matching {files!r} in {folder}.")
+    parts = []
+    for path in chosen:
+        rel_dir = path.relative_to(folder).parent.as_posix()
+        id_stem = stem(path) if rel_dir == "." else f"{rel_dir}/{stem(path)}"
+        check_pair_id(id_stem)
+        parts.append(plane_rows(path, channels=channels, id_stem=id_stem))
+    return _plane_table(parts)
 
 
 def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
@@ -241,9 +346,10 @@ def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
         raise ValueError(f"cannot read {name} file {path}: {err}") from err
     if n_pages > 1 or len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (3, 4)):
         raise ValueError(
-            f"{path.name} is a multi-frame image of shape {shape} ({n_pages} pages); cellnb "
-            "reads one frame per file, because frames of a time series show the same cells "
-            "again. Save the frames you want as separate files."
+            f"{path.name} is a multi-frame image of shape {shape} ({n_pages} pages), and "
+            "read_image reads one frame. Pair it with cellnb.io.find_pairs, which makes one "
+            "pair per plane (time point, position, z), or read a plane with "
+            "cellnb.microscope.read_plane (both need: pip install 'cellnb[bioio]')."
         )
     if image.ndim == 3 and image.shape[-1] == 4:
         alpha = image[..., 3]
@@ -274,13 +380,31 @@ def _pair_paths(pair) -> tuple[Path, Path]:
     )
 
 
+def plane_of(pair) -> dict | None:
+    """The plane a pair row reads (scene, t, z and both channels), or None for single images.
+
+    >>> plane_of({"tl_path": "a.nd2", "fl_path": "a.nd2", "scene": 0, "t": 3, "z": 0,
+    ...           "tl_channel": 0, "fl_channel": 1})
+    {'scene': 0, 't': 3, 'z': 0, 'tl_channel': 0, 'fl_channel': 1}
+    >>> plane_of(("a_phs.tif", "a_Texas Red.tif")) is None
+    True
+    """
+    if not isinstance(pair, (pd.Series, Mapping)) or pd.isna(pair.get("t", None)):
+        return None
+    keys = ("scene", "t", "z", "tl_channel", "fl_channel")
+    missing = [k for k in keys if k not in pair or pd.isna(pair[k])]
+    if missing:
+        raise ValueError(f"a plane row needs {list(keys)}; {missing} are missing.")
+    return {k: int(pair[k]) for k in keys}
+
+
 def read_pair(pair) -> tuple[np.ndarray, np.ndarray]:
     """Read a TL / fluorescence pair and check that they match.
 
     Parameters
     ----------
     pair : Series, mapping or (tl_path, fl_path)
-        A row of :func:`find_pairs` or two paths.
+        A row of :func:`find_pairs` (a plane row reads its plane) or two paths.
 
     Returns
     -------
@@ -304,6 +428,17 @@ def read_pair(pair) -> tuple[np.ndarray, np.ndarray]:
     ((64, 64), dtype('uint16'))
     """
     tl_path, fl_path = _pair_paths(pair)
+    plane = plane_of(pair)
+    if plane is not None:
+        from .microscope import read_plane
+
+        where = {k: plane[k] for k in ("scene", "t", "z")}
+        tl = read_plane(tl_path, **where, channel=plane["tl_channel"],
+                        name="transmitted-light image")
+        fl = read_plane(fl_path, **where, channel=plane["fl_channel"], name="fluorescence image")
+        check_same_shape(tl, fl, f"transmitted-light plane of {tl_path.name}",
+                         f"fluorescence plane of {fl_path.name}")
+        return tl, fl
     tl = read_image(tl_path, name="transmitted-light image", rgb=True)
     fl = read_image(fl_path, name="fluorescence image", rgb=False)
     check_same_shape(tl, fl, f"transmitted-light image {tl_path.name}",

@@ -1,0 +1,184 @@
+"""Movies: the synthetic time-lapse, segment_movie, track (trackpy), summaries, CTC export."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from cellnb import Config, movies
+from cellnb.data import synthetic_movie
+from cellnb.segment import Segmentation
+
+pytest.importorskip("trackpy")
+
+
+@pytest.fixture(scope="module")
+def movie():
+    return synthetic_movie(10, shape=(192, 192), n_cells=15, seed=4)
+
+
+def _shuffled(labels, seed=0):
+    """The same cells with unrelated ids in every frame (what a segmenter gives)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(labels)
+    for t, frame in enumerate(labels):
+        lookup = np.zeros(int(frame.max()) + 1, np.int32)
+        lookup[1:] = rng.permutation(np.arange(1, int(frame.max()) + 1)) + 100
+        out[t] = lookup[frame]
+    return out
+
+
+def test_synthetic_movie_truth(movie):
+    assert movie.tl.shape == movie.fluorescence.shape == movie.cells.shape == (10, 192, 192)
+    assert movie.tl.dtype == np.uint16 and movie.cells.dtype == np.int32
+    per_cell = movie.truth.groupby("label")
+    assert per_cell.size().eq(10).all()  # nobody leaves this field in 10 frames
+    mitotic = movie.truth[movie.truth["class_name"] == "mitotic"].groupby("label")["t"]
+    assert len(mitotic) == 7 and mitotic.size().eq(3).all()
+    assert (mitotic.max() - mitotic.min()).eq(2).all()  # three consecutive frames
+    # condensed nuclei are ~4x brighter in the frames they are mitotic
+    row = movie.truth[movie.truth["class_name"] == "mitotic"].iloc[0]
+    lab, t = int(row["label"]), int(row["t"])
+    other = int(movie.truth[(movie.truth["label"] == lab) &
+                            (movie.truth["class_name"] == "interphase")]["t"].iloc[0])
+    bright = movie.fluorescence[t][movie.nuclei[t] == lab].mean()
+    dim = movie.fluorescence[other][movie.nuclei[other] == lab].mean()
+    assert bright > 2.5 * dim
+
+
+def test_track_recovers_true_identities_from_shuffled_labels(movie):
+    tracks = movies.track(_shuffled(movie.cells))
+    table = tracks.table
+    assert table["track_id"].nunique() == 15
+    truth = [movie.cells[r.t][tracks.labels[r.t] == r.track_id][0] for r in table.itertuples()]
+    table = table.assign(true=truth)
+    assert table.groupby("track_id")["true"].nunique().eq(1).all()
+    assert table.groupby("true")["track_id"].nunique().eq(1).all()
+    assert tracks.labels.dtype == np.int32 and set(np.unique(tracks.labels)) == set(range(16))
+
+
+def test_track_exact_small_case_memory_and_table_columns():
+    labels = np.zeros((4, 30, 30), np.int32)
+    labels[0, 2:6, 2:6] = 1
+    labels[1, 3:7, 3:7] = 7
+    labels[3, 5:9, 5:9] = 4  # frame 2 missed
+    labels[:, 20:24, 20:24] = 2
+    table = pd.DataFrame({"t": [0, 1, 3, 0, 1, 2, 3], "label": [1, 7, 4, 2, 2, 2, 2],
+                          "class_name": ["a", "b", "b", "a", "a", "a", "a"]})
+    kept = movies.track(labels, table=table, memory=1, search_range=5)
+    assert list(kept.table.columns) == movies.TRACK_COLUMNS + ["class_name"]
+    assert kept.table.sort_values(["track_id", "t"])[["track_id", "t", "label"]].values.tolist() \
+        == [[1, 0, 1], [1, 1, 7], [1, 3, 4], [2, 0, 2], [2, 1, 2], [2, 2, 2], [2, 3, 2]]
+    assert kept.table.set_index(["t", "label"]).loc[(3, 4), "class_name"] == "b"
+    split = movies.track(labels, memory=0, search_range=5)
+    assert split.table["track_id"].nunique() == 3
+    assert kept.table[["y", "x", "area"]].iloc[0].tolist() == [3.5, 3.5, 16]
+
+
+def test_track_errors():
+    labels = np.zeros((2, 8, 8), np.int32)
+    with pytest.raises(ValueError, match=r"must be a \(T, H, W\) movie, got shape \(8, 8\)"):
+        movies.track(labels[0])
+    with pytest.raises(ValueError, match="`memory` must be an int >= 0"):
+        movies.track(labels, memory=-1)
+    with pytest.raises(ValueError, match="'t' and 'label' columns"):
+        movies.track(labels, table=pd.DataFrame({"label": [1]}))
+    with pytest.raises(ValueError, match="more than one row for some"):
+        movies.track(labels, table=pd.DataFrame({"t": [0, 0], "label": [1, 1]}))
+    with pytest.raises(ValueError, match="`link_on` must be 'auto', 'cells' or two"):
+        movies.track(labels, link_on=("a", "b"))
+    with pytest.raises(ValueError, match="`search_range` must be a number of pixels > 0"):
+        movies.track(labels, search_range=0)
+    assert movies.track(labels).table.empty  # an empty movie has no tracks, not an error
+
+
+def test_track_without_trackpy_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "trackpy", None)
+    with pytest.raises(ImportError, match=r"pip install 'cellnb\[tracking\]'"):
+        movies.track(np.zeros((2, 8, 8), np.int32))
+
+
+def test_segment_movie_then_track_links_on_nuclei(movie):
+    config = Config()
+    config.locate.method = "auto"
+    result = movies.segment_movie(movie.tl, model="watershed", fluorescence=movie.fluorescence,
+                                  config=config, progress=False)
+    assert result.labels.shape == movie.tl.shape and result.nuclei.shape == movie.tl.shape
+    assert sorted(result.table["t"].unique()) == list(range(10))
+    assert {"nucleus_y", "nucleus_x", "nucleus_intensity_mean"} <= set(result.table.columns)
+    on_nuclei = movies.track(result.labels, table=result.table)
+    on_cells = movies.track(result.labels, table=result.table, link_on="cells")
+    # the claim in track()'s docstring: nuclei move more steadily than watershed outlines
+    assert on_nuclei.table["track_id"].nunique() == 15
+    assert on_cells.table["track_id"].nunique() > 15
+    at_nucleus = [movie.cells[r.t, round(r.nucleus_y), round(r.nucleus_x)]
+                  for r in on_nuclei.table.itertuples()]
+    pure = on_nuclei.table.assign(true=at_nucleus).groupby("track_id")["true"].nunique()
+    assert pure.eq(1).all()
+
+
+class _Threshold:
+    """An automatic model of the protocol for plumbing tests: Otsu threshold + connected parts."""
+
+    name = fingerprint = "threshold"
+    prompted = False
+    segment_options = frozenset({"min_area"})
+
+    def segment(self, image, prompts=None, **options):
+        from scipy import ndimage
+        from skimage.filters import threshold_otsu
+
+        labels, _ = ndimage.label(image < threshold_otsu(image))
+        return Segmentation.from_labels(labels.astype(np.int32), model=self.name)
+
+
+def test_segment_movie_with_an_automatic_model_and_its_errors(movie):
+    result = movies.segment_movie(movie.tl[:2], model=_Threshold(), progress=False)
+    assert result.nuclei is None and result.labels.shape == (2, 192, 192)
+    assert result.table["t"].tolist() == sorted(result.table["t"].tolist())
+    with pytest.raises(ValueError, match="is prompted: pass the nuclear `fluorescence`"):
+        movies.segment_movie(movie.tl[:2], model="watershed", progress=False)
+    with pytest.raises(ValueError, match="must match the TL movie frame for frame"):
+        movies.segment_movie(movie.tl[:2], model="watershed", fluorescence=movie.fluorescence[:3],
+                             progress=False)
+    with pytest.raises(ValueError, match="`tl` must be a"):
+        movies.segment_movie(movie.tl[0], model=_Threshold(), progress=False)
+    seen = []
+    movies.segment_movie(movie.tl[:2], model=_Threshold(), progress=False,
+                         callback=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 2), (2, 2)]
+
+
+def test_track_summary_time_in_each_class(movie):
+    tracks = movies.track(movie.cells, table=movie.truth[["t", "label", "class_name"]])
+    summary = movies.track_summary(tracks, frame_interval=10.0)
+    assert summary["n_frames"].eq(10).all() and summary["duration"].eq(100.0).all()
+    assert sorted(summary["time_mitotic"].unique().tolist()) == [0.0, 30.0]
+    assert (summary["time_mitotic"] > 0).sum() == 7
+    assert (summary["time_interphase"] + summary["time_mitotic"]).eq(100.0).all()
+    with pytest.raises(ValueError, match="`frame_interval` must be a number > 0"):
+        movies.track_summary(tracks, frame_interval=0)
+
+
+def test_write_ctc_format_and_gaps(tmp_path):
+    labels = np.zeros((4, 30, 30), np.int32)
+    labels[[0, 1, 3], 2:6, 2:6] = 1  # missing in frame 2: two CTC segments
+    labels[:, 20:24, 20:24] = 2
+    tracks = movies.track(labels, memory=1)
+    out = movies.write_ctc(tracks, tmp_path / "01_RES")
+    assert sorted(p.name for p in out.iterdir()) == ["mask000.tif", "mask001.tif",
+                                                     "mask002.tif", "mask003.tif",
+                                                     "res_track.txt"]
+    assert (out / "res_track.txt").read_text() == "1 0 1 0\n2 3 3 1\n3 0 3 0\n"
+    masks = np.stack([tifffile.imread(out / f"mask00{t}.tif") for t in range(4)])
+    assert masks.dtype == np.uint16
+    assert masks[3, 3, 3] == 2 and masks[1, 3, 3] == 1 and masks[2, 3, 3] == 0
+    assert set(np.unique(masks[:, 21, 21])) == {3}
+    with pytest.raises(FileExistsError):
+        movies.write_ctc(tracks, tmp_path / "01_RES")
+    movies.write_ctc(tracks, tmp_path / "01_RES", overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["01_RES"]  # nothing half-written beside it
+    with pytest.raises(TypeError, match="must be the Tracks"):
+        movies.write_ctc(tracks.table, tmp_path / "x")
