@@ -10,7 +10,8 @@ import numpy as np
 
 from ._validation import check_image, check_labels, check_same_shape
 
-__all__ = ["overlay", "pair", "ap_curve", "errors", "error_types", "class_examples"]
+__all__ = ["overlay", "pair", "ap_curve", "errors", "error_types", "class_examples", "tracks",
+           "track_classes"]
 
 
 def _display(image: np.ndarray, percentiles=(0.5, 99.5)) -> np.ndarray:
@@ -434,3 +435,126 @@ def class_examples(image, labels, classes, *, n: int = 6, size: int = 48, names=
         title = (names or {}).get(group, "noise" if group == -1 else f"class {group}")
         row[0].set_title(f"{title} ({len(members)})", loc="left", fontsize=9)
     return fig
+
+
+def _track_table(tracks):
+    table = getattr(tracks, "table", tracks)
+    needed = {"track_id", "t", "y", "x"}
+    if not hasattr(table, "columns") or not needed <= set(table.columns):
+        raise ValueError(f"`tracks` must be cellnb.movies.track's result or a table with "
+                         f"columns {sorted(needed)}.")
+    return table.sort_values(["track_id", "t"])
+
+
+def tracks(tracks, image=None, *, ax=None, tail: int | None = None, title=None):
+    """Draw every track's path (coloured per track) over a movie frame.
+
+    Paths follow the positions that were linked: the nuclei
+    (``nucleus_y, nucleus_x``) when the table has them, else the cells'
+    centroids.
+
+    Parameters
+    ----------
+    tracks : cellnb.movies.Tracks or DataFrame
+        What :func:`cellnb.movies.track` returns (or its table).
+    image : (H, W) ndarray, optional
+        Frame shown underneath (e.g. the last TL frame).
+    ax : matplotlib Axes, optional
+    tail : int, optional
+        Draw only the last `tail` frames of each path.
+    title : str, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib, pandas as pd
+    >>> matplotlib.use("Agg")
+    >>> table = pd.DataFrame({"track_id": [1, 1, 2], "t": [0, 1, 0], "y": [1.0, 2.0, 5.0],
+    ...                       "x": [1.0, 1.5, 5.0]})
+    >>> len(tracks(table).get_lines())  # a path and its end point per track
+    4
+    """
+    import matplotlib.pyplot as plt
+
+    table = _track_table(tracks)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    if image is not None:
+        image = check_image(image, "image", rgb=True)
+        ax.imshow(_display(image), cmap="gray", interpolation="nearest")
+    colours = plt.get_cmap("tab20")
+    y, x = ("nucleus_y", "nucleus_x") if {"nucleus_y", "nucleus_x"} <= set(table) else ("y", "x")
+    for k, (track_id, path) in enumerate(table.groupby("track_id")):
+        path = path if tail is None else path[path["t"] > path["t"].max() - tail]
+        ax.plot(path[x], path[y], "-", color=colours(k % 20), lw=1.5)
+        ax.plot(path[x].iloc[-1:], path[y].iloc[-1:], "o", color=colours(k % 20), ms=3)
+    if image is None:
+        ax.invert_yaxis()
+        ax.set_aspect("equal")
+    else:
+        ax.set_axis_off()
+    ax.set_title(title or f"{table['track_id'].nunique()} tracks")
+    return ax
+
+
+def track_classes(tracks, *, class_column: str = "class_name", ax=None, colors=None):
+    """Timeline of every track: one row per track, coloured by its class in each frame.
+
+    Parameters
+    ----------
+    tracks : cellnb.movies.Tracks or DataFrame
+        With a per-frame class column.
+    class_column : str, default="class_name"
+    ax : matplotlib Axes, optional
+    colors : mapping {class: color}, optional
+        Default: tab10 in sorted class order.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib, pandas as pd
+    >>> matplotlib.use("Agg")
+    >>> table = pd.DataFrame({"track_id": [1, 1, 2], "t": [0, 1, 0], "y": 0.0, "x": 0.0,
+    ...                       "class_name": ["interphase", "mitotic", "interphase"]})
+    >>> track_classes(table).get_ylabel()
+    'track'
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    table = _track_table(tracks)
+    if class_column not in table.columns:
+        raise ValueError(f"`tracks` has no {class_column!r} column; carry the classes into "
+                         "track() with its `table`.")
+    names = sorted(table[class_column].dropna().astype(str).unique())
+    default = plt.get_cmap("tab10")
+    colors = dict(colors or {}) or {n: default(k % 10) for k, n in enumerate(names)}
+    missing = [n for n in names if n not in colors]
+    if missing:
+        raise ValueError(f"`colors` has no colour for class(es) {missing}.")
+    ids = sorted(table["track_id"].unique())
+    t0, t1 = int(table["t"].min()), int(table["t"].max())
+    grid = np.full((len(ids), t1 - t0 + 1), np.nan)
+    row = {track_id: k for k, track_id in enumerate(ids)}
+    code = {n: k for k, n in enumerate(names)}
+    for r in table.dropna(subset=[class_column]).itertuples():
+        grid[row[r.track_id], int(r.t) - t0] = code[str(getattr(r, class_column))]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, max(2.0, 0.18 * len(ids) + 1)))
+    cmap = ListedColormap([colors[n] for n in names]).with_extremes(bad="white")
+    ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=-0.5,
+              vmax=len(names) - 0.5, interpolation="nearest",
+              extent=(t0 - 0.5, t1 + 0.5, len(ids) - 0.5, -0.5))
+    ax.set_xlabel("frame")
+    ax.set_ylabel("track")
+    ax.set_yticks(range(len(ids)), [str(i) for i in ids], fontsize=7)
+    ax.legend(handles=[Patch(color=colors[n], label=n) for n in names],
+              loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return ax

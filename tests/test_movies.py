@@ -182,3 +182,24 @@ def test_write_ctc_format_and_gaps(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["01_RES"]  # nothing half-written beside it
     with pytest.raises(TypeError, match="must be the Tracks"):
         movies.write_ctc(tracks.table, tmp_path / "x")
+
+
+def test_track_plots(movie):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cellnb import plot
+
+    tracks = movies.track(movie.cells, table=movie.truth[["t", "label", "class_name"]])
+    ax = plot.tracks(tracks, movie.tl[-1], tail=5)
+    assert ax.get_title() == "15 tracks" and len(ax.get_lines()) == 30
+    ax = plot.track_classes(tracks)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["interphase", "mitotic"]
+    grid = ax.get_images()[0].get_array()
+    assert grid.shape == (15, 10) and int((grid == 1).sum()) == 21  # 7 cells x 3 mitotic frames
+    with pytest.raises(ValueError, match="has no 'phase' column"):
+        plot.track_classes(tracks, class_column="phase")
+    with pytest.raises(ValueError, match="no colour for class"):
+        plot.track_classes(tracks, colors={"interphase": "grey"})
+    with pytest.raises(ValueError, match="must be cellnb.movies.track's result"):
+        plot.tracks(pd.DataFrame({"t": [0]}))
