@@ -358,7 +358,8 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     if not isinstance(config, Config):
         raise TypeError(f"`config` must be a cellnb.Config, got {type(config).__name__}.")
     if isinstance(pairs, (str, Path)):
-        pairs = find_pairs(pairs, tl=config.pairs.tl, fl=config.pairs.fl)
+        pairs = find_pairs(pairs, tl=config.pairs.tl, fl=config.pairs.fl,
+                           files=config.pairs.files, channels=config.pairs.channels)
     if not isinstance(pairs, pd.DataFrame) or not {"pair_id", "tl_path", "fl_path"} <= set(
             pairs.columns):
         raise TypeError("`pairs` must be a find_pairs() table or a folder of pairs.")

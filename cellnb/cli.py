@@ -168,6 +168,17 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
             "dataset": dataset, "model": trained.path, "model_metrics": out / "model_metrics.csv"}
 
 
+def _focus_plane(text: str) -> int:
+    """``--focus Z`` as an int, or a clear exit.
+
+    >>> _focus_plane("2")
+    2
+    """
+    if not text.isdigit():
+        raise SystemExit(f"--focus takes 'best' or a plane index (0, 1, ...), got {text!r}.")
+    return int(text)
+
+
 def _options(items) -> dict:
     """``["patience=10", "fill=0.1"]`` -> ``{"patience": 10, "fill": 0.1}``."""
     import ast
@@ -241,6 +252,9 @@ def main(argv=None) -> int:
     p_ann.add_argument("--scheduler", metavar="ADDRESS|FILE",
                        help="spread pairs over a running Dask cluster: its scheduler address "
                             "(tcp://host:8786) or scheduler file (dask-jobqueue, dask-mpi)")
+    p_ann.add_argument("--focus", metavar="best|Z",
+                       help="focus series: annotate the sharpest plane ('best') or plane Z of "
+                            "each, and reuse its masks for the other planes")
     p_ann.add_argument("--skip-errors", action="store_true",
                        help="a pair that cannot be annotated becomes a 'failed' row instead of "
                             "stopping the run")
@@ -318,6 +332,8 @@ def main(argv=None) -> int:
 
             model = load(model, device=args.device)  # else annotate loads it when needed
         errors = "skip" if args.skip_errors else "raise"
+        focus = None if args.focus is None else (
+            "best" if args.focus == "best" else _focus_plane(args.focus))
         if args.scheduler:
             from dask.distributed import Client
 
@@ -326,9 +342,10 @@ def main(argv=None) -> int:
             with Client(**connect) as client:
                 print(f"Dask cluster: {client.dashboard_link}")
                 summary = annotate(args.folder, args.out, config=config, model=model,
-                                   client=client, errors=errors)
+                                   client=client, errors=errors, focus=focus)
         else:
-            summary = annotate(args.folder, args.out, config=config, model=model, errors=errors)
+            summary = annotate(args.folder, args.out, config=config, model=model, errors=errors,
+                               focus=focus)
         print(summary.drop(columns="record").to_string(index=False))
         print(f"records: {Path(args.out) / 'records'}")
     elif args.command == "models":

@@ -72,10 +72,23 @@ class _Checked:
 
 @dataclass
 class PairsConfig(_Checked):
-    """How image pairs are found: file-name globs whose ``*`` is the shared stem."""
+    """How image pairs are found (see :func:`cellnb.io.find_pairs`).
+
+    ``tl`` / ``fl``: file-name globs whose ``*`` is the shared stem (separate
+    files). ``files`` + ``channels``: multi-channel microscope files, e.g.
+    ``files: "*.nd2"`` and ``channels: {tl: BF, fluorescence: mCherry}``
+    (names or indices); when set, ``tl`` / ``fl`` are not used.
+    """
 
     tl: str = "*_phs.tif"
     fl: str = "*_Texas Red.tif"
+    files: str | None = None
+    channels: dict[str, str | int] | None = None
+
+    def _check(self):  # files without channels (or the reverse) fails in find_pairs
+        if self.channels is not None and set(self.channels) != {"tl", "fluorescence"}:
+            raise ValueError(f"pairs.channels needs the keys 'tl' and 'fluorescence', got "
+                             f"{sorted(self.channels)}.")
 
 
 @dataclass

@@ -254,3 +254,31 @@ def test_annotate_focus_reuses_in_focus_masks_for_defocused_planes(tmp_path):
                          truth=False)
     with pytest.raises(ValueError, match="these pairs are single images"):
         annotate(single, tmp_path / "out2", model="watershed", focus="best", progress=False)
+
+
+def test_config_names_the_files_and_channels_for_annotate_and_the_cli(tmp_path):
+    from cellnb import Config
+    from cellnb.cli import main
+
+    pairs, _ = _focus_file(tmp_path / "raw")
+    config = Config()
+    config.pairs.files, config.pairs.channels = "*.ome.tif", dict(CHANNELS)
+    assert Config.from_yaml(config.to_yaml()).pairs.channels == CHANNELS
+    summary = annotate(tmp_path / "raw", tmp_path / "out", config=config, model="watershed",
+                       progress=False)
+    assert summary["pair_id"].tolist() == pairs["pair_id"].tolist()
+    with pytest.raises(ValueError, match="needs the keys 'tl' and 'fluorescence'"):
+        config.pairs.channels = {"tl": "BF"}
+    alone = Config()
+    alone.pairs.files = "*.ome.tif"
+    with pytest.raises(ValueError, match="need both `files`"):
+        annotate(tmp_path / "raw", tmp_path / "out", config=alone, model="watershed")
+    config.to_yaml(tmp_path / "cfg.yaml")
+    assert main(["annotate", str(tmp_path / "raw"), "--out", str(tmp_path / "cli"), "--config",
+                 str(tmp_path / "cfg.yaml"), "--model", "watershed", "--focus", "best"]) == 0
+    statuses = {r.id: r.provenance.get("labels_from") for r in read_records(tmp_path / "cli")}
+    assert statuses == {"field/s0_t0_z0": "field/s0_t0_z1", "field/s0_t0_z1": None,
+                        "field/s0_t0_z2": "field/s0_t0_z1"}
+    with pytest.raises(SystemExit, match="--focus takes 'best' or a plane index"):
+        main(["annotate", str(tmp_path / "raw"), "--out", str(tmp_path / "cli"), "--config",
+              str(tmp_path / "cfg.yaml"), "--model", "watershed", "--focus", "sharp"])
