@@ -9,6 +9,7 @@ Layout of ``export(records, out, name="dataset")``::
       train/labels/<id>.tif           int32 label image        (formats += "labels")
       train/annotations/<id>_cell<k>.png   one 0/255 mask per cell (formats += "cellapp")
       train/cellpose/<id>_img.tif, <id>_masks.tif            (formats += "cellpose")
+      train/ome-zarr/<id>.ome.zarr    image + labels/cells, pixel size (formats += "ome-zarr")
       val/ ...  test/ ...
 
 Detectron2: ``register_coco_instances(name, {}, out/"train/dataset_train.json",
@@ -34,7 +35,7 @@ from .io import check_pair_id
 
 __all__ = ["export", "assign_splits", "FORMATS"]
 
-FORMATS = ("coco", "labels", "cellapp", "cellpose")
+FORMATS = ("coco", "labels", "cellapp", "cellpose", "ome-zarr")
 
 
 # ---------------------------------------------------------------------------
@@ -270,7 +271,7 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
         contours, so cells with holes are written as RLE even then (COCO
         allows both in one file; the count is in ``provenance.json`` and a
         warning). Default ``config.export.masks``, else "rle".
-    formats : sequence of {"coco", "labels", "cellapp", "cellpose"}, optional
+    formats : sequence of {"coco", "labels", "cellapp", "cellpose", "ome-zarr"}, optional
         What to write per split (COCO json and images are always written).
         Default ``config.export.formats``, else ``("coco", "labels")``.
     zip : bool, default=False
@@ -469,6 +470,16 @@ def _write_extra(root, stem, record, formats):
         for lab in np.unique(record.labels[record.labels > 0]):
             iio.imwrite(root / "annotations" / f"{stem}_cell{lab}.png",
                         ((record.labels == lab) * 255).astype(np.uint8))
+    if "ome-zarr" in formats:  # NGFF: the image, labels/cells, the pixel size if known
+        from .microscope import write_ome_zarr
+
+        size = record.provenance.get("pixel_size_um")
+        image = record.image if record.image.ndim == 2 else None
+        if image is None:
+            raise ValueError(f"record {record.id!r}: the ome-zarr format takes grey images; "
+                             "this one is RGB.")
+        write_ome_zarr(root / "ome-zarr" / f"{stem}.ome.zarr", image, record.labels,
+                       pixel_size_um=size[1] if size else None)
     if "cellpose" in formats:
         (root / "cellpose").mkdir(exist_ok=True)
         tifffile.imwrite(root / "cellpose" / f"{stem}_img.tif", record.image)

@@ -39,7 +39,8 @@ import pandas as pd
 
 from ._validation import check_image
 
-__all__ = ["describe", "read_plane", "focus_score", "choose_focus", "PLANE_COLUMNS"]
+__all__ = ["describe", "read_plane", "focus_score", "choose_focus", "write_ome_zarr",
+           "read_ome_zarr", "PLANE_COLUMNS"]
 
 #: columns that :func:`cellnb.io.find_pairs` adds for pairs read plane by plane
 PLANE_COLUMNS = ["scene", "t", "z", "tl_channel", "fl_channel", "position",
@@ -136,6 +137,8 @@ def _pixel_sizes(image, path: Path) -> tuple[float, float]:
     if type(image.reader).__module__.startswith("bioio_tifffile"):
         return _tiff_pixel_sizes(path)
     sizes = image.physical_pixel_sizes
+    if sizes is None:  # a reader that knows no physical size
+        return float("nan"), float("nan")
     return tuple(float(v) if v is not None else float("nan") for v in (sizes.Y, sizes.X))
 
 
@@ -441,3 +444,120 @@ def choose_focus(pairs: pd.DataFrame, *, z=None, progress: bool = False) -> pd.D
         for r in rows:
             pairs.iloc[r, column] = r == best
     return pairs
+
+
+def write_ome_zarr(path, image, labels=None, *, pixel_size_um=None, frame_interval=None,
+                   overwrite: bool = False) -> Path:
+    """Write an image and its label images as OME-Zarr (NGFF), through ome-zarr-py.
+
+    OME-Zarr is the chunked, cloud-ready format of the OME community, read by
+    napari (napari-ome-zarr), Fiji (MoBIE, n5-viewer), QuPath and bioio. The
+    image goes to the root, each label image to ``labels/<name>`` (the NGFF
+    labels layout), with the pixel size as the axes' physical scale. The
+    folder is written beside `path` and renamed into place when complete.
+
+    Parameters
+    ----------
+    path : str or Path
+        Folder to create, named ``*.ome.zarr``.
+    image : (Y, X) or (T, Y, X) ndarray
+        TL image or movie (kept as it is: dtype and values).
+    labels : (Y, X) / (T, Y, X) int ndarray, or mapping {name: labels}, optional
+        Cell labels (a single array is named ``"cells"``), each the shape of
+        `image`.
+    pixel_size_um : float, optional
+        Physical pixel size (Y and X).
+    frame_interval : float, optional
+        Time between frames (the t axis' scale), for movies.
+    overwrite : bool, default=False
+        Replace an existing `path` (once the new one is complete).
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    ImportError
+        Without ome-zarr-py (``pip install "cellnb[bioio]"``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> labels = np.zeros((16, 16), np.int32); labels[4:8, 4:8] = 1
+    >>> path = write_ome_zarr(pathlib.Path(tempfile.mkdtemp()) / "a.ome.zarr",
+    ...                       np.ones((16, 16), np.uint16), labels, pixel_size_um=0.65)
+    >>> image, back, size = read_ome_zarr(path)
+    >>> image.shape, sorted(back), bool((back["cells"] == labels).all()), size
+    ((16, 16), ['cells'], True, 0.65)
+    """
+    try:
+        import zarr
+        from ome_zarr.writer import write_image, write_labels
+    except ImportError:
+        raise ImportError("OME-Zarr output needs ome-zarr-py: pip install "
+                          "'cellnb[bioio]'.") from None
+    from ._files import atomic_dir
+    from ._validation import check_labels
+
+    path = Path(path)
+    if not path.name.endswith(".ome.zarr"):
+        raise ValueError(f"an OME-Zarr folder's name ends in .ome.zarr; got {path.name}.")
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"`image` must be (Y, X) or (T, Y, X), got shape {image.shape}.")
+    for k, frame in enumerate(image if image.ndim == 3 else [image]):
+        check_image(frame, f"image[{k}]" if image.ndim == 3 else "image")
+    layers = {} if labels is None else (dict(labels) if isinstance(labels, Mapping)
+                                        else {"cells": labels})
+    for name, layer in layers.items():
+        layer = np.asarray(layer)
+        if layer.shape != image.shape:
+            raise ValueError(f"labels {name!r} (shape {layer.shape}) must match the image "
+                             f"(shape {image.shape}).")
+        for frame in (layer if layer.ndim == 3 else [layer]):
+            check_labels(frame, f"labels {name!r}")
+        layers[name] = layer.astype(np.int32)
+    axes = "tyx" if image.ndim == 3 else "yx"
+    scale = {"y": float(pixel_size_um or 1.0), "x": float(pixel_size_um or 1.0)}
+    units = {"y": "micrometer", "x": "micrometer"} if pixel_size_um else None
+    if image.ndim == 3:
+        scale["t"] = float(frame_interval or 1.0)
+    scale = {a: scale[a] for a in axes}
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        write_image(image, root, axes=axes, scale_factors=[], scale=scale, axes_units=units)
+        for name, layer in layers.items():
+            write_labels(layer, root, name=name, axes=axes, scaler=None, scale_factors=[],
+                         scale=scale, axes_units=units)
+    return path
+
+
+def read_ome_zarr(path) -> tuple[np.ndarray, dict, float]:
+    """Read what :func:`write_ome_zarr` wrote: (image, {name: labels}, pixel size in µm).
+
+    The pixel size is NaN when the file gives no physical unit. See
+    :func:`write_ome_zarr` for an example.
+    """
+    import json
+
+    import zarr
+
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise FileNotFoundError(f"{path} is not an OME-Zarr folder (no zarr.json).")
+    meta = json.loads((path / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]
+    root = zarr.open_group(str(path), mode="r")
+    image = np.asarray(root[meta["datasets"][0]["path"]][:])
+    labels = {}
+    names = json.loads((path / "labels" / "zarr.json").read_text())["attributes"]["ome"][
+        "labels"] if (path / "labels" / "zarr.json").is_file() else []
+    for name in names:
+        sub = json.loads((path / "labels" / name / "zarr.json").read_text())
+        dataset = sub["attributes"]["ome"]["multiscales"][0]["datasets"][0]["path"]
+        labels[name] = np.asarray(root[f"labels/{name}/{dataset}"][:])
+    axes = meta["axes"]
+    scale = meta["datasets"][0]["coordinateTransformations"][0]["scale"]
+    x = [a for a in axes if a["name"] == "x"][0]
+    size = float(scale[axes.index(x)]) if x.get("unit") == "micrometer" else float("nan")
+    return image, labels, size

@@ -282,3 +282,83 @@ def test_config_names_the_files_and_channels_for_annotate_and_the_cli(tmp_path):
     with pytest.raises(SystemExit, match="--focus takes 'best' or a plane index"):
         main(["annotate", str(tmp_path / "raw"), "--out", str(tmp_path / "cli"), "--config",
               str(tmp_path / "cfg.yaml"), "--model", "watershed", "--focus", "sharp"])
+
+
+@pytest.mark.parametrize("suffix", [".nd2", ".czi", ".lif"])
+def test_nd2_czi_lif_through_bioio_with_the_plugin_mocked_at_the_file_read(tmp_path, monkeypatch,
+                                                                           suffix):
+    """No ND2 / CZI / LIF sample can be made or shipped here, so the plugin's file read is
+    replaced: bioio's real BioImage is built from in-memory arrays (its ArrayLike reader) for
+    these files, and everything above it (scenes, channel names, pixel sizes, planes) is
+    cellnb's code and bioio's API as with the real plugin."""
+    import bioio
+    from bioio_base.types import PhysicalPixelSizes
+
+    scenes = [_stack(2, 1), _stack(1, 3)]
+    real = bioio.BioImage
+
+    def fake_plugin(path, *args, **kwargs):
+        if str(path).endswith(suffix):
+            return real(scenes, dim_order="TCZYX", channel_names=[["BF", "mCherry"]] * 2,
+                        physical_pixel_sizes=PhysicalPixelSizes(1.0, 0.2, 0.2))
+        return real(path, *args, **kwargs)
+
+    (tmp_path / f"exp{suffix}").write_bytes(b"a microscope file")
+    microscope._open_cached.cache_clear()
+    monkeypatch.setattr(bioio, "BioImage", fake_plugin)
+    try:
+        info = microscope.describe(tmp_path / f"exp{suffix}")
+        assert info[["T", "Z"]].values.tolist() == [[2, 1], [1, 3]]
+        assert info["pixel_size_x_um"].iloc[0] == 0.2  # (bioio's array reader: first scene)
+        pairs = find_pairs(tmp_path, files=f"*{suffix}", channels=CHANNELS)
+        assert pairs["pair_id"].tolist() == ["exp/s0_t0_z0", "exp/s0_t1_z0", "exp/s1_t0_z0",
+                                             "exp/s1_t0_z1", "exp/s1_t0_z2"]
+        tl, fl = read_pair(pairs.iloc[4])
+        np.testing.assert_array_equal(tl, scenes[1][0, 0, 2])
+        np.testing.assert_array_equal(fl, scenes[1][0, 1, 2])
+    finally:
+        microscope._open_cached.cache_clear()
+
+
+def test_ome_zarr_round_trip_of_a_movie_and_its_labels(tmp_path):
+    import zarr
+
+    movie = synthetic_movie(3, shape=(48, 48), n_cells=3, seed=0)
+    path = microscope.write_ome_zarr(tmp_path / "mv.ome.zarr", movie.tl,
+                                     {"cells": movie.cells, "nuclei": movie.nuclei},
+                                     pixel_size_um=0.325, frame_interval=5.0)
+    image, labels, size = microscope.read_ome_zarr(path)
+    np.testing.assert_array_equal(image, movie.tl)
+    np.testing.assert_array_equal(labels["cells"], movie.cells)
+    np.testing.assert_array_equal(labels["nuclei"], movie.nuclei)
+    assert size == 0.325 and image.dtype == np.uint16
+    meta = zarr.open_group(str(path), mode="r").attrs.asdict()["ome"]["multiscales"][0]
+    assert [a["name"] for a in meta["axes"]] == ["t", "y", "x"]
+    assert meta["datasets"][0]["coordinateTransformations"][0]["scale"] == [5.0, 0.325, 0.325]
+    with pytest.raises(FileExistsError):
+        microscope.write_ome_zarr(path, movie.tl)
+    with pytest.raises(ValueError, match=r"labels 'cells' \(shape \(2, 48, 48\)\) must match"):
+        microscope.write_ome_zarr(tmp_path / "b.ome.zarr", movie.tl, movie.cells[:2])
+    with pytest.raises(ValueError, match="name ends in .ome.zarr"):
+        microscope.write_ome_zarr(tmp_path / "b.zarr", movie.tl)
+    with pytest.raises(TypeError, match="int16"):
+        microscope.write_ome_zarr(tmp_path / "c.ome.zarr", movie.tl.astype(np.int16))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mv.ome.zarr"]  # nothing half-written
+    _, none, unknown = microscope.read_ome_zarr(
+        microscope.write_ome_zarr(tmp_path / "d.ome.zarr", movie.tl[0]))
+    assert none == {} and np.isnan(unknown)
+
+
+def test_export_writes_ome_zarr_with_the_pixel_size_of_the_planes(tmp_path):
+    _movie_files(tmp_path, n_positions=1, frames=2)
+    pairs = find_pairs(tmp_path, files="*.ome.tif", channels=CHANNELS)
+    annotate(pairs, tmp_path / "out", model="watershed", progress=False)
+    records = read_records(tmp_path / "out")
+    out = export(records, tmp_path / "ds", splits={"train": 1}, formats=("coco", "ome-zarr"))
+    written = sorted(p.relative_to(out / "train" / "ome-zarr").as_posix()
+                     for p in (out / "train" / "ome-zarr").rglob("*.ome.zarr"))
+    assert written == ["pos0+s0_t0_z0.ome.zarr", "pos0+s0_t1_z0.ome.zarr"]  # as images/
+    image, labels, size = microscope.read_ome_zarr(out / "train" / "ome-zarr" / written[1])
+    np.testing.assert_array_equal(image, records[1].image)
+    np.testing.assert_array_equal(labels["cells"], records[1].labels)
+    assert size == 0.65
