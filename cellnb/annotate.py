@@ -160,14 +160,14 @@ def _relabel_by_nuclei(cells, nuclei) -> np.ndarray:
     return new
 
 
-def _annotate_or_report(pair_id, source, out, config, spec, errors, embeddings=None) -> dict:
-    """:func:`_annotate_one`; with ``errors="skip"`` a failure becomes a "failed" row."""
+def _reported(pair_id, out, errors, make) -> dict:
+    """``make()``'s summary row; with ``errors="skip"`` a failure becomes a "failed" row."""
     from ._files import remove_dir
     from .io import check_pair_id
 
     t0 = time.perf_counter()
     try:
-        return _annotate_one(pair_id, source, out, config, spec, embeddings)
+        return make()
     except Exception as err:
         # a record that cannot be made again from its inputs is stale: never serve it
         remove_dir(Path(out) / "records" / check_pair_id(pair_id))
@@ -176,6 +176,12 @@ def _annotate_or_report(pair_id, source, out, config, spec, errors, embeddings=N
         return {"pair_id": pair_id, "status": "failed", "nuclei": 0, "cells": 0,
                 "seconds": time.perf_counter() - t0, "record": "",
                 "error": f"{type(err).__name__}: {err}"}
+
+
+def _annotate_or_report(pair_id, source, out, config, spec, errors, embeddings=None) -> dict:
+    """:func:`_annotate_one`, failures reported as :func:`_reported` says."""
+    return _reported(pair_id, out, errors,
+                     lambda: _annotate_one(pair_id, source, out, config, spec, embeddings))
 
 
 def _source(row) -> dict:
@@ -446,23 +452,14 @@ def _focus_sources(pairs, focus, progress) -> dict:
 
 
 def _reuse_or_report(pair_id, source, from_id, from_status, out, errors) -> dict:
-    """:func:`_reuse_record`, or a "failed" row when its in-focus plane has no record."""
-    from ._files import remove_dir
-    from .io import check_pair_id
-
-    t0 = time.perf_counter()
-    try:
+    """:func:`_reuse_record`; a "failed" row too when its in-focus plane has no record."""
+    def make():
         if from_status == "failed":
             raise ValueError(f"its in-focus plane {from_id} failed, so there are no labels to "
                              "reuse.")
         return _reuse_record(pair_id, source, from_id, out)
-    except Exception as err:
-        remove_dir(Path(out) / "records" / check_pair_id(pair_id))
-        if errors == "raise":
-            raise
-        return {"pair_id": pair_id, "status": "failed", "nuclei": 0, "cells": 0,
-                "seconds": time.perf_counter() - t0, "record": "",
-                "error": f"{type(err).__name__}: {err}"}
+
+    return _reported(pair_id, out, errors, make)
 
 
 def _reuse_record(pair_id, source, from_id, out) -> dict:
