@@ -43,6 +43,7 @@ True
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,8 +302,7 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
     if tracker not in ("trackpy", "laptrack"):
         raise ValueError(f"`tracker` must be 'trackpy' or 'laptrack', got {tracker!r}.")
     try:
-        import_module = __import__
-        import_module(tracker)
+        importlib.import_module(tracker)
     except ImportError:
         raise ImportError(f"track(tracker={tracker!r}) needs {tracker}: pip install "
                           "'cellnb[tracking]'.") from None
