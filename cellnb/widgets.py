@@ -57,24 +57,31 @@ class LocateTuner:
         self.pairs = _as_pairs(pairs_or_images)
         self.config = dataclasses.replace(config) if config is not None else Config()
         loc, pro = self.config.locate, self.config.prompt
+        from ._learned_locate import LEARNED, learned_available
+
         style = {"description_width": "initial"}
+        # sliders recompute when released, not on every step of a drag
+        slider = {"style": style, "continuous_update": False}
+        methods = ["auto", "isodata", "multiotsu", "watershed"]
+        methods += [m for m in LEARNED if learned_available(m) or loc.method == m]
         self.controls = {
             "pair": w.Dropdown(options=[n for n, _ in self.pairs], description="pair"),
-            "method": w.Dropdown(options=["auto", "isodata", "multiotsu", "watershed"],
-                                 value=loc.method, description="method"),
+            "method": w.Dropdown(options=methods, value=loc.method, description="method"),
             "threshold_division": w.FloatSlider(value=loc.threshold_division, min=0.1, max=2.0,
                                                 step=0.05, description="threshold division",
-                                                style=style),
+                                                **slider),
             "sigma": w.FloatSlider(value=loc.sigma, min=0, max=10, step=0.5,
-                                   description="gaussian sigma", style=style),
-            "tophat_size": w.IntSlider(value=loc.tophat_size or 0, min=0, max=301, step=2,
-                                       description="top-hat size (0 = off)", style=style),
+                                   description="gaussian sigma", **slider),
+            # any integer size (Cell-APP's 71 stays 71: a step of 2 from 0 would snap it to
+            # 72, and even footprints are many times slower); 0 switches the top-hat off
+            "tophat_size": w.BoundedIntText(value=loc.tophat_size or 0, min=0, max=1001,
+                                            description="top-hat size (0 = off)", style=style),
             "erosion_radius": w.IntSlider(value=loc.erosion_radius or 0, min=0, max=30,
-                                          description="erosion radius (0 = off)", style=style),
+                                          description="erosion radius (0 = off)", **slider),
             "kind": w.Dropdown(options=["points", "boxes", "points+boxes"], value=pro.kind,
                                description="prompts"),
             "box_scale": w.FloatSlider(value=pro.box_scale, min=1.0, max=5.0, step=0.1,
-                                       description="box scale", style=style),
+                                       description="box scale", **slider),
         }
         self.path = w.Text(value="cellnb_config.yaml", description="save as")
         self.save_button = w.Button(description="Save config", icon="save")
@@ -118,7 +125,7 @@ class LocateTuner:
         from .prompt import prompt
 
         params = self.parameters()
-        cellapp = params["locate"]["method"] != "auto"
+        cellapp = params["locate"]["method"] not in ("auto", "stardist", "cellpose")
         for name in ("threshold_division", "sigma", "tophat_size", "erosion_radius"):
             self.controls[name].disabled = not cellapp
         tl, fl = self._pair()

@@ -54,3 +54,21 @@ def test_tuner_bad_input():
         tune_locate([1])
     with pytest.raises(ValueError, match="is empty"):
         tune_locate([])
+
+
+def test_tuner_keeps_cellapps_odd_tophat_and_recomputes_on_release():
+    from cellnb.data import synthetic_pairs
+    from cellnb.widgets import tune_locate
+
+    tuner = tune_locate(synthetic_pairs(1, shape=(96, 96), n_cells=4))
+    assert tuner.controls["tophat_size"].value == 71  # not snapped to an even 72
+    assert tuner.parameters()["locate"]["tophat_size"] == 71
+    tuner.controls["tophat_size"].value = 0
+    assert tuner.parameters()["locate"]["tophat_size"] is None  # 0 switches it off
+    assert all(not c.continuous_update for name, c in tuner.controls.items()
+               if hasattr(c, "continuous_update") and name != "tophat_size")
+    from cellnb._learned_locate import learned_available
+
+    offered = set(tuner.controls["method"].options)
+    assert {"auto", "isodata", "multiotsu", "watershed"} <= offered
+    assert ("stardist" in offered) == learned_available("stardist")
