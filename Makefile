@@ -1,6 +1,7 @@
-# Two entry points, both working from nothing on a fresh machine:
+# Entry points, each working from nothing on a fresh machine:
 #   make demo   create .venv, install cellnb, run the main job (cellnb demo)
 #   make test   same install, run the whole test suite (notebooks included)
+#   make lab    same install, open the tutorial notebooks in JupyterLab (127.0.0.1)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,14 +12,14 @@ STAMP  := $(VENV)/.installed
 CELLNB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export CELLNB_DATA_DIR
 
-.PHONY: demo test install clean
+.PHONY: demo test lab install clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist,bioio,tracking]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist,bioio,tracking,lab]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not gpu and not weights" cellnb tests
+
+# the tutorials in JupyterLab, served on this machine only
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
 
 clean:
 	rm -rf $(VENV) cellnb-demo .pytest_cache
