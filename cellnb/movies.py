@@ -339,7 +339,10 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
     parents = {}
     if len(cells):
         link = _link_trackpy if tracker == "trackpy" else _link_laptrack
-        segment, links = link(cells, list(link_on), float(search_range), int(memory))
+        positions = pd.DataFrame({"frame": cells["t"].to_numpy(),
+                                  "_py": cells[link_on[0]].to_numpy(),
+                                  "_px": cells[link_on[1]].to_numpy()})
+        segment, links = link(positions, float(search_range), int(memory))
         cells = cells.assign(_segment=segment).sort_values(["t", "label"])
         # track ids from 1, in order of appearance
         first = cells.groupby("_segment")[["t", "label"]].min().sort_values(["t", "label"])
@@ -359,15 +362,13 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
                   relabelled, dict(sorted(parents.items())))
 
 
-def _link_trackpy(cells, columns, search_range, memory):
-    """trackpy's linking: (track of each row, no divisions)."""
+def _link_trackpy(positions, search_range, memory):
+    """trackpy's linking of (frame, _py, _px) rows: (track of each row, no divisions)."""
     import warnings
 
     import trackpy
 
     trackpy.quiet()
-    positions = pd.DataFrame({"frame": cells["t"].to_numpy(), "_py": cells[columns[0]].to_numpy(),
-                              "_px": cells[columns[1]].to_numpy()})
     with warnings.catch_warnings():  # trackpy's pandas deprecations are not the user's
         warnings.simplefilter("ignore", DeprecationWarning)
         linked = trackpy.link(positions, search_range, memory=memory,
@@ -375,12 +376,10 @@ def _link_trackpy(cells, columns, search_range, memory):
     return linked["particle"].reindex(positions.index).to_numpy(), []
 
 
-def _link_laptrack(cells, columns, search_range, memory):
+def _link_laptrack(positions, search_range, memory):
     """laptrack's LAP linking with splitting: (track segment of each row, (parent, child)s)."""
     from laptrack import LapTrack
 
-    positions = pd.DataFrame({"frame": cells["t"].to_numpy(), "_py": cells[columns[0]].to_numpy(),
-                              "_px": cells[columns[1]].to_numpy()})
     lap = LapTrack(cutoff=search_range ** 2, gap_closing_cutoff=search_range ** 2 if memory
                    else False, gap_closing_max_frame_count=memory + 1,
                    splitting_cutoff=(2 * search_range) ** 2, merging_cutoff=False)
