@@ -269,7 +269,7 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
         (``nucleus_y, nucleus_x``) when `table` has them, because a nucleus
         moves more steadily than the outline of its cell (on
         :func:`cellnb.data.synthetic_movie` with watershed cells: 15 tracks
-        for 15 cells from the nuclei, 29 from the cell centroids), else the
+        for 15 cells from the nuclei, 17 from the cell centroids), else the
         cells. ``y, x`` in the result are always the cells' centroids.
 
     Returns

@@ -542,10 +542,12 @@ def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=No
                       progress=False, callback=None) -> Segmentation:
     """Seeded watershed of the TL image from the nuclei (the classical baseline).
 
-    Cells are textured and the background is flat, so a threshold on the
-    local standard deviation gives the foreground; each prompted nucleus
-    seeds a watershed of the smoothed image's gradient inside it. What
-    :class:`cellnb.models.Watershed` runs; see :func:`segment`.
+    A marker-controlled watershed of the smoothed image's gradient: each
+    prompted nucleus is a marker, and so is the background, the pixels
+    whose local standard deviation is well below the Otsu threshold of the
+    image's texture (cells are textured, the background is flat), away from
+    any nucleus. Cells end where they meet the background or each other.
+    What :class:`cellnb.models.Watershed` runs; see :func:`segment`.
     """
     from scipy import ndimage
     from skimage.filters import sobel, threshold_otsu
@@ -567,12 +569,15 @@ def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=No
     smooth = ndimage.gaussian_filter(grey.astype(np.float32), 1.5)
     mean = ndimage.uniform_filter(smooth, 9)
     texture = np.sqrt(np.clip(ndimage.uniform_filter(smooth ** 2, 9) - mean ** 2, 0, None))
-    foreground = texture > threshold_otsu(texture) if texture.max() > texture.min() else (
-        np.ones(grey.shape, bool))
-    foreground = ndimage.binary_fill_holes(ndimage.binary_opening(foreground, iterations=2))
-    foreground |= nuclei > 0
     markers = np.where(np.isin(nuclei, prompts["label"].to_numpy()), nuclei, 0)
-    grown = watershed(sobel(smooth), markers, mask=foreground)
+    if texture.max() > texture.min():
+        flat = ndimage.binary_erosion(texture < 0.3 * threshold_otsu(texture), iterations=3)
+        background = int(nuclei.max()) + 1
+        markers[flat & (ndimage.distance_transform_edt(nuclei == 0) > 5)] = background
+        grown = watershed(sobel(smooth), markers)
+        grown[grown == background] = 0
+    else:  # a flat image has no edges: each cell is its nucleus' watershed basin
+        grown = watershed(sobel(smooth), markers)
     boxes = ndimage.find_objects(grown)
     crops = []
     with Progress(len(prompts), "segment", progress=progress, callback=callback,
