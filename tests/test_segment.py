@@ -107,6 +107,17 @@ def test_watershed_baseline(scene):
     assert evaluate(pair.cells, result.labels, thresholds=[0.5])["tp"][0] > 0
 
 
+@pytest.mark.parametrize("index, ap", [(0, 1.0), (1, 1.0), (2, 0.846)])
+def test_watershed_baseline_ends_cells_at_the_background(index, ap):
+    """The background is a marker too: cells stop at it (before: AP@0.5 0.33-0.5 here)."""
+    pair = synthetic_pairs(3, shape=(256, 256), n_cells=12, seed=0)[index]
+    nuclei = locate(pair.fluorescence, method="auto")
+    result = segment(pair.tl, prompt(nuclei), model="watershed", nuclei=nuclei)
+    scores = evaluate(pair.cells, result.labels, thresholds=[0.5])
+    assert scores["ap"][0] == pytest.approx(ap, abs=1e-3)
+    assert (result.labels[pair.cells == 0] > 0).mean() < 0.05  # little background taken
+
+
 def test_empty_prompts(scene, vit_t):
     pair, _, prompts = scene
     result = segment(pair.tl, prompts.iloc[:0], model=vit_t)
