@@ -1,6 +1,6 @@
 # Entry points, each working from nothing on a fresh machine:
 #   make demo   create .venv, install cellnb, run the main job (cellnb demo)
-#   make test   same install, run the whole test suite (notebooks included)
+#   make test   same install, run the test suite (notebooks included; not the slow tests)
 #   make lab    same install, open the tutorial notebooks in JupyterLab (127.0.0.1)
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 CELLNB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export CELLNB_DATA_DIR
 
-.PHONY: demo test lab install clean
+.PHONY: demo test test-slow lab install clean
 
 install: $(STAMP)
 
@@ -26,7 +26,11 @@ demo: $(STAMP)
 	$(BIN)/cellnb demo --out cellnb-demo
 
 test: $(STAMP)
-	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not gpu and not weights" cellnb tests
+	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not gpu and not weights and not slow" cellnb tests
+
+# the tests too slow for CI (SAM training at 1024 px on the CPU)
+test-slow: $(STAMP)
+	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "slow and not gpu and not weights" tests
 
 # the tutorials in JupyterLab, served on this machine only
 lab: $(STAMP)

@@ -88,7 +88,6 @@ def test_annotate_with_sam_model_and_export_from_folder(folder, tmp_path, vit_t)
     assert provenance["models"][0]["name"] == "random_vit_t"
 
 
-@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_records(folder, tmp_path):
     from dask.distributed import Client, LocalCluster
 

@@ -195,7 +195,6 @@ def _pycocotools_matches(truth, pred, thresholds):
     return [(ev.evalImgs[0]["dtMatches"][t] > 0).sum() for t in range(len(thresholds))]
 
 
-@pytest.mark.slow
 def test_agrees_with_pycocotools_on_cellapp_example(cellapp_example):
     truth = read_coco(cellapp_example / "test", images=False)[0].labels
     rng = np.random.default_rng(0)

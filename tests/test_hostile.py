@@ -385,7 +385,6 @@ def _tree(root):
     return files
 
 
-@pytest.mark.slow
 def test_4_sigkill_at_random_moments_then_rerun_changes_nothing(tmp_path):
     import random
     import signal

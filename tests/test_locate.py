@@ -294,7 +294,6 @@ def test_stardist_locator_errors(tiny_stardist, tmp_path, monkeypatch, fl):
         locate(fl, model=tiny_stardist[0])
 
 
-@pytest.mark.slow
 def test_cellpose_locator_keeps_the_contract(tmp_path, fl):
     pytest.importorskip("cellpose")
     import torch

@@ -43,7 +43,6 @@ def test_random_sam_with_decoder_loads_instance_decoder():
     assert "with instance decoder" in repr(model)
 
 
-@pytest.mark.slow
 def test_random_vit_b_size():
     model = random_sam("vit_b", seed=0)
     n_params = sum(p.numel() for p in model.predictor.model.parameters())

@@ -14,7 +14,6 @@ from cellnb.io import Record
 from cellnb import load_trained, train
 
 TINY = dict(epochs=3, steps_per_epoch=3, batch_size=1, patch_shape=(64, 64), progress=False)
-pytestmark = pytest.mark.slow
 
 
 def _records(n, seed=0):
@@ -200,6 +199,7 @@ def test_cellsam_trains_only_the_neck_and_segments_from_boxes(dataset, base, tmp
 # ---------------------------------------------------------------------------
 # cellseg1
 # ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cellseg1_trains_lora_only_and_segments_from_a_grid(dataset, base, tmp_path, image):
     from cellnb.recipes import cellseg1
 
@@ -230,6 +230,7 @@ def test_cellseg1_trains_lora_only_and_segments_from_a_grid(dataset, base, tmp_p
 # ---------------------------------------------------------------------------
 # cellpose
 # ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cellpose_fine_tunes_through_train_seg(dataset, tmp_path, image):
     pytest.importorskip("cellpose")
     from cellpose.vit import CPSAM
