@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 CELLNB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export CELLNB_DATA_DIR
 
-.PHONY: demo test test-slow lab install clean
+.PHONY: demo test test-slow lab install browser clean
 
 install: $(STAMP)
 
@@ -25,8 +25,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cellnb demo --out cellnb-demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not gpu and not weights and not slow" cellnb tests
+
+# tests/test_browser.py drives Debian's chromium: installed here when we are root on Debian,
+# else that test is skipped (said in the test report)
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "chromium / chromedriver not installed: tests/test_browser.py will be skipped"
 
 # the tests too slow for CI (SAM training at 1024 px on the CPU)
 test-slow: $(STAMP)
@@ -34,7 +41,7 @@ test-slow: $(STAMP)
 
 # the tutorials in JupyterLab, served on this machine only
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:
 	rm -rf $(VENV) cellnb-demo .pytest_cache

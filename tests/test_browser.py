@@ -1,0 +1,231 @@
+"""The viewer as people use it: JupyterLab on 127.0.0.1, driven in Debian's Chromium by selenium.
+
+A notebook shows a :class:`cellnb.viewer.Viewer` of a synthetic pair; the test
+clicks a cell, zooms with the wheel, hides a layer and drags a box in the real
+browser, and reads what the kernel received from a file the notebook's
+callbacks write. Needs ``chromium`` and ``chromedriver`` (Debian packages
+``chromium chromium-driver``; ``make test`` installs them when run as root).
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+if CHROMIUM is None or DRIVER is None:
+    pytest.skip("needs Debian's chromium and chromedriver (apt-get install chromium "
+                "chromium-driver)", allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("jupyterlab")
+
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from cellnb.data import synthetic_pairs  # noqa: E402
+
+SIZE = 256
+NOTEBOOK = f"""
+import json
+from cellnb.data import synthetic_pairs
+from cellnb.viewer import Viewer
+
+pair = synthetic_pairs(1, shape=({SIZE}, {SIZE}), n_cells=6, seed=0)[0]
+viewer = Viewer(height=480)
+viewer.add_image(pair.tl, name="TL")
+viewer.add_image(pair.fluorescence, name="H2B", color="magenta", opacity=0.8)
+viewer.add_labels(pair.cells, name="cells")
+
+def log(event):
+    with open("events.jsonl", "a") as f:
+        f.write(json.dumps(event) + "\\n")
+
+viewer.on_click(log)
+viewer.on_box(log)
+viewer.observe(lambda c: log({{"event": "view", **c["new"]}}), names="view")
+viewer.observe(lambda c: log({{"event": "layers", "visible": [l["visible"] for l in c["new"]]}}),
+               names="layers")
+viewer
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab serving a folder with the viewer notebook, on 127.0.0.1 only; stopped after."""
+    folder = tmp_path_factory.mktemp("lab")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK.strip())])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, folder / "viewer.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(folder / ".jupyter"),
+               JUPYTER_RUNTIME_DIR=str(folder / ".runtime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(folder / ".workspaces"))
+    env.pop("MPLBACKEND", None)
+    log = open(folder / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={folder}", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n"
+                                       + (folder / "lab.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield base, token, folder
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1400,1100", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    yield driver
+    driver.quit()
+
+
+def _events(folder, kind):
+    path = folder / "events.jsonl"
+    if not path.exists():
+        return []
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == kind]
+
+
+def _wait_for(folder, kind, predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in _events(folder, kind) if predicate(e)]
+        if found:
+            return found[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind!r} event as expected reached the kernel; got "
+                         f"{_events(folder, kind)}")
+
+
+@contextlib.contextmanager
+def _screenshot_on_failure(browser, folder):
+    """Keep what the browser showed when a step failed, beside JupyterLab's log."""
+    try:
+        yield
+    except Exception:
+        browser.save_screenshot(str(folder / "failure.png"))
+        print(f"browser screenshot: {folder / 'failure.png'}; JupyterLab log: {folder / 'lab.log'}")
+        raise
+
+
+def test_viewer_in_jupyterlab_sends_clicks_zoom_layers_and_boxes(lab, browser):
+    base, token, folder = lab
+    with _screenshot_on_failure(browser, folder):
+        _drive(browser, base, token, folder)
+
+
+def _drive(browser, base, token, folder):
+    browser.get(f"{base}/lab/tree/viewer.ipynb?token={token}")
+    wait = WebDriverWait(browser, 120)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")))
+    # once the kernel is up, run the cell as a user does: click into it, shift-enter
+    wait.until(EC.presence_of_element_located(
+        (By.XPATH, "//*[contains(@class, 'jp-StatusBar')]//*[contains(text(), '| Idle')]")))
+    editor = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
+    editor.click()
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+    canvas = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".cellnb-viewer canvas")))
+    # the rasters arrive after the view announces itself; wait until the status line is drawn
+    wait.until(lambda d: "zoom" in d.find_element(By.CSS_SELECTOR, ".cellnb-viewer-status").text)
+    # whole canvas on screen: selenium's element offsets count from its visible part's centre
+    width, height, top, bottom = browser.execute_script(
+        "const c = arguments[0]; c.scrollIntoView({block: 'center'});"
+        "const r = c.getBoundingClientRect(); return [r.width, r.height, r.top, r.bottom];",
+        canvas)
+    assert 0 <= top and bottom <= browser.execute_script("return window.innerHeight;")
+    assert width > 100 and height > 100
+    # the layout fits the column: the viewer is no wider than the cell's output area
+    overflow = browser.execute_script(
+        "const v = document.querySelector('.cellnb-viewer');"
+        "const o = v.closest('.jp-OutputArea-output');"
+        "return v.scrollWidth - o.clientWidth;")
+    assert overflow <= 1
+    scale = min(width / SIZE, height / SIZE)
+
+    def offset(y, x):  # selenium offsets are from the element's centre
+        return round((x - SIZE / 2) * scale), round((y - SIZE / 2) * scale)
+
+    # 1. click the middle of a cell: the kernel learns which cell
+    pair = synthetic_pairs(1, shape=(SIZE, SIZE), n_cells=6, seed=0)[0]
+    from scipy import ndimage
+
+    label = int(pair.cells.max())
+    dist = ndimage.distance_transform_edt(pair.cells == label)
+    y, x = np.unravel_index(np.argmax(dist), dist.shape)
+    ActionChains(browser).move_to_element_with_offset(canvas, *offset(y, x)).click().perform()
+    click = _wait_for(folder, "click", lambda e: True)
+    assert click["labels"]["cells"] == label and not click["shift"], (click, y, x, scale)
+    assert abs(click["y"] - y) < 2 and abs(click["x"] - x) < 2
+
+    # 2. shift-click on background
+    by, bx = np.argwhere(ndimage.binary_erosion(pair.cells == 0, iterations=6))[0]
+    ActionChains(browser).key_down(Keys.SHIFT).move_to_element_with_offset(
+        canvas, *offset(by, bx)).click().key_up(Keys.SHIFT).perform()
+    shift = _wait_for(folder, "click", lambda e: e["shift"])
+    assert shift["labels"]["cells"] == 0
+
+    # 3. the wheel zooms in about the pointer; the kernel's view follows
+    ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -600).perform()
+    zoomed = _wait_for(folder, "view", lambda e: e.get("scale", 0) > scale * 1.5)
+    assert 0 <= zoomed["cy"] <= SIZE and 0 <= zoomed["cx"] <= SIZE
+
+    # 4. hiding a layer from its checkbox
+    browser.find_element(By.CSS_SELECTOR, ".cellnb-viewer input[data-layer='cells']").click()
+    _wait_for(folder, "layers", lambda e: e["visible"] == [True, True, False])
+
+    # 5. box mode: a drag becomes a box in image pixels
+    browser.find_element(By.XPATH, "//button[@class='cellnb-viewer-button' and text()='box']").click()
+    chain = ActionChains(browser).move_to_element_with_offset(canvas, -40, -30).click_and_hold()
+    chain.move_by_offset(30, 20).move_by_offset(30, 20).release().perform()
+    box = _wait_for(folder, "box", lambda e: True)
+    assert box["y1"] > box["y0"] and box["x1"] > box["x0"]
+    assert (box["x1"] - box["x0"]) == pytest.approx(60 / zoomed["scale"], rel=0.2)
