@@ -300,7 +300,7 @@ def error_types(truth, pred, *, threshold: float = 0.5):
     return true_kind, pred_kind
 
 
-def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
+def errors(image, truth, pred, *, threshold: float = 0.5, title: str | None = None, ax=None):
     """Overlay segmentation errors on `image`: outlines colored by kind.
 
     True positives are drawn from the prediction in green; false positives
@@ -315,6 +315,8 @@ def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
         Label images.
     threshold : float, default=0.5
         IoU threshold of a match.
+    title : str, optional
+        First line of the title (e.g. the method); the counts follow.
     ax : matplotlib Axes, optional
 
     Returns
@@ -326,9 +328,11 @@ def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> truth = np.zeros((16, 16), np.int32); truth[2:8, 2:8] = 1
-    >>> ax = errors(np.zeros((16, 16), np.float32), truth, truth)
-    >>> ax.get_title()
-    'TP 1 · FP 0 · FN 0 · merges 0 · splits 0 (IoU >= 0.5)'
+    >>> ax = errors(np.zeros((16, 16), np.float32), truth, truth, title="perfect")
+    >>> print(ax.get_title())
+    perfect
+    TP 1 · FP 0 · FN 0
+    merges 0 · splits 0 (IoU >= 0.5)
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgba
@@ -360,9 +364,10 @@ def errors(image, truth, pred, *, threshold: float = 0.5, ax=None):
     from collections import Counter
 
     pred_n, true_n = Counter(pred_kind.values()), Counter(true_kind.values())
-    ax.set_title(f"TP {pred_n['true positive']} · FP {pred_n['false positive']} · "
-                 f"FN {true_n['false negative']} · merges {pred_n['merge']} · "
-                 f"splits {true_n['split']} (IoU >= {threshold})")
+    counts = (f"TP {pred_n['true positive']} · FP {pred_n['false positive']} · "
+              f"FN {true_n['false negative']}\nmerges {pred_n['merge']} · "
+              f"splits {true_n['split']} (IoU >= {threshold})")
+    ax.set_title(counts if title is None else f"{title}\n{counts}", fontsize=10)
     ax.legend(handles=[Patch(color=c, label=k) for k, c in ERROR_COLORS.items()],
               loc="lower right", fontsize=8, framealpha=0.8)
     ax.set_axis_off()

@@ -240,7 +240,7 @@ def test_error_types_and_overlay():
     assert pred_kind == {10: "merge", 11: "split", 12: "split", 13: "true positive",
                          14: "false positive"}
     ax = errors(np.zeros((10, 20), np.uint8), truth, pred)
-    assert ax.get_title().startswith("TP 1 · FP 1 · FN 1 · merges 1 · splits 1")
+    assert ax.get_title().startswith("TP 1 · FP 1 · FN 1\nmerges 1 · splits 1")
     table = compare({"m": pred}, truth)
     ax = ap_curve(table, metric="f1")
     assert ax.get_ylabel() == "f1" and len(ax.get_lines()) == 1
