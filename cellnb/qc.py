@@ -167,12 +167,39 @@ def flag_cells(record, *, nuclei=None, min_score: float = 0.7, area_mads: float 
     return flags
 
 
+def _from_folder(out) -> tuple[list, dict]:
+    """Records of an annotate folder with every prompt's row (dropped ones too) and their nuclei."""
+    import json
+    from pathlib import Path
+
+    from .io import Record, read_labels
+
+    root = Path(out)
+    root = root / "records" if (root / "records").is_dir() else root
+    if not root.is_dir():
+        raise FileNotFoundError(f"{out} holds no annotate records (no records/ folder).")
+    records, nuclei = [], {}
+    for folder in sorted(p for p in root.iterdir()
+                         if not p.name.startswith(".") and (p / "record.json").is_file()):
+        provenance = json.loads((folder / "record.json").read_text())
+        pair_id = provenance["pair_id"]
+        cells = pd.read_csv(folder / "cells.csv", index_col="label")
+        records.append(Record(pair_id, None, read_labels(folder / "cells.tif"), cells,
+                              provenance))
+        if (folder / "nuclei.tif").is_file():
+            nuclei[pair_id] = read_labels(folder / "nuclei.tif")
+    return records, nuclei
+
+
 def triage(records: Iterable, *, nuclei=None, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Flag the cells of many records; order the pairs so the most flagged come first.
 
     Parameters
     ----------
     records : iterable of cellnb.io.Record, or an annotate output folder
+        From a folder, every prompt's row is read (dropped ones too, which
+        :func:`cellnb.annotate.read_records` leaves out) and each record's
+        nuclei with it.
     nuclei : mapping of record id -> (H, W) int ndarray, optional
         Each record's nuclei, for ``no_nucleus``.
     **options
@@ -201,9 +228,8 @@ def triage(records: Iterable, *, nuclei=None, **options) -> tuple[pd.DataFrame, 
     1  good      1        0       0
     """
     if isinstance(records, (str, bytes)) or hasattr(records, "is_dir"):
-        from .annotate import read_records
-
-        records = read_records(records)
+        records, found = _from_folder(records)
+        nuclei = found if nuclei is None else nuclei
     tables, rows = [], []
     for record in records:
         flags = flag_cells(record, nuclei=None if nuclei is None else nuclei.get(record.id),

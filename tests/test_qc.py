@@ -89,8 +89,7 @@ def test_triage_an_annotate_folder(tmp_path):
     annotate(tmp_path / "pairs", tmp_path / "out", config=config, model="watershed",
              progress=False)
     records = read_records(tmp_path / "out")
-    nuclei = {p.id: locate(p.fluorescence, method="auto") for p in pairs}
-    by_pair, cells = triage(tmp_path / "out", nuclei=nuclei)
+    by_pair, cells = triage(tmp_path / "out")  # the records' own nuclei and every prompt
     assert list(by_pair.columns) == ["id", "cells", "flagged", *FLAGS]
     assert sorted(by_pair["id"]) == sorted(r.id for r in records)
     assert by_pair["flagged"].is_monotonic_decreasing
@@ -102,5 +101,12 @@ def test_triage_an_annotate_folder(tmp_path):
         assert row.cells == (mine["cell_area"] > 0).sum()
     # the watershed cells contain their nuclei: no_nucleus was checked and is rare
     assert cells["no_nucleus"].notna().all() and cells["no_nucleus"].mean() < 0.1
+    # records in memory (kept cells only) with the same nuclei: the same flags for those cells
+    nuclei = {p.id: locate(p.fluorescence, method="auto") for p in pairs}
+    _, again = triage(records, nuclei=nuclei)
+    both = cells.merge(again, on=["id", "label"], suffixes=("", "_mem"))
+    assert len(both) == len(again) > 0
+    for flag in ("no_nucleus", "low_score", "area", "crowded", "border"):
+        pd.testing.assert_series_equal(both[flag], both[f"{flag}_mem"], check_names=False)
     with pytest.raises(ValueError, match="no records to triage"):
         triage([])
