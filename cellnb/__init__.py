@@ -44,7 +44,7 @@ __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
 _SUBMODULES = ("io", "data", "dataset", "models", "weights", "plot", "widgets", "testing", "config",
-               "cli", "recipes", "microscope", "movies", "viewer", "qc")
+               "cli", "recipes", "microscope", "movies", "viewer", "qc", "curate")
 
 __all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",
            "culture", "classify", "annotate", "export", "train", "load_trained", "TrainedModel",

@@ -226,6 +226,10 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
                     "record": str(folder), "error": ""}
+        if old.get("curation"):  # a person corrected it: never replaced behind their back
+            return {"pair_id": pair_id, "status": "curated", "nuclei": old["nuclei"],
+                    "cells": old["cells"], "seconds": time.perf_counter() - t0,
+                    "record": str(folder), "error": ""}
     tl, fl = read_pair({"tl_path": tl_path, "fl_path": fl_path, **(plane or {})})
     if tl.min() == tl.max():
         raise ValueError(f"transmitted-light image {tl_path} is constant (every pixel "
@@ -341,7 +345,9 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     summary : DataFrame
         One row per pair: ``pair_id, status`` ("done", "skipped" when an
         identical record already existed, "reused" for the defocused
-        planes of `focus`, or "failed"), ``nuclei, cells,
+        planes of `focus`, "curated" for a record a person corrected
+        (:mod:`cellnb.curate`), kept as it is even when the settings
+        changed, with a warning, or "failed"), ``nuclei, cells,
         seconds, record, error`` (the error message of a failed pair).
 
     Examples
@@ -420,6 +426,15 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         warnings.warn(f"{out / 'records'} holds {len(orphans)} record(s) of pairs that are not "
                       f"in this run ({', '.join(orphans[:5])}); read_records returns them too. "
                       "Delete their folders if those pairs are gone.", UserWarning, stacklevel=2)
+    curated = summary[summary["status"] == "curated"]
+    if len(curated):
+        import warnings
+
+        warnings.warn(f"{len(curated)} curated record(s) were kept although the pair or the "
+                      f"settings changed ({', '.join(curated['pair_id'][:5])}): annotate never "
+                      "replaces corrections. To annotate them again, undo their curation "
+                      "(cellnb.curate.undo) or delete their record folders.", UserWarning,
+                      stacklevel=2)
     failed = summary[summary["status"] == "failed"]
     if len(failed):
         import warnings
@@ -484,7 +499,12 @@ def _reuse_record(pair_id, source, from_id, out) -> dict:
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
                     "record": str(folder), "error": ""}
+        if old.get("curation"):  # this plane itself was corrected: kept
+            return {"pair_id": pair_id, "status": "curated", "nuclei": old["nuclei"],
+                    "cells": old["cells"], "seconds": time.perf_counter() - t0,
+                    "record": str(folder), "error": ""}
     original = json.loads((origin / "record.json").read_text())
+    original.pop("curation", None)  # the source's edits are its own; its labels come along
     tl = _read_tl({"tl_path": str(tl_path), "plane": source["plane"]})
     labels = read_labels(origin / "cells.tif")
     if tl.shape[:2] != labels.shape:
@@ -556,7 +576,10 @@ def read_records(out, *, images: bool = True) -> list:
     Returns
     -------
     records : list of cellnb.io.Record
-        Sorted by pair id; ``cells`` holds the kept cells only.
+        Sorted by pair id; ``cells`` holds the kept cells only. A record a
+        person corrected (:mod:`cellnb.curate`) has its curated labels, a
+        ``curated`` column ("added", "edited", "restored") and
+        ``provenance["curation"]``, the log of its edits.
     """
     from .io import Record, read_labels
 

@@ -118,6 +118,8 @@ def flag_cells(record, *, nuclei=None, min_score: float = 0.7, area_mads: float 
     if isinstance(max_neighbours, bool) or not isinstance(max_neighbours, int) or max_neighbours < 1:
         raise ValueError(f"`max_neighbours` must be an int >= 1, got {max_neighbours!r}.")
     table = record.cells if record.cells is not None else pd.DataFrame()
+    if "status" in table:  # cells a person rejected are decided, not suspects
+        table = table[table["status"] != "rejected"]
     ids = np.union1d(np.asarray(table.index, dtype=np.int64),
                      np.unique(labels[labels > 0])).astype(np.int64)
     index = pd.Index(ids, name="label")
