@@ -43,7 +43,8 @@ import pandas as pd
 from ._validation import check_image, check_labels, check_tiling
 
 __all__ = ["segment", "segment_prompts", "segment_watershed", "resolve_overlaps",
-           "Segmentation", "normalize_for_sam", "check_prompts", "STATUSES", "TABLE_COLUMNS"]
+           "Segmentation", "normalize_for_sam", "check_prompts", "segment_click", "STATUSES",
+           "TABLE_COLUMNS"]
 
 #: Status of each prompt in ``Segmentation.table``.
 STATUSES = ("kept", "overlap", "empty", "too small", "covered")
@@ -536,6 +537,115 @@ def segment_prompts(model, image, prompts, *, embedding=None, kind=None, multima
                 bar.update()
     return _result(crops, scores, prompts, (h, w), iou_threshold, min_area,
                    embedding.normalization, f"{model.name} ({model.weights_hash})")
+
+
+def segment_click(model, image, points=(), *, box=None, embedding=None, multimask=None):
+    """One cell from interactive prompts: positive and negative points and / or a box.
+
+    What a click in :func:`cellnb.widgets.review` runs: the image's embedding
+    is computed once (``model.embed``, kept by the model) and each call only
+    decodes, so a click costs SAM's prompt decoder and an upsampling around
+    the mask. On a tiled embedding the tile holding the first positive
+    point (else the box centre) is used; negative points outside it are
+    left out.
+
+    Parameters
+    ----------
+    model : cellnb.models.SamModel
+    image : (H, W) or (H, W, 3) ndarray
+        The TL image.
+    points : sequence of (y, x, positive)
+        Pixel coordinates (row, column) and True for a point on the cell,
+        False for a point that is not the cell.
+    box : (y0, x0, y1, x1), optional
+        Box around the cell, in pixels.
+    embedding : cellnb.models.ImageEmbedding, optional
+        Default: ``model.embed(image)`` (reused when kept).
+    multimask : bool, optional
+        SAM's three candidate masks, the best by predicted IoU kept. Default:
+        True for a lone point (ambiguous), else False.
+
+    Returns
+    -------
+    mask : (H, W) bool ndarray
+    score : float
+        SAM's predicted IoU of the mask.
+
+    Examples
+    --------
+    >>> from cellnb.testing import random_sam
+    >>> from cellnb.data import synthetic_pairs
+    >>> pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
+    >>> mask, score = segment_click(random_sam("vit_t"), pair.tl, [(30, 30, True)])  # doctest: +SKIP
+    >>> mask.shape  # doctest: +SKIP
+    (64, 64)
+    """
+    import torch
+
+    from ._tiling import tiles
+    from .models import image_key
+
+    image = check_image(image, "image", rgb=True)
+    h, w = image.shape[:2]
+    if not hasattr(model, "embed") or not hasattr(model, "predictor"):
+        raise TypeError(f"`model` must be a SAM model (cellnb.models.load), got "
+                        f"{type(model).__name__}: only SAM decodes clicks.")
+    rows = []
+    for point in points:
+        if len(point) != 3:
+            raise ValueError(f"each point is (y, x, positive), got {point!r}.")
+        y, x, positive = float(point[0]), float(point[1]), bool(point[2])
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"point ({y:g}, {x:g}) lies outside the image ({h} x {w}).")
+        rows.append((y, x, positive))
+    if box is not None:
+        y0, x0, y1, x1 = (float(v) for v in box)
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ValueError(f"`box` must be (y0, x0, y1, x1) inside the image ({h} x {w}) "
+                             f"with y0 < y1 and x0 < x1, got {tuple(box)!r}.")
+    positives = [(y, x) for y, x, p in rows if p]
+    if not positives and box is None:
+        raise ValueError("give at least one positive point or a box: negative points alone do "
+                         "not say which cell.")
+    if embedding is None:
+        embedding = model.embed(image)
+    elif embedding.shape != (h, w) or not embedding.key.startswith(image_key(image)):
+        raise ValueError(f"`embedding` was computed for another image (shape "
+                         f"{embedding.shape}); embed this one with model.embed(image).")
+    anchor = positives[0] if positives else ((y0 + y1) / 2, (x0 + x1) / 2)
+    pieces = [((0, 0, h, w), (0, 0, h, w))] if embedding.tile_shape is None else \
+        tiles((h, w), embedding.tile_shape, embedding.halo)
+    ay, ax = min(round(anchor[0]), h - 1), min(round(anchor[1]), w - 1)
+    tile_id, outer = next((k, outer) for k, ((iy0, ix0, iy1, ix1), outer) in enumerate(pieces)
+                          if iy0 <= ay < iy1 and ix0 <= ax < ix1)
+    predictor = model.predictor
+    _put_tile(predictor, embedding, None if embedding.tile_shape is None else tile_id, outer)
+    oy0, ox0, oy1, ox1 = outer
+    original, device = predictor.original_size, predictor.device
+    coords = labels = boxes = None
+    kept = [(y - oy0, x - ox0, p) for y, x, p in rows
+            if oy0 <= y < oy1 and ox0 <= x < ox1]
+    if kept:
+        xy = np.array([[x + 0.5, y + 0.5] for y, x, _ in kept], np.float32)[None]
+        coords = predictor.transform.apply_coords_torch(torch.as_tensor(xy, device=device),
+                                                        original)
+        labels = torch.as_tensor([[int(p) for _, _, p in kept]], device=device)
+    if box is not None:
+        xyxy = np.array([[x0 - ox0, y0 - oy0, x1 - ox0, y1 - oy0]], np.float32)
+        boxes = predictor.transform.apply_boxes_torch(torch.as_tensor(xyxy, device=device),
+                                                      original)
+    if multimask is None:
+        multimask = len(kept) == 1 and box is None
+    with torch.no_grad():
+        low_res, iou = _sam_decode(predictor.model, predictor.features, points=coords,
+                                   labels=labels, boxes=boxes, multimask=bool(multimask))
+    best = int(iou[0].argmax())
+    logits = low_res[0, best].float().cpu().numpy()
+    wy0, wx0, crop = _mask_from_logits(logits, (oy1 - oy0, ox1 - ox0), predictor.input_size,
+                                       (anchor[0] - oy0, anchor[1] - ox0))
+    mask = np.zeros((h, w), bool)
+    mask[oy0 + wy0:oy0 + wy0 + crop.shape[0], ox0 + wx0:ox0 + wx0 + crop.shape[1]] = crop
+    return mask, float(iou[0, best])
 
 
 def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=None,

@@ -332,3 +332,46 @@ def test_segmentation_from_labels():
     assert seg.table.values.tolist() == [[1, 1.0, 6, 3, 3, 6, 5, "kept"],
                                          [4, 0.25, 6, 0, 0, 2, 3, "kept"]]
     assert seg.model == "m" and seg.normalization == {}
+
+
+def test_segment_click_decodes_what_segment_decodes(scene, vit_t):
+    """A click is one prompt row decoded on the kept embedding: the same mask as segment()."""
+    from cellnb.segment import segment_click
+
+    pair, nuclei, prompts = scene
+    row = prompts.iloc[[0]].assign(negatives=[()])
+    via_table = segment(pair.tl, row, model=vit_t, kind="points")
+    table_mask = via_table.labels == row["label"].iloc[0]
+    mask, score = segment_click(vit_t, pair.tl, [(row["y"].iloc[0], row["x"].iloc[0], True)],
+                                multimask=False)
+    np.testing.assert_array_equal(mask, table_mask)
+    assert score == pytest.approx(via_table.table["score"].iloc[0], abs=1e-6)
+    boxes = prompt(nuclei, kind="boxes").iloc[[0]]
+    via_box = segment(pair.tl, boxes, model=vit_t, kind="boxes")
+    box_mask, _ = segment_click(vit_t, pair.tl, box=tuple(boxes[["y0", "x0", "y1", "x1"]].iloc[0]))
+    np.testing.assert_array_equal(box_mask, via_box.labels == boxes["label"].iloc[0])
+    assert table_mask.any() or box_mask.any()  # random weights, yet something to compare
+    # a negative point changes the prompt, and a tiled embedding is decoded on its tile
+    two, _ = segment_click(vit_t, pair.tl, [(row["y"].iloc[0], row["x"].iloc[0], True),
+                                            (2.0, 2.0, False)])
+    assert two.shape == pair.tl.shape and two.dtype == bool
+    h, w = pair.tl.shape
+    tiled = vit_t.embed(pair.tl, tile_shape=(h // 2, w // 2), halo=(8, 8))
+    one_tile, _ = segment_click(vit_t, pair.tl, [(5.0, 5.0, True)], embedding=tiled)
+    assert not one_tile[h // 2 + 8:, w // 2 + 8:].any()  # nothing beyond its tile
+
+
+def test_segment_click_refuses_what_it_cannot_decode(scene, vit_t):
+    from cellnb.segment import segment_click
+
+    pair, nuclei, _ = scene
+    with pytest.raises(ValueError, match="at least one positive point or a box"):
+        segment_click(vit_t, pair.tl, [(3, 3, False)])
+    with pytest.raises(ValueError, match=r"lies outside the image"):
+        segment_click(vit_t, pair.tl, [(-1, 3, True)])
+    with pytest.raises(ValueError, match=r"each point is \(y, x, positive\)"):
+        segment_click(vit_t, pair.tl, [(3, 3)])
+    with pytest.raises(ValueError, match="`box` must be"):
+        segment_click(vit_t, pair.tl, box=(10, 10, 5, 20))
+    with pytest.raises(TypeError, match="only SAM decodes clicks"):
+        segment_click("watershed", pair.tl, [(3, 3, True)])
