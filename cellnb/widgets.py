@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tune_locate", "LocateTuner"]
+__all__ = ["tune_locate", "LocateTuner", "review"]
 
 
 def _as_pairs(pairs_or_images) -> list[tuple[str, object]]:
@@ -208,3 +208,50 @@ def tune_locate(pairs_or_images, *, config=None) -> LocateTuner:
     True
     """
     return LocateTuner(pairs_or_images, config=config)
+
+
+def review(out, *, model=None, height: int = 560):
+    """Review and correct the records of an annotate folder, most flagged pairs first.
+
+    Shows one record at a time in a :class:`cellnb.viewer.Viewer` (TL,
+    fluorescence, cells, flagged cells in orange, rejected ones in red).
+    Click a cell to reject it (again to restore it); click empty TL to add a
+    cell from that point and shift-click to give the cell added last a
+    negative point (both need a SAM `model`: decoding on the image's kept
+    embedding, no re-encoding); in box mode drag a box to add a cell from it;
+    ``z`` undoes. Every edit is written at once, atomically, into the record
+    (:mod:`cellnb.curate`), so export and train use it and annotate keeps it.
+
+    Parameters
+    ----------
+    out : str or Path
+        The :func:`cellnb.annotate` output folder.
+    model : cellnb.models.SamModel, optional
+        Segments the cells you add (``cellnb.models.load_cached("vit_b_lm")``);
+        without it, rejecting and restoring still work.
+    height : int, default=560
+        Largest height of the image in screen pixels.
+
+    Returns
+    -------
+    review : Review
+        Displays itself; ``review.click(y, x)``, ``review.box(...)``,
+        ``review.undo()``, ``review.go(pair_id)`` do what the clicks do.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cellnb import annotate, data
+    >>> root = tempfile.mkdtemp()
+    >>> _ = data.write_pairs(data.synthetic_pairs(2, shape=(96, 96), n_cells=4, seed=0), root + "/p")
+    >>> _ = annotate(root + "/p", root + "/out", model="watershed", progress=False)
+    >>> panel = review(root + "/out")
+    >>> label = int(panel.cells.index[0])
+    >>> y, x = [int(v) for v in np.argwhere(panel.labels == label)[0]]
+    >>> panel.click(y, x)
+    >>> panel.message.startswith(f"rejected cell {label}")
+    True
+    """
+    from ._review import Review
+
+    return Review(out, model=model, height=height)

@@ -1,0 +1,280 @@
+"""The review widget behind :func:`cellnb.widgets.review` (private module).
+
+A :class:`cellnb.viewer.Viewer` of one record at a time, pairs ordered by
+:func:`cellnb.qc.triage` (most flagged first), and the clicks turned into
+:mod:`cellnb.curate` edits:
+
+- click a cell: reject it (it turns red); click a rejected cell: restore it;
+- click empty TL: a new cell from that positive point (SAM, on the image's
+  kept embedding);
+- shift-click: a negative point for the cell added last, which is segmented
+  again with all its points;
+- box mode + drag: a new cell from the box;
+- ``z`` (or the button) undoes the last edit, ``]`` / ``[`` (or the arrow
+  keys) go to the next / previous pair.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import curate
+
+
+def _read_fl(provenance) -> np.ndarray:
+    plane = provenance.get("plane")
+    if plane:
+        from .microscope import read_plane
+
+        return read_plane(provenance["fl_path"], scene=plane["scene"], t=plane["t"],
+                          z=plane["z"], channel=plane["fl_channel"], name="fluorescence image")
+    from .io import read_image
+
+    return read_image(provenance["fl_path"], name="fluorescence image")
+
+
+class Review:
+    """Browse annotate records, worst first, and correct them by clicking.
+
+    Build it with :func:`cellnb.widgets.review`. Every action is also a
+    method (:meth:`click`, :meth:`box`, :meth:`undo`, :meth:`go`), the same
+    code a click in the browser runs, so corrections can be scripted and
+    tested.
+
+    Attributes
+    ----------
+    pairs : DataFrame
+        :func:`cellnb.qc.triage`'s per-pair table, in review order.
+    pair_id : str
+        The record shown.
+    viewer : cellnb.viewer.Viewer
+    message : str
+        What the last action did (also shown above the image).
+    seconds : float
+        How long the last action took, from the click to the redrawn layers.
+    """
+
+    def __init__(self, out, *, model=None, height: int = 560):
+        import ipywidgets as w
+
+        from .qc import triage
+        from .viewer import Viewer
+
+        self.out = Path(out)
+        if model is not None and not (hasattr(model, "embed") and hasattr(model, "predictor")):
+            raise TypeError(f"`model` must be a SAM model (cellnb.models.load or "
+                            f"cellnb.models.load_cached) to add cells by clicking, or None; got "
+                            f"{type(model).__name__}.")
+        self.model = model
+        self.pairs, _ = triage(self.out)
+        self.viewer = Viewer(height=height)
+        self.message, self.seconds = "", 0.0
+        self._selected: int | None = None  # the cell added last, and its points
+        self._points: list[tuple[float, float, bool]] = []
+        names = [(f"{r.id}  ({r.flagged} flagged of {r.cells})", r.id)
+                 for r in self.pairs.itertuples()]
+        self._pick = w.Dropdown(options=names, description="pair",
+                                layout=w.Layout(width="auto", min_width="16em"))
+        previous, following = w.Button(description="◀ previous"), w.Button(description="next ▶")
+        undo = w.Button(description="undo (z)", tooltip="undo the last edit of this pair")
+        previous.on_click(lambda _: self.step(-1))
+        following.on_click(lambda _: self.step(1))
+        undo.on_click(lambda _: self.undo())
+        self._status = w.HTML()
+        help_ = w.HTML("<small>click a cell: reject / restore · click empty TL: add a cell "
+                       "(SAM) · shift-click: negative point for the added cell · box mode: "
+                       "drag a box · z undo · ] / [ next / previous pair</small>")
+        bar = w.HBox([previous, self._pick, following, undo],
+                     layout=w.Layout(flex_flow="row wrap", width="100%"))
+        self.panel = w.VBox([bar, self._status, self.viewer, help_],
+                            layout=w.Layout(width="100%", max_width="100%"))
+        self._pick.observe(lambda change: self.go(change["new"]), names="value")
+        self.viewer.on_click(lambda e: self.click(e["y"], e["x"], shift=e["shift"]))
+        self.viewer.on_box(lambda e: self.box(e["y0"], e["x0"], e["y1"], e["x1"]))
+        self.viewer.on_key(self._key)
+        self.pair_id = None
+        self.go(self.pairs["id"].iloc[0])
+
+    # ---- one record --------------------------------------------------------------
+    def _folder(self) -> Path:
+        from .io import check_pair_id
+
+        return self.out / "records" / check_pair_id(self.pair_id)
+
+    def _load(self) -> None:
+        from .io import read_labels
+
+        folder = self._folder()
+        self.provenance = json.loads((folder / "record.json").read_text())
+        self.cells = pd.read_csv(folder / "cells.csv", index_col="label")
+        self.labels = read_labels(folder / "cells.tif")
+        auto = folder / "cells_auto.tif"
+        self.auto = read_labels(auto) if auto.is_file() else self.labels
+        self.nuclei = read_labels(folder / "nuclei.tif") if (folder / "nuclei.tif").is_file() \
+            else None
+
+    def go(self, pair_id: str) -> None:
+        """Show record `pair_id`."""
+        from .annotate import _read_tl
+        from .io import Record
+        from .qc import flag_cells
+
+        if pair_id not in set(self.pairs["id"]):
+            raise KeyError(f"no record {pair_id!r} in {self.out}.")
+        if pair_id == self.pair_id:
+            return
+        self.pair_id, self._selected, self._points = pair_id, None, []
+        self._pick.value = pair_id
+        self._load()
+        self.image = _read_tl(self.provenance)
+        viewer = self.viewer
+        for name in list(viewer.layer_names):
+            viewer.remove(name)
+        viewer.shape = (0, 0)
+        viewer.add_image(self.image, name="TL")
+        try:
+            viewer.add_image(_read_fl(self.provenance), name="fluorescence", color="magenta",
+                             visible=False)
+        except (OSError, ValueError):  # the fluorescence file moved: review the TL alone
+            pass
+        flags = flag_cells(Record(pair_id, None, self.labels, self.cells), nuclei=self.nuclei)
+        self._flagged = flags.index[flags["n_flags"] > 0].to_numpy()
+        self._draw()
+        viewer.fit()
+        self._say(f"{pair_id}: {int((self.cells['status'] == 'kept').sum())} cells, "
+                  f"{len(self._flagged)} flagged (orange)")
+
+    def _draw(self) -> None:
+        viewer = self.viewer
+        rejected = self.cells.index[self.cells["status"] == "rejected"].to_numpy()
+        viewer.add_labels(np.where(np.isin(self.auto, rejected) & (self.labels == 0),
+                                   self.auto, 0), name="rejected", mode="fill", color="red",
+                          opacity=0.35)
+        viewer.add_labels(np.where(np.isin(self.labels, self._flagged), self.labels, 0),
+                          name="flagged", mode="fill", color="orange", opacity=0.3)
+        viewer.add_labels(self.labels, name="cells")
+        if self.nuclei is not None and "nuclei" not in viewer.layer_names:
+            viewer.add_labels(self.nuclei, name="nuclei", color="#00e5ff", visible=False)
+        viewer.add_points(np.array([[y, x] for y, x, p in self._points if p]).reshape(-1, 2),
+                          name="positive", color="#39ff14", size=4)
+        viewer.add_points(np.array([[y, x] for y, x, p in self._points if not p]).reshape(-1, 2),
+                          name="negative", color="red", size=4)
+
+    def _say(self, message: str) -> None:
+        self.message = message
+        self._status.value = f"<b>{message}</b>"
+
+    def _changed(self, message: str, t0: float) -> None:
+        self._load()
+        self._draw()
+        self.seconds = time.perf_counter() - t0
+        self._say(f"{message} ({self.seconds * 1000:.0f} ms)")
+
+    def step(self, by: int) -> None:
+        """Go `by` pairs forward (negative: back) in review order."""
+        ids = self.pairs["id"].tolist()
+        self.go(ids[(ids.index(self.pair_id) + by) % len(ids)])
+
+    # ---- actions ------------------------------------------------------------------
+    def _segment(self, points=(), box=None):
+        from .segment import segment_click
+
+        if self.model is None:
+            raise RuntimeError("no model: pass model= (a SAM model) to review() to add cells "
+                               "by clicking.")
+        return segment_click(self.model, self.image, list(points), box=box)
+
+    def click(self, y: float, x: float, *, shift: bool = False) -> None:
+        """What a click at image pixel (`y`, `x`) does (see the module notes)."""
+        t0 = time.perf_counter()
+        h, w = self.labels.shape
+        row, col = int(np.floor(y)), int(np.floor(x))
+        if not (0 <= row < h and 0 <= col < w):
+            raise ValueError(f"({y}, {x}) lies outside the image ({h} x {w}).")
+        try:
+            if shift:
+                self._negative(y, x, t0)
+            elif self.labels[row, col] > 0:
+                label = int(self.labels[row, col])
+                curate.reject(self.out, self.pair_id, label)
+                self._selected, self._points = None, []
+                self._changed(f"rejected cell {label}", t0)
+            elif self.auto[row, col] > 0 and self.cells.loc[int(self.auto[row, col]),
+                                                            "status"] == "rejected":
+                label = int(self.auto[row, col])
+                curate.restore(self.out, self.pair_id, label)
+                self._changed(f"restored cell {label}", t0)
+            else:
+                self._add([(float(y), float(x), True)], None, t0)
+        except (RuntimeError, ValueError) as err:
+            self._say(str(err))
+
+    def _add(self, points, box, t0) -> None:
+        mask, score = self._segment(points, box)
+        if not (mask & (self.labels == 0)).any():
+            self._points = []
+            self._say("SAM found no new cell there (an empty mask, or only pixels of other "
+                      "cells); try a box, or a point nearer the cell's middle.")
+            return
+        prompt = {"points": [[y, x] for y, x, _ in points], "labels": [int(p) for *_, p in points]}
+        if box is not None:
+            prompt["box"] = list(box)
+        label = curate.add(self.out, self.pair_id, mask, prompt=prompt, score=score)
+        self._selected, self._points = label, list(points)
+        self._changed(f"added cell {label} (SAM score {score:.2f})", t0)
+
+    def _negative(self, y, x, t0) -> None:
+        if self._selected is None:
+            self._say("shift-click adds a negative point to the cell added last: add a cell "
+                      "first (click on empty TL).")
+            return
+        points = self._points + [(float(y), float(x), False)]
+        mask, score = self._segment(points)
+        label = self._selected
+        if not (mask & ((self.labels == 0) | (self.labels == label))).any():
+            self._say(f"with that negative point SAM draws no cell: cell {label} keeps its "
+                      "mask (try a point farther from the cell).")
+            return
+        curate.replace(self.out, self.pair_id, label, mask,
+                       prompt={"points": [[py, px] for py, px, _ in points],
+                               "labels": [int(p) for *_, p in points]}, score=score)
+        self._points = points
+        self._changed(f"cell {label} segmented again with {len(points)} points", t0)
+
+    def box(self, y0: float, x0: float, y1: float, x1: float) -> None:
+        """What a box dragged from (`y0`, `x0`) to (`y1`, `x1`) does: a new cell from it."""
+        t0 = time.perf_counter()
+        try:
+            self._add([], (y0, x0, y1, x1), t0)
+        except (RuntimeError, ValueError) as err:
+            self._say(str(err))
+
+    def undo(self) -> None:
+        """Undo the last edit of the record shown."""
+        t0 = time.perf_counter()
+        try:
+            curate.undo(self.out, self.pair_id)
+        except ValueError as err:
+            self._say(str(err))
+            return
+        self._selected, self._points = None, []
+        self._changed("undone", t0)
+
+    def _key(self, event) -> None:
+        key = event["key"]
+        if key == "z":
+            self.undo()
+        elif key in ("]", "ArrowRight"):
+            self.step(1)
+        elif key in ("[", "ArrowLeft"):
+            self.step(-1)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
