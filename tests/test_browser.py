@@ -42,6 +42,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from cellnb.data import synthetic_pairs  # noqa: E402
 
 SIZE = 256
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab on show
 NOTEBOOK = f"""
 import json
 from cellnb.data import synthetic_pairs
@@ -157,6 +158,29 @@ def _screenshot_on_failure(browser, folder):
         raise
 
 
+def _run_first_cell(browser, wait):
+    """Click into the notebook's first cell and shift-enter, as a user does, until it runs.
+
+    A keystroke sent before the notebook's kernel is connected is lost, so it is
+    sent again until the cell's prompt shows it queued or run.
+    """
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{ACTIVE} .jp-Cell")))
+    prompt = f"{ACTIVE} .jp-Cell .jp-InputPrompt"
+    for _ in range(20):
+        editor = wait.until(EC.element_to_be_clickable(
+            (By.CSS_SELECTOR, f"{ACTIVE} .jp-Cell .cm-content")))
+        editor.click()
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(
+            Keys.SHIFT).perform()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            text = browser.find_element(By.CSS_SELECTOR, prompt).text
+            if "*" in text or any(ch.isdigit() for ch in text):
+                return
+            time.sleep(0.25)
+    raise AssertionError("the notebook's cell never ran")
+
+
 def test_viewer_in_jupyterlab_sends_clicks_zoom_layers_and_boxes(lab, browser):
     base, token, folder = lab
     with _screenshot_on_failure(browser, folder):
@@ -164,18 +188,12 @@ def test_viewer_in_jupyterlab_sends_clicks_zoom_layers_and_boxes(lab, browser):
 
 
 def _drive(browser, base, token, folder):
-    browser.get(f"{base}/lab/tree/viewer.ipynb?token={token}")
+    browser.get(f"{base}/lab/tree/viewer.ipynb?reset&token={token}")
     wait = WebDriverWait(browser, 120)
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")))
-    # once the kernel is up, run the cell as a user does: click into it, shift-enter
-    wait.until(EC.presence_of_element_located(
-        (By.XPATH, "//*[contains(@class, 'jp-StatusBar')]//*[contains(text(), '| Idle')]")))
-    editor = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
-    editor.click()
-    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-    canvas = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".cellnb-viewer canvas")))
+    _run_first_cell(browser, wait)
+    canvas = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer canvas")))
     # the rasters arrive after the view announces itself; wait until the status line is drawn
-    wait.until(lambda d: "zoom" in d.find_element(By.CSS_SELECTOR, ".cellnb-viewer-status").text)
+    wait.until(lambda d: "zoom" in d.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-status").text)
     # whole canvas on screen: selenium's element offsets count from its visible part's centre
     width, height, top, bottom = browser.execute_script(
         "const c = arguments[0]; c.scrollIntoView({block: 'center'});"
@@ -185,7 +203,7 @@ def _drive(browser, base, token, folder):
     assert width > 100 and height > 100
     # the layout fits the column: the viewer is no wider than the cell's output area
     overflow = browser.execute_script(
-        "const v = document.querySelector('.cellnb-viewer');"
+        f"const v = document.querySelector('{ACTIVE} .cellnb-viewer');"
         "const o = v.closest('.jp-OutputArea-output');"
         "return v.scrollWidth - o.clientWidth;")
     assert overflow <= 1
@@ -219,13 +237,106 @@ def _drive(browser, base, token, folder):
     assert 0 <= zoomed["cy"] <= SIZE and 0 <= zoomed["cx"] <= SIZE
 
     # 4. hiding a layer from its checkbox
-    browser.find_element(By.CSS_SELECTOR, ".cellnb-viewer input[data-layer='cells']").click()
+    browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer input[data-layer='cells']").click()
     _wait_for(folder, "layers", lambda e: e["visible"] == [True, True, False])
 
     # 5. box mode: a drag becomes a box in image pixels
-    browser.find_element(By.XPATH, "//button[@class='cellnb-viewer-button' and text()='box']").click()
+    browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-bar button[title^='drag draws']").click()
     chain = ActionChains(browser).move_to_element_with_offset(canvas, -40, -30).click_and_hold()
     chain.move_by_offset(30, 20).move_by_offset(30, 20).release().perform()
     box = _wait_for(folder, "box", lambda e: True)
     assert box["y1"] > box["y0"] and box["x1"] > box["x0"]
     assert (box["x1"] - box["x0"]) == pytest.approx(60 / zoomed["scale"], rel=0.2)
+
+
+REVIEW = """
+from cellnb import Config, annotate, data
+from cellnb.testing import random_sam
+from cellnb.widgets import review
+
+_ = data.write_pairs(data.synthetic_pairs(1, shape=({size}, {size}), n_cells=6, seed=5), "pairs")
+_ = annotate("pairs", "out", config=Config.from_dict({{"locate": {{"method": "auto"}}}}),
+             model="watershed", progress=False)
+panel = review("out", model=random_sam("vit_t", seed=0), height=480)
+panel
+"""
+
+
+def test_review_in_jupyterlab_rejects_and_adds_cells_on_disk(lab, browser, tmp_path):
+    """The review notebook as a user runs it: a click rejects a cell, a click on empty TL adds one."""
+    base, token, folder = lab
+    work = folder / "review"
+    work.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        REVIEW.format(size=SIZE).strip())])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, work / "review.ipynb")
+    with _screenshot_on_failure(browser, folder):
+        _drive_review(browser, base, token, work)
+
+
+def _drive_review(browser, base, token, work):
+    import pandas as pd
+
+    from cellnb.io import read_labels
+    from cellnb.segment import segment_click
+    from cellnb.testing import random_sam
+
+    browser.get(f"{base}/lab/tree/review/review.ipynb?reset&token={token}")
+    wait = WebDriverWait(browser, 180)
+    _run_first_cell(browser, wait)
+    canvas = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer canvas")))
+    wait.until(lambda d: "zoom" in d.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-status").text)
+    width, height = browser.execute_script(
+        "const c = arguments[0]; c.scrollIntoView({block: 'center'});"
+        "const r = c.getBoundingClientRect(); return [r.width, r.height];", canvas)
+    scale = min(width / SIZE, height / SIZE)
+
+    def click(y, x):
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, round((x + 0.5 - SIZE / 2) * scale), round((y + 0.5 - SIZE / 2) * scale)
+        ).click().perform()
+
+    record = next((work / "out" / "records").iterdir())
+    labels = read_labels(record / "cells.tif")
+    label = int(np.bincount(labels.ravel())[1:].argmax()) + 1  # the largest cell
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(labels == label)
+    y, x = np.unravel_index(np.argmax(dist), dist.shape)
+    click(y, x)
+
+    def status_of(label):
+        cells = pd.read_csv(record / "cells.csv", index_col="label")
+        return cells.loc[label, "status"] if label in cells.index else None
+
+    WebDriverWait(browser, 60).until(lambda d: status_of(label) == "rejected")
+    assert not (read_labels(record / "cells.tif") == label).any()
+    # a click on empty TL: SAM (the notebook's random-init vit_t, seed 0) draws a new cell
+    pair = synthetic_pairs(1, shape=(SIZE, SIZE), n_cells=6, seed=5)[0]
+    model = random_sam("vit_t", seed=0)
+    current = read_labels(record / "cells.tif")
+    target = None
+    for by in range(8, SIZE, 16):
+        for bx in range(8, SIZE, 16):
+            if current[by, bx] == 0 and ndimage.binary_erosion(current == 0, iterations=3)[by, bx]:
+                mask, _ = segment_click(model, pair.tl, [(by + 0.5, bx + 0.5, True)])
+                if (mask & (current == 0)).sum() > 30:
+                    target = (by, bx)
+                    break
+        if target:
+            break
+    assert target is not None, "the random-init model draws no mask anywhere on this image"
+    click(*target)
+
+    def edits():
+        provenance = json.loads((record / "record.json").read_text())
+        return [e["op"] for e in provenance.get("curation", {}).get("edits", [])]
+
+    WebDriverWait(browser, 60).until(lambda d: edits() == ["reject", "add"])
+    new = read_labels(record / "cells.tif")
+    added = int(new.max())
+    assert added > labels.max() and new[target] == added
+    status = browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-html b").text
+    assert status.startswith(f"added cell {added}")
