@@ -149,15 +149,25 @@ class Review:
         self._say(f"{pair_id}: {int((self.cells['status'] == 'kept').sum())} cells, "
                   f"{len(self._flagged)} flagged (orange)")
 
-    def _draw(self) -> None:
+    def _draw(self, layers=("rejected", "flagged", "cells")) -> None:
+        """Send the label layers in `layers` again (each is a PNG of the whole image)."""
         viewer = self.viewer
-        rejected = self.cells.index[self.cells["status"] == "rejected"].to_numpy()
-        viewer.add_labels(np.where(np.isin(self.auto, rejected) & (self.labels == 0),
-                                   self.auto, 0), name="rejected", mode="fill", color="red",
-                          opacity=0.35)
-        viewer.add_labels(np.where(np.isin(self.labels, self._flagged), self.labels, 0),
-                          name="flagged", mode="fill", color="orange", opacity=0.3)
-        viewer.add_labels(self.labels, name="cells")
+
+        def show(name, labels, **style):  # a layer on show already: only what changed travels
+            if name in viewer.layer_names:
+                viewer.update_labels(name, labels)
+            else:
+                viewer.add_labels(labels, name=name, **style)
+
+        if "rejected" in layers:
+            rejected = self.cells.index[self.cells["status"] == "rejected"].to_numpy()
+            show("rejected", np.where(np.isin(self.auto, rejected) & (self.labels == 0),
+                                      self.auto, 0), mode="fill", color="red", opacity=0.35)
+        if "flagged" in layers:
+            show("flagged", np.where(np.isin(self.labels, self._flagged), self.labels, 0),
+                 mode="fill", color="orange", opacity=0.3)
+        if "cells" in layers:
+            show("cells", self.labels)
         if self.nuclei is not None and "nuclei" not in viewer.layer_names:
             viewer.add_labels(self.nuclei, name="nuclei", color="#00e5ff", visible=False)
         viewer.add_points(np.array([[y, x] for y, x, p in self._points if p]).reshape(-1, 2),
@@ -169,9 +179,9 @@ class Review:
         self.message = message
         self._status.value = f"<b>{message}</b>"
 
-    def _changed(self, message: str, t0: float) -> None:
+    def _changed(self, message: str, t0: float, layers=("rejected", "flagged", "cells")) -> None:
         self._load()
-        self._draw()
+        self._draw(layers)
         self.seconds = time.perf_counter() - t0
         self._say(f"{message} ({self.seconds * 1000:.0f} ms)")
 
@@ -203,12 +213,12 @@ class Review:
                 label = int(self.labels[row, col])
                 curate.reject(self.out, self.pair_id, label)
                 self._selected, self._points = None, []
-                self._changed(f"rejected cell {label}", t0)
+                self._changed(f"rejected cell {label}", t0, layers=("rejected", "cells"))
             elif self.auto[row, col] > 0 and self.cells.loc[int(self.auto[row, col]),
                                                             "status"] == "rejected":
                 label = int(self.auto[row, col])
                 curate.restore(self.out, self.pair_id, label)
-                self._changed(f"restored cell {label}", t0)
+                self._changed(f"restored cell {label}", t0, layers=("rejected", "cells"))
             else:
                 self._add([(float(y), float(x), True)], None, t0)
         except (RuntimeError, ValueError) as err:
@@ -226,7 +236,7 @@ class Review:
             prompt["box"] = list(box)
         label = curate.add(self.out, self.pair_id, mask, prompt=prompt, score=score)
         self._selected, self._points = label, list(points)
-        self._changed(f"added cell {label} (SAM score {score:.2f})", t0)
+        self._changed(f"added cell {label} (SAM score {score:.2f})", t0, layers=("cells",))
 
     def _negative(self, y, x, t0) -> None:
         if self._selected is None:
@@ -244,7 +254,8 @@ class Review:
                        prompt={"points": [[py, px] for py, px, _ in points],
                                "labels": [int(p) for *_, p in points]}, score=score)
         self._points = points
-        self._changed(f"cell {label} segmented again with {len(points)} points", t0)
+        self._changed(f"cell {label} segmented again with {len(points)} points", t0,
+                      layers=("cells",))
 
     def box(self, y0: float, x0: float, y1: float, x1: float) -> None:
         """What a box dragged from (`y0`, `x0`) to (`y1`, `x1`) does: a new cell from it."""

@@ -130,14 +130,32 @@ def image_png(image, *, color="gray", percentiles=(0.5, 99.8)) -> bytes:
     return _png(rgba)
 
 
-def _label_colors(n: int, seed: int = 0) -> np.ndarray:
-    """(n + 1, 3) uint8: a distinct bright colour per label, black for 0."""
+def _label_colors(n: int) -> np.ndarray:
+    """(n + 1, 3) uint8: a bright colour per label id (the same id, the same colour), 0 black.
+
+    Hues step by the golden ratio, so neighbouring ids differ and a cell keeps
+    its colour when others are added.
+    """
     import colorsys
 
-    rng = np.random.default_rng(seed)
-    hues = rng.permutation(n) / max(n, 1)
+    hues = (np.arange(1, n + 1) * 0.6180339887) % 1.0
     colors = [colorsys.hsv_to_rgb(h, 0.85, 1.0) for h in hues]
     return np.vstack([[0, 0, 0], (np.asarray(colors).reshape(-1, 3) * 255)]).astype(np.uint8)
+
+
+def _inner_edges(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a cell with a 4-neighbour of another label or outside the image.
+
+    skimage's ``find_boundaries(mode="inner")`` on the padded image, in four
+    array comparisons (a 2048 x 2048 image in ~20 ms), so that cells cut by
+    the image border are closed there too.
+    """
+    padded = np.pad(labels, 1)
+    centre = padded[1:-1, 1:-1]
+    edges = np.zeros(labels.shape, bool)
+    for neighbour in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]):
+        edges |= neighbour != centre
+    return edges & (centre > 0)
 
 
 def labels_png(labels, *, mode="outline", color=None) -> bytes:
@@ -161,24 +179,23 @@ def labels_png(labels, *, mode="outline", color=None) -> bytes:
     >>> labels_png(labels)[:4] == b"\\x89PNG"
     True
     """
-    from skimage.segmentation import find_boundaries
-
     labels = check_labels(labels)
     if mode not in ("outline", "fill"):
         raise ValueError(f"`mode` must be 'outline' or 'fill', got {mode!r}.")
-    if mode == "outline":  # padded, so that cells cut by the image border are closed there
-        edges = find_boundaries(np.pad(labels, 1), mode="inner")[1:-1, 1:-1]
-        shown = labels * edges
-    else:
-        shown = labels
+    edges = _inner_edges(labels) if mode == "outline" else None
+    return _png(_labels_rgba(labels, edges, color))
+
+
+def _labels_rgba(labels, edges, color) -> np.ndarray:
+    """RGBA of `labels`: where `edges` (or, when None, every cell pixel) is, its colour."""
+    shown = labels * edges if edges is not None else labels
     rgba = np.zeros(labels.shape + (4,), np.uint8)
     if color is None:
-        palette = _label_colors(int(labels.max()))
-        rgba[..., :3] = palette[shown]
+        rgba[..., :3] = _label_colors(int(labels.max()))[shown]
     else:
         rgba[..., :3] = (np.asarray(_rgb(color)) * 255).astype(np.uint8)
     rgba[..., 3] = np.where(shown > 0, 255, 0)
-    return _png(rgba)
+    return rgba
 
 
 def _points(data) -> list[list[float]]:
@@ -268,6 +285,7 @@ class Viewer(anywidget.AnyWidget):
         super().__init__(height=height, max_scale=float(max_scale), **kwargs)
         self._rasters: dict[str, bytes] = {}
         self._label_images: dict[str, np.ndarray] = {}
+        self._stale: set[str] = set()  # label layers patched since their last full raster
         self._callbacks = {event: [] for event in _EVENTS}
         self.events: list[dict] = []
         self.on_msg(self._on_message)
@@ -343,9 +361,55 @@ class Viewer(anywidget.AnyWidget):
         self._check_shape(labels, f"labels {name!r}")
         png = labels_png(labels, mode=mode, color=color)
         self._label_images[name] = labels
+        self._stale.discard(name)
         self._set_layer({"name": name, "kind": "labels", "visible": bool(visible),
-                         "opacity": _opacity(opacity), "mode": mode,
+                         "opacity": _opacity(opacity), "mode": mode, "own_colors": color is None,
                          "color": "#ffffff" if color is None else _hex(color)}, png)
+
+    def update_labels(self, name: str, labels) -> None:
+        """Change the cells of label layer `name`; only the part that changed travels.
+
+        The browser gets a PNG of the bounding box of the changed pixels (and
+        their outlines), not of the whole image: a corrected cell on a
+        2048 x 2048 image costs a few kilobytes.
+
+        Parameters
+        ----------
+        name : str
+            A layer added with :meth:`add_labels`.
+        labels : (H, W) int ndarray
+            Same shape as the layer's.
+        """
+        layer = self.layers[self._index(name)]
+        if layer["kind"] != "labels":
+            raise ValueError(f"layer {name!r} is a {layer['kind']} layer, not a labels layer.")
+        labels = check_labels(labels, name)
+        old = self._label_images[name]
+        if labels.shape != old.shape:
+            raise ValueError(f"labels of shape {labels.shape} cannot replace layer {name!r} of "
+                             f"shape {old.shape}.")
+        rows, cols = np.nonzero(labels != old)
+        if len(rows) == 0:
+            return
+        h, w = labels.shape
+        # the changed box and one pixel round it: the outlines of its neighbours change too
+        y0, x0 = max(rows.min() - 1, 0), max(cols.min() - 1, 0)
+        y1, x1 = min(rows.max() + 2, h), min(cols.max() + 2, w)
+        window = labels[y0:y1, x0:x1]
+        edges = None
+        if layer.get("mode") == "outline":  # against the real neighbours, not the window's edge
+            padded = np.pad(labels, 1)[y0:y1 + 2, x0:x1 + 2]
+            edges = np.zeros(window.shape, bool)
+            for neighbour in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2],
+                              padded[1:-1, 2:]):
+                edges |= neighbour != window
+            edges &= window > 0
+        color = None if layer.get("own_colors") else layer["color"]
+        rgba = _labels_rgba(window, edges, color)
+        self._label_images[name] = labels
+        self._stale.add(name)
+        self.send({"event": "patch", "name": name, "y0": int(y0), "x0": int(x0)},
+                  buffers=[_png(rgba)])
 
     def add_points(self, points, *, name: str = "points", color="#00e5ff", size: float = 3,
                    visible: bool = True) -> None:
@@ -397,6 +461,7 @@ class Viewer(anywidget.AnyWidget):
         self.layers = [dict(layer) for i, layer in enumerate(self.layers) if i != index]
         self._rasters.pop(name, None)
         self._label_images.pop(name, None)
+        self._stale.discard(name)
         self.send({"event": "drop", "name": name})
 
     # ---- view ---------------------------------------------------------------------
@@ -462,6 +527,12 @@ class Viewer(anywidget.AnyWidget):
             raise ValueError(f"a viewer message is a dict with an 'event', got {message!r}.")
         kind = message["event"]
         if kind == "ready":  # a new view of this widget: it needs every raster
+            for name in list(self._stale):  # patched layers: render them whole again
+                layer = self.layers[self._index(name)]
+                self._rasters[name] = labels_png(
+                    self._label_images[name], mode=layer["mode"],
+                    color=None if layer.get("own_colors") else layer["color"])
+            self._stale.clear()
             for name, raster in self._rasters.items():
                 self.send({"event": "raster", "name": name}, buffers=[raster])
             return

@@ -202,3 +202,44 @@ def test_show_builds_the_layers_of_a_pair():
     assert show(fluorescence=pair.fluorescence).layers[0]["visible"] is True
     with pytest.raises(ValueError, match="nothing to show"):
         show()
+
+
+@pytest.mark.parametrize("mode, color", [("outline", None), ("fill", "red")])
+def test_update_labels_sends_only_the_changed_window(viewer, mode, color):
+    from cellnb.data import synthetic_pairs
+
+    cells = synthetic_pairs(1, shape=(96, 96), n_cells=6, seed=3)[0].cells
+    viewer.add_labels(cells, name="cells", mode=mode, color=color)
+    viewer.sent.clear()
+    changed = cells.copy()
+    label = int(changed.max())
+    changed[changed == label] = 0                          # a cell rejected
+    changed[40:44, 50:56] = np.where(changed[40:44, 50:56] == 0, label + 1, changed[40:44, 50:56])
+    viewer.update_labels("cells", changed)
+    (message, buffers), = viewer.sent
+    assert message["event"] == "patch"
+    patch = _decode(buffers[0])
+    y0, x0 = message["y0"], message["x0"]
+    full = _decode(labels_png(changed, mode=mode, color=color))
+    np.testing.assert_array_equal(patch, full[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]])
+    rows, cols = np.nonzero(changed != cells)
+    assert y0 == max(rows.min() - 1, 0) and patch.shape[0] <= rows.max() - rows.min() + 3
+    viewer.update_labels("cells", changed)  # nothing changed: nothing sent
+    assert len(viewer.sent) == 1
+    # a browser view opened later gets the whole, current layer
+    viewer.sent.clear()
+    viewer.handle_event({"event": "ready"})
+    (message, buffers), = viewer.sent
+    np.testing.assert_array_equal(_decode(buffers[0]), full)
+    assert viewer.label_at("cells", 41, 52) == label + 1
+
+
+def test_update_labels_refuses_other_layers_and_shapes(viewer, cells):
+    viewer.add_image(cells.astype(np.uint8), name="TL")
+    viewer.add_labels(cells, name="cells")
+    with pytest.raises(ValueError, match="not a labels layer"):
+        viewer.update_labels("TL", cells)
+    with pytest.raises(ValueError, match=r"cannot replace layer 'cells' of shape \(8, 10\)"):
+        viewer.update_labels("cells", np.zeros((4, 4), np.int32))
+    with pytest.raises(KeyError, match="no layer 'nope'"):
+        viewer.update_labels("nope", cells)

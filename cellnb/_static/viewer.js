@@ -10,7 +10,7 @@
 const CLICK_SLOP = 4; // pointer travel (screen px) below which a press is a click
 
 function render({ model, el }) {
-  const rasters = new Map(); // layer name -> ImageBitmap
+  const rasters = new Map(); // layer name -> canvas holding its pixels (patched in place)
   const root = document.createElement("div");
   root.className = "cellnb-viewer";
   const bar = document.createElement("div");
@@ -121,12 +121,12 @@ function render({ model, el }) {
       if (!layer.visible) continue;
       ctx.globalAlpha = layer.opacity ?? 1;
       if (layer.kind === "image" || layer.kind === "labels") {
-        const bitmap = rasters.get(layer.name);
-        if (!bitmap) continue;
+        const surface = rasters.get(layer.name);
+        if (!surface) continue;
         // nearest neighbour once pixels are bigger than screen pixels: cells stay crisp
         ctx.imageSmoothingEnabled = v.scale < 1;
         ctx.setTransform(v.scale, 0, 0, v.scale, ox, oy);
-        ctx.drawImage(bitmap, 0, 0);
+        ctx.drawImage(surface, 0, 0);
         ctx.setTransform(1, 0, 0, 1, 0, 0);
       } else if (layer.kind === "points") {
         ctx.fillStyle = layer.color;
@@ -274,17 +274,29 @@ function render({ model, el }) {
   observer.observe(stage);
 
   // ---- messages from Python: rasters ---------------------------------------
+  async function decode(buffer) {
+    return createImageBitmap(new Blob([buffer], { type: "image/png" }));
+  }
   async function onMessage(msg, buffers) {
-    if (msg.event === "raster") {
-      const blob = new Blob([buffers[0]], { type: "image/png" });
-      const bitmap = await createImageBitmap(blob);
-      const old = rasters.get(msg.name);
-      rasters.set(msg.name, bitmap);
-      if (old) old.close();
+    if (msg.event === "raster") { // a whole layer
+      const bitmap = await decode(buffers[0]);
+      const surface = document.createElement("canvas");
+      surface.width = bitmap.width;
+      surface.height = bitmap.height;
+      surface.getContext("2d").drawImage(bitmap, 0, 0);
+      bitmap.close();
+      rasters.set(msg.name, surface);
+      draw();
+    } else if (msg.event === "patch") { // a window of a layer: what one correction changed
+      const surface = rasters.get(msg.name);
+      if (!surface) return;
+      const bitmap = await decode(buffers[0]);
+      const c = surface.getContext("2d");
+      c.clearRect(msg.x0, msg.y0, bitmap.width, bitmap.height);
+      c.drawImage(bitmap, msg.x0, msg.y0);
+      bitmap.close();
       draw();
     } else if (msg.event === "drop") {
-      const old = rasters.get(msg.name);
-      if (old) old.close();
       rasters.delete(msg.name);
       draw();
     }
@@ -302,7 +314,7 @@ function render({ model, el }) {
   return () => {
     observer.disconnect();
     model.off("msg:custom", onMessage);
-    for (const bitmap of rasters.values()) bitmap.close();
+    rasters.clear();
   };
 }
 
