@@ -150,9 +150,13 @@ def _inner_edges(labels: np.ndarray) -> np.ndarray:
     array comparisons (a 2048 x 2048 image in ~20 ms), so that cells cut by
     the image border are closed there too.
     """
-    padded = np.pad(labels, 1)
+    return _edges(np.pad(labels, 1))
+
+
+def _edges(padded: np.ndarray) -> np.ndarray:
+    """Inner edges of the centre of `padded` (its labels with one pixel of neighbours round)."""
     centre = padded[1:-1, 1:-1]
-    edges = np.zeros(labels.shape, bool)
+    edges = np.zeros(centre.shape, bool)
     for neighbour in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]):
         edges |= neighbour != centre
     return edges & (centre > 0)
@@ -198,41 +202,32 @@ def _labels_rgba(labels, edges, color) -> np.ndarray:
     return rgba
 
 
-def _points(data) -> list[list[float]]:
-    if isinstance(data, pd.DataFrame):
-        missing = {"y", "x"} - set(data.columns)
-        if missing:
-            raise ValueError(f"a points table needs columns 'y' and 'x' (cellnb.prompt's); "
-                             f"missing {sorted(missing)}.")
-        data = data[["y", "x"]].to_numpy(float)
-    data = np.asarray(data, float)
-    if data.size == 0:
-        return []
-    if data.ndim != 2 or data.shape[1] != 2:
-        raise ValueError(f"points must be an (N, 2) array of (y, x) or a table with 'y' and 'x', "
-                         f"got shape {data.shape}.")
-    if not np.isfinite(data).all():
-        raise ValueError("points must be finite (no NaN or inf).")
-    return data.tolist()
-
-
-def _boxes(data) -> list[list[float]]:
-    columns = ["y0", "x0", "y1", "x1"]
+def _coordinates(data, columns: list[str], what: str, source: str) -> list[list[float]]:
+    """(N, len(columns)) coordinates from a table with `columns` or an array, as lists."""
     if isinstance(data, pd.DataFrame):
         missing = set(columns) - set(data.columns)
         if missing:
-            raise ValueError(f"a boxes table needs columns {columns} (cellnb.prompt(..., "
-                             f"kind='boxes')); missing {sorted(missing)}.")
+            raise ValueError(f"a {what} table needs columns {columns} ({source}); missing "
+                             f"{sorted(missing)}.")
         data = data[columns].dropna().to_numpy(float)
     data = np.asarray(data, float)
     if data.size == 0:
         return []
-    if data.ndim != 2 or data.shape[1] != 4:
-        raise ValueError(f"boxes must be an (N, 4) array of (y0, x0, y1, x1) or a table with "
-                         f"those columns, got shape {data.shape}.")
+    if data.ndim != 2 or data.shape[1] != len(columns):
+        raise ValueError(f"{what} must be an (N, {len(columns)}) array of ({', '.join(columns)}) "
+                         f"or a table with those columns, got shape {data.shape}.")
     if not np.isfinite(data).all():
-        raise ValueError("boxes must be finite (no NaN or inf).")
+        raise ValueError(f"{what} must be finite (no NaN or inf).")
     return data.tolist()
+
+
+def _points(data) -> list[list[float]]:
+    return _coordinates(data, ["y", "x"], "points", "cellnb.prompt's")
+
+
+def _boxes(data) -> list[list[float]]:
+    return _coordinates(data, ["y0", "x0", "y1", "x1"], "boxes",
+                        "cellnb.prompt(..., kind='boxes')")
 
 
 class Viewer(anywidget.AnyWidget):
@@ -398,12 +393,7 @@ class Viewer(anywidget.AnyWidget):
         window = labels[y0:y1, x0:x1]
         edges = None
         if layer.get("mode") == "outline":  # against the real neighbours, not the window's edge
-            padded = np.pad(labels, 1)[y0:y1 + 2, x0:x1 + 2]
-            edges = np.zeros(window.shape, bool)
-            for neighbour in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2],
-                              padded[1:-1, 2:]):
-                edges |= neighbour != window
-            edges &= window > 0
+            edges = _edges(np.pad(labels, 1)[y0:y1 + 2, x0:x1 + 2])
         color = None if layer.get("own_colors") else layer["color"]
         rgba = _labels_rgba(window, edges, color)
         self._label_images[name] = labels

@@ -67,6 +67,13 @@ viewer
 """
 
 
+def _write_notebook(code: str, path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code.strip())])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,10 +84,7 @@ def _free_port() -> int:
 def lab(tmp_path_factory):
     """JupyterLab serving a folder with the viewer notebook, on 127.0.0.1 only; stopped after."""
     folder = tmp_path_factory.mktemp("lab")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK.strip())])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, folder / "viewer.ipynb")
+    _write_notebook(NOTEBOOK, folder / "viewer.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(folder / ".jupyter"),
                JUPYTER_RUNTIME_DIR=str(folder / ".runtime"),
@@ -181,6 +185,25 @@ def _run_first_cell(browser, wait):
     raise AssertionError("the notebook's cell never ran")
 
 
+def _open_and_run(browser, url, timeout=120):
+    """Open a notebook, run its cell, wait for the viewer; (canvas, width, height) on screen."""
+    browser.get(url)
+    wait = WebDriverWait(browser, timeout)
+    _run_first_cell(browser, wait)
+    canvas = wait.until(EC.presence_of_element_located(
+        (By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer canvas")))
+    # the rasters arrive after the view announces itself; wait until the status line is drawn
+    wait.until(lambda d: "zoom" in d.find_element(
+        By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-status").text)
+    # whole canvas on screen: selenium's element offsets count from its visible part's centre
+    width, height, top, bottom = browser.execute_script(
+        "const c = arguments[0]; c.scrollIntoView({block: 'center'});"
+        "const r = c.getBoundingClientRect(); return [r.width, r.height, r.top, r.bottom];",
+        canvas)
+    assert 0 <= top and bottom <= browser.execute_script("return window.innerHeight;")
+    return canvas, width, height
+
+
 def test_viewer_in_jupyterlab_sends_clicks_zoom_layers_and_boxes(lab, browser):
     base, token, folder = lab
     with _screenshot_on_failure(browser, folder):
@@ -188,18 +211,8 @@ def test_viewer_in_jupyterlab_sends_clicks_zoom_layers_and_boxes(lab, browser):
 
 
 def _drive(browser, base, token, folder):
-    browser.get(f"{base}/lab/tree/viewer.ipynb?reset&token={token}")
-    wait = WebDriverWait(browser, 120)
-    _run_first_cell(browser, wait)
-    canvas = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer canvas")))
-    # the rasters arrive after the view announces itself; wait until the status line is drawn
-    wait.until(lambda d: "zoom" in d.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-status").text)
-    # whole canvas on screen: selenium's element offsets count from its visible part's centre
-    width, height, top, bottom = browser.execute_script(
-        "const c = arguments[0]; c.scrollIntoView({block: 'center'});"
-        "const r = c.getBoundingClientRect(); return [r.width, r.height, r.top, r.bottom];",
-        canvas)
-    assert 0 <= top and bottom <= browser.execute_script("return window.innerHeight;")
+    url = f"{base}/lab/tree/viewer.ipynb?reset&token={token}"
+    canvas, width, height = _open_and_run(browser, url)
     assert width > 100 and height > 100
     # the layout fits the column: the viewer is no wider than the cell's output area
     overflow = browser.execute_script(
@@ -237,11 +250,12 @@ def _drive(browser, base, token, folder):
     assert 0 <= zoomed["cy"] <= SIZE and 0 <= zoomed["cx"] <= SIZE
 
     # 4. hiding a layer from its checkbox
-    browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer input[data-layer='cells']").click()
+    viewer = f"{ACTIVE} .cellnb-viewer"
+    browser.find_element(By.CSS_SELECTOR, f"{viewer} input[data-layer='cells']").click()
     _wait_for(folder, "layers", lambda e: e["visible"] == [True, True, False])
 
     # 5. box mode: a drag becomes a box in image pixels
-    browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-bar button[title^='drag draws']").click()
+    browser.find_element(By.CSS_SELECTOR, f"{viewer}-bar button[title^='drag draws']").click()
     chain = ActionChains(browser).move_to_element_with_offset(canvas, -40, -30).click_and_hold()
     chain.move_by_offset(30, 20).move_by_offset(30, 20).release().perform()
     box = _wait_for(folder, "box", lambda e: True)
@@ -263,15 +277,11 @@ panel
 
 
 def test_review_in_jupyterlab_rejects_and_adds_cells_on_disk(lab, browser, tmp_path):
-    """The review notebook as a user runs it: a click rejects a cell, a click on empty TL adds one."""
+    """The review notebook as a user runs it: a click rejects a cell, one on empty TL adds one."""
     base, token, folder = lab
     work = folder / "review"
     work.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        REVIEW.format(size=SIZE).strip())])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, work / "review.ipynb")
+    _write_notebook(REVIEW.format(size=SIZE), work / "review.ipynb")
     with _screenshot_on_failure(browser, folder):
         _drive_review(browser, base, token, work)
 
@@ -283,14 +293,8 @@ def _drive_review(browser, base, token, work):
     from cellnb.segment import segment_click
     from cellnb.testing import random_sam
 
-    browser.get(f"{base}/lab/tree/review/review.ipynb?reset&token={token}")
-    wait = WebDriverWait(browser, 180)
-    _run_first_cell(browser, wait)
-    canvas = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer canvas")))
-    wait.until(lambda d: "zoom" in d.find_element(By.CSS_SELECTOR, f"{ACTIVE} .cellnb-viewer-status").text)
-    width, height = browser.execute_script(
-        "const c = arguments[0]; c.scrollIntoView({block: 'center'});"
-        "const r = c.getBoundingClientRect(); return [r.width, r.height];", canvas)
+    url = f"{base}/lab/tree/review/review.ipynb?reset&token={token}"
+    canvas, width, height = _open_and_run(browser, url, timeout=180)
     scale = min(width / SIZE, height / SIZE)
 
     def click(y, x):

@@ -116,7 +116,7 @@ def test_points_and_boxes_from_prompt_tables(viewer):
     assert layers["one"] == {"name": "one", "kind": "points", "visible": True, "color": "#00e5ff",
                              "size": 5.0, "data": [[1.0, 2.0]]}
     assert viewer.sent == []  # vector layers travel in the synced state, not as rasters
-    with pytest.raises(ValueError, match="needs columns 'y' and 'x'"):
+    with pytest.raises(ValueError, match=r"needs columns \['y', 'x'\]"):
         viewer.add_points(pd.DataFrame({"row": [1]}))
     with pytest.raises(ValueError, match=r"\(N, 4\) array"):
         viewer.add_boxes(np.zeros((3, 2)))
