@@ -88,19 +88,22 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _save(folder: Path, provenance, cells, labels, auto, edit: dict | None) -> None:
-    """Write the record folder again, atomically, with `edit` appended to its curation log.
+def _save(folder: Path, provenance, cells, labels, auto, edits: dict | list) -> None:
+    """Write the record folder again, atomically, with `edits` appended to its curation log.
 
-    The version being replaced is kept under ``history/<n>/`` (for :func:`undo`).
+    The version being replaced is kept under ``history/<n>/`` (for :func:`undo`:
+    the edits of one call are undone together).
     """
     from ._files import atomic_dir
     from ._provenance import versions
     from .io import write_labels
 
+    stamp = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "cellnb": versions(("cellnb",))["cellnb"]}
     curation = dict(provenance.get("curation") or {"edits": []})
     curation["edits"] = [*curation["edits"],
-                         {**edit, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "cellnb": versions(("cellnb",))["cellnb"]}]
+                         *({**edit, **stamp} for edit in
+                           ([edits] if isinstance(edits, dict) else edits))]
     provenance = {**provenance, "cells": int((cells["status"] == "kept").sum()),
                   "curation": curation}
     history = sorted((folder / "history").glob("*/record.json")) if (folder / "history").is_dir() \
@@ -155,7 +158,7 @@ def _set_cell(cells, label, mask, status, curated, score=np.nan):
     return cells
 
 
-def reject(out, pair_id: str, label: int) -> None:
+def reject(out, pair_id: str, label) -> None:
     """Reject cell `label` of record `pair_id`: background in the labels, left out of export.
 
     Parameters
@@ -163,24 +166,27 @@ def reject(out, pair_id: str, label: int) -> None:
     out : str or Path
         The :func:`cellnb.annotate` output folder (or its ``records/``).
     pair_id : str
-    label : int
-        The cell's id (its nucleus' id).
+    label : int or sequence of int
+        The cell's id (its nucleus' id), or several: one rewrite, one
+        :func:`undo` for all, one logged edit each.
     """
     folder = _folder(out, pair_id)
     provenance, cells, labels, auto = _load(folder)
-    label = _label(cells, label)
-    if cells.loc[label, "status"] == "rejected":
+    many = label if isinstance(label, (list, tuple, np.ndarray, pd.Index, pd.Series)) else [label]
+    chosen = [_label(cells, one) for one in many]
+    chosen = [one for one in dict.fromkeys(chosen) if cells.loc[one, "status"] != "rejected"]
+    if not chosen:
         return
     cells = cells.copy()
     if "curated" not in cells:
         cells["curated"] = ""
     cells["curated"] = cells["curated"].fillna("")
-    previous = str(cells.loc[label, "status"])
-    cells.loc[label, "status"] = "rejected"
-    cells.loc[label, "curated"] = "rejected"
-    labels = np.where(labels == label, 0, labels).astype(np.int32)
-    _save(folder, provenance, cells, labels, auto,
-          {"op": "reject", "label": label, "previous_status": previous})
+    edits = [{"op": "reject", "label": one, "previous_status": str(cells.loc[one, "status"])}
+             for one in chosen]
+    cells.loc[chosen, "status"] = "rejected"
+    cells.loc[chosen, "curated"] = "rejected"
+    labels = np.where(np.isin(labels, chosen), 0, labels).astype(np.int32)
+    _save(folder, provenance, cells, labels, auto, edits)
 
 
 def restore(out, pair_id: str, label: int) -> None:

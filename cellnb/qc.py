@@ -44,7 +44,7 @@ import pandas as pd
 
 from ._validation import check_labels
 
-__all__ = ["FLAGS", "flag_cells", "triage"]
+__all__ = ["FLAGS", "flag_cells", "triage", "reject_flagged"]
 
 FLAGS = ("dropped", "no_nucleus", "low_score", "area", "crowded", "border")
 
@@ -250,3 +250,57 @@ def triage(records: Iterable, *, nuclei=None, **options) -> tuple[pd.DataFrame, 
              .sort_values(["n_flags", "id", "label"], ascending=[False, True, True])
              .reset_index(drop=True))
     return pairs, cells[["id", "label", *FLAGS, "n_flags", "cell_area"]]
+
+
+def reject_flagged(out, flags, *, min_flags: int = 1, **options) -> pd.DataFrame:
+    """Reject, in the records of an annotate folder, every drawn cell with any of `flags`.
+
+    The way to leave flagged cells out of export and training: nothing is
+    rejected unless you name the flags, and each record's rejections are
+    one :func:`cellnb.curate.undo`. Rejected cells become background in the
+    curated labels (as when you reject them by hand), so prefer the flags
+    that mark wrong masks (``no_nucleus``, ``area``) over those that mark
+    hard places (``border``, ``crowded``).
+
+    Parameters
+    ----------
+    out : str or Path
+        The :func:`cellnb.annotate` output folder.
+    flags : sequence of str
+        Names from :data:`FLAGS` (``dropped`` cells have no pixels to reject
+        and are skipped).
+    min_flags : int, default=1
+        Reject a cell when it has at least this many of `flags`.
+    **options
+        Thresholds of :func:`flag_cells`.
+
+    Returns
+    -------
+    rejected : DataFrame
+        ``id``, ``label`` and the flags of each rejected cell.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cellnb import annotate, data
+    >>> root = tempfile.mkdtemp()
+    >>> _ = data.write_pairs(data.synthetic_pairs(1, shape=(96, 96), n_cells=4, seed=0), root + "/p")
+    >>> _ = annotate(root + "/p", root + "/out", model="watershed", progress=False)
+    >>> list(reject_flagged(root + "/out", ["border"]).columns)
+    ['id', 'label', 'border']
+    """
+    from . import curate
+
+    if isinstance(flags, str) or not flags or not set(flags) <= set(FLAGS):
+        raise ValueError(f"`flags` must be a non-empty list of names from {list(FLAGS)}, got "
+                         f"{flags!r}.")
+    if isinstance(min_flags, bool) or not isinstance(min_flags, int) or \
+            not 1 <= min_flags <= len(flags):
+        raise ValueError(f"`min_flags` must be an int from 1 to {len(flags)}, got {min_flags!r}.")
+    _, cells = triage(out, **options)
+    chosen = list(flags)
+    hits = cells[chosen].fillna(False).astype(bool).sum(axis=1) >= min_flags
+    rejected = cells[hits & (cells["cell_area"] > 0)][["id", "label", *chosen]]
+    for pair_id, group in rejected.groupby("id", sort=True):
+        curate.reject(out, pair_id, group["label"].astype(int).tolist())
+    return rejected.sort_values(["id", "label"]).reset_index(drop=True)

@@ -145,3 +145,36 @@ def test_curation_refuses_bad_input_and_leaves_the_record_whole(out, monkeypatch
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
     assert json.loads((folder / "record.json").read_text()).get("curation") is None
     np.testing.assert_array_equal(read_labels(folder / "cells.tif"), record.labels)
+
+
+def test_reject_many_at_once_and_undo_them_together(out):
+    record = read_records(out)[0]
+    folder = out / "records" / record.id
+    automatic = _files(folder)
+    three = [int(i) for i in record.cells.index[:3]]
+    curate.reject(out, record.id, three + [three[0]])  # a repeat is one rejection
+    after = {r.id: r for r in read_records(out)}[record.id]
+    assert not np.isin(after.labels, three).any()
+    assert curate.curation(out)["label"].tolist() == three
+    curate.undo(out, record.id)
+    assert _files(folder) == automatic
+
+
+def test_reject_flagged_leaves_the_named_flags_out_of_export(out, tmp_path):
+    from cellnb.qc import reject_flagged, triage
+
+    _, before = triage(out)
+    expected = before[before["border"].fillna(False) & (before["cell_area"] > 0)]
+    rejected = reject_flagged(out, ["border"])
+    assert sorted(zip(rejected["id"], rejected["label"])) == sorted(
+        zip(expected["id"], expected["label"].astype(int)))
+    assert len(rejected) > 0
+    for record in read_records(out):
+        mine = rejected.loc[rejected["id"] == record.id, "label"]
+        assert not np.isin(record.labels, mine).any()
+    _, after = triage(out)
+    assert not after["border"].fillna(False).any()  # decided cells are no longer flagged
+    with pytest.raises(ValueError, match="`flags` must be a non-empty list"):
+        reject_flagged(out, "border")
+    with pytest.raises(ValueError, match="`min_flags` must be an int from 1 to 1"):
+        reject_flagged(out, ["border"], min_flags=2)
