@@ -90,9 +90,8 @@ class Review:
                        "(SAM) · shift-click: negative point for the added cell · box mode: "
                        "drag a box · z undo · ] / [ next / previous pair</small>")
         bar = w.HBox([previous, self._pick, following, undo],
-                     layout=w.Layout(flex_flow="row wrap", width="100%"))
-        self.panel = w.VBox([bar, self._status, self.viewer, help_],
-                            layout=w.Layout(width="100%", max_width="100%"))
+                     layout=w.Layout(flex_flow="row wrap"))
+        self.panel = w.VBox([bar, self._status, self.viewer, help_])
         self._pick.observe(lambda change: self.go(change["new"]), names="value")
         self.viewer.on_click(lambda e: self.click(e["y"], e["x"], shift=e["shift"]))
         self.viewer.on_box(lambda e: self.box(e["y0"], e["x0"], e["y1"], e["x1"]))

@@ -45,17 +45,24 @@ class LocateTuner:
     """Interactive choice of the locate and prompt parameters.
 
     Build it with :func:`tune_locate`. Attributes after each update:
-    ``nuclei`` (label image), ``prompts`` (table), ``figure``; ``config``
-    is the :class:`cellnb.Config` the controls describe.
+    ``nuclei`` (label image), ``prompts`` (table), ``figure`` (the nucleus
+    size histogram), ``viewer`` (a :class:`cellnb.viewer.Viewer` of the
+    fluorescence and TL images with the nuclei and prompts, zoomable to
+    single nuclei); ``config`` is the :class:`cellnb.Config` the controls
+    describe.
     """
 
     def __init__(self, pairs_or_images, config=None):
         import ipywidgets as w
 
         from .config import Config
+        from .viewer import Viewer
 
         self.pairs = _as_pairs(pairs_or_images)
-        self.config = dataclasses.replace(config) if config is not None else Config()
+        if config is None:  # the method the tutorials recommend; Cell-APP's modes are one click away
+            config = Config()
+            config.locate.method = "auto"
+        self.config = dataclasses.replace(config)
         loc, pro = self.config.locate, self.config.prompt
         from ._learned_locate import LEARNED, learned_available
 
@@ -83,17 +90,24 @@ class LocateTuner:
             "box_scale": w.FloatSlider(value=pro.box_scale, min=1.0, max=5.0, step=0.1,
                                        description="box scale", **slider),
         }
-        self.path = w.Text(value="cellnb_config.yaml", description="save as")
-        self.save_button = w.Button(description="Save config", icon="save")
+        self.path = w.Text(value="cellnb_config.yaml", description="save as",
+                           layout=w.Layout(flex="1 1 12em", min_width="10em"))
+        self.save_button = w.Button(description="Save config", icon="save",
+                                    layout=w.Layout(flex="0 0 auto"))
         self.status = w.HTML()
         self.output = w.Output()
-        for control in self.controls.values():
+        for control in self.controls.values():  # "auto": the grid cell's width, margins inside it
+            control.layout = w.Layout(width="auto")
             control.observe(lambda change: self.update(), names="value")
         self.save_button.on_click(lambda _: self.save())
-        left = w.VBox(list(self.controls.values()) + [w.HBox([self.path, self.save_button]),
-                                                       self.status])
-        self.panel = w.HBox([left, self.output])
+        # controls in as many columns as the notebook column holds; nothing wider than it
+        grid = w.GridBox(list(self.controls.values()), layout=w.Layout(
+            grid_template_columns="repeat(auto-fill, minmax(17em, 1fr))", grid_gap="2px 12px"))
+        save = w.HBox([self.path, self.save_button], layout=w.Layout(flex_flow="row wrap"))
+        self.viewer = Viewer(height=520)
+        self.panel = w.VBox([grid, save, self.status, self.viewer, self.output])
         self._images = {}
+        self._shown = None
         self.nuclei = self.prompts = self.figure = None
         self.update()
 
@@ -120,7 +134,6 @@ class LocateTuner:
         import matplotlib.pyplot as plt
         from IPython.display import clear_output, display
 
-        from . import plot
         from .locate import locate
         from .prompt import prompt
 
@@ -134,18 +147,15 @@ class LocateTuner:
             self.nuclei = locate(fl, **params["locate"])
         self.prompts = prompt(self.nuclei, **params["prompt"])
         areas = np.bincount(self.nuclei.ravel())[1:]
+        self._show(tl, fl)
         if self.figure is not None:
             plt.close(self.figure)
-        fig, axes = plt.subplots(1, 3, figsize=(15, 5), constrained_layout=True,
-                                 gridspec_kw={"width_ratios": [1, 1, 0.7]})
-        plot.overlay(fl, self.nuclei, self.prompts, ax=axes[0], cmap="magma", color="cyan",
-                     title="fluorescence: nuclei and prompts", percentiles=(0.5, 99.9))
-        plot.overlay(tl, None, self.prompts, ax=axes[1], title="transmitted light: prompts")
-        axes[2].hist(areas, bins=30, color="0.4")
-        axes[2].set_xlabel("nucleus area (px)")
-        axes[2].set_ylabel("nuclei")
+        fig, ax = plt.subplots(figsize=(6, 2.4), constrained_layout=True)
+        ax.hist(areas, bins=30, color="0.4")
+        ax.set_xlabel("nucleus area (px)")
+        ax.set_ylabel("nuclei")
         clipped = int(self.prompts["clipped"].sum()) if len(self.prompts) else 0
-        axes[2].set_title(f"{len(areas)} nuclei, {clipped} boxes at the border")
+        ax.set_title(f"{len(areas)} nuclei, {clipped} boxes at the border", fontsize=10)
         self.figure = fig
         note = f"<b>{len(areas)}</b> prompts"
         if caught:
@@ -158,6 +168,21 @@ class LocateTuner:
                 clear_output(wait=True)
                 display(fig)
         plt.close(fig)
+
+    def _show(self, tl, fl) -> None:
+        """The pair in the viewer (images sent once per pair), nuclei and prompts on top."""
+        viewer, name = self.viewer, self.controls["pair"].value
+        if self._shown != name:
+            for layer in list(viewer.layer_names):
+                viewer.remove(layer)
+            viewer.shape = (0, 0)
+            viewer.add_image(fl, name="fluorescence", percentiles=(0.5, 99.9))
+            viewer.add_image(tl, name="TL", visible=False)
+            self._shown = name
+        viewer.add_labels(self.nuclei, name="nuclei", color="#00e5ff")
+        viewer.add_points(self.prompts, name="points", color="#ffd400")
+        boxes = self.prompts if self.controls["kind"].value != "points" else self.prompts.iloc[:0]
+        viewer.add_boxes(boxes, name="boxes", color="#ff4fd8")
 
     def save(self, path=None) -> Path:
         """Write the config with the current parameters as YAML (atomically)."""
@@ -182,9 +207,11 @@ def tune_locate(pairs_or_images, *, config=None) -> LocateTuner:
     """Tune locate and prompt parameters with sliders, watching the result.
 
     Pick a pair, a method and its parameters; nuclei outlines and prompts are
-    drawn over the fluorescence and TL images side by side with the nucleus
-    count and size histogram. "Save config" writes the YAML that
-    :class:`cellnb.Config` and ``cellnb annotate --config`` read.
+    drawn over the fluorescence image (the TL image is a layer to tick) in a
+    :class:`cellnb.viewer.Viewer`, zoomable to single nuclei, with the
+    nucleus count and size histogram below. Sliders recompute when released.
+    "Save config" writes the YAML that :class:`cellnb.Config` and ``cellnb
+    annotate --config`` read.
 
     Parameters
     ----------
@@ -192,7 +219,8 @@ def tune_locate(pairs_or_images, *, config=None) -> LocateTuner:
         A :func:`cellnb.io.find_pairs` table (images are read when picked),
         synthetic pairs, or image tuples.
     config : cellnb.Config, optional
-        Starting values (default: Cell-APP's defaults).
+        Starting values (default: Cell-APP's defaults with ``method="auto"``,
+        which needs no tuning).
 
     Returns
     -------

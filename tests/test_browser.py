@@ -201,6 +201,11 @@ def _open_and_run(browser, url, timeout=120):
         "const r = c.getBoundingClientRect(); return [r.width, r.height, r.top, r.bottom];",
         canvas)
     assert 0 <= top and bottom <= browser.execute_script("return window.innerHeight;")
+    # the widget fits the notebook column: its output area never scrolls sideways
+    overflow = browser.execute_script(
+        "const o = arguments[0].closest('.jp-OutputArea-output');"
+        "return o.scrollWidth - o.clientWidth;", canvas)
+    assert overflow <= 1, f"the widget is {overflow} px wider than the notebook column"
     return canvas, width, height
 
 
@@ -344,3 +349,40 @@ def _drive_review(browser, base, token, work):
     assert added > labels.max() and new[target] == added
     status = browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-html b").text
     assert status.startswith(f"added cell {added}")
+
+
+TUNER = f"""
+from cellnb.data import synthetic_pairs
+from cellnb.widgets import tune_locate
+
+tuner = tune_locate(synthetic_pairs(1, shape=({SIZE}, {SIZE}), n_cells=8, seed=0))
+tuner
+"""
+
+
+def test_locate_tuner_fits_the_column_in_jupyterlab(lab, browser):
+    """Nothing of the tuner is clipped or scrolls sideways; Save is on screen; the viewer draws."""
+    base, token, folder = lab
+    _write_notebook(TUNER, folder / "tuner.ipynb")
+    with _screenshot_on_failure(browser, folder):
+        _open_and_run(browser, f"{base}/lab/tree/tuner.ipynb?reset&token={token}")
+        report = browser.execute_script(f"""
+            const panel = document.querySelector('{ACTIVE} .jp-OutputArea-output .widget-vbox');
+            const area = panel.closest('.jp-OutputArea-output');
+            const save = [...panel.querySelectorAll('button')]
+                .find(b => b.textContent.includes('Save config'));
+            const a = area.getBoundingClientRect(), s = save.getBoundingClientRect();
+            const wide = [...panel.querySelectorAll('*')]
+                .filter(e => e.getBoundingClientRect().right > a.right + 1).length;
+            const culprits = [...panel.querySelectorAll('*')]
+                .filter(e => e.getBoundingClientRect().right > a.right + 1)
+                .map(e => e.className + ':' + Math.round(e.getBoundingClientRect().right - a.right));
+            console.log(culprits);
+            window._culprits = culprits;
+            return {{overflow: panel.scrollWidth - area.clientWidth, wide,
+                     save_inside: s.left >= a.left && s.right <= a.right + 1 && s.width > 0}};
+        """)
+        assert report["overflow"] <= 1 and report["wide"] == 0 and report["save_inside"], (
+            report, browser.execute_script("return window._culprits;"))
+        method = browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-dropdown select")
+        assert method.get_attribute("value") is not None

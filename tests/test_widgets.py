@@ -14,13 +14,18 @@ def pairs():
 
 def test_tuner_drives_locate_and_prompt(pairs):
     tuner = tune_locate(pairs)
-    assert tuner.controls["method"].value == "isodata"  # Cell-APP's default
-    tuner.controls["method"].value = "auto"
+    assert tuner.controls["method"].value == "auto"  # what the tutorials recommend
     assert tuner.controls["sigma"].disabled  # auto needs no Cell-APP parameters
+    assert tune_locate(pairs, config=Config()).controls["method"].value == "isodata"  # Cell-APP
+    assert tuner.viewer.layer_names == ["fluorescence", "TL", "nuclei", "points", "boxes"]
+    assert tuner.viewer.label_at("nuclei", *tuner.prompts[["y", "x"]].iloc[0]) == \
+        tuner.prompts["label"].iloc[0]
     assert tuner.nuclei.max() == len(tuner.prompts) == len(pairs[0].truth)
     assert tuner.figure is not None and "prompts" in tuner.status.value
     tuner.controls["kind"].value = "boxes"
     assert (tuner.prompts["kind"] == "boxes").all()
+    boxes = tuner.viewer.layers[tuner.viewer.layer_names.index("boxes")]["data"]
+    assert len(boxes) == len(tuner.prompts)
     tuner.controls["pair"].value = "synthetic_001"
     assert tuner.nuclei.max() == len(pairs[1].truth)
     tuner.controls["method"].value = "isodata"
