@@ -16,7 +16,6 @@ A :class:`cellnb.viewer.Viewer` of one record at a time, pairs ordered by
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -100,20 +99,12 @@ class Review:
         self.go(self.pairs["id"].iloc[0])
 
     # ---- one record --------------------------------------------------------------
-    def _folder(self) -> Path:
-        from .io import check_pair_id
-
-        return self.out / "records" / check_pair_id(self.pair_id)
-
     def _load(self) -> None:
+        """The record shown, as curate reads it (and its nuclei, for the flags)."""
         from .io import read_labels
 
-        folder = self._folder()
-        self.provenance = json.loads((folder / "record.json").read_text())
-        self.cells = pd.read_csv(folder / "cells.csv", index_col="label")
-        self.labels = read_labels(folder / "cells.tif")
-        auto = folder / "cells_auto.tif"
-        self.auto = read_labels(auto) if auto.is_file() else self.labels
+        folder = curate._folder(self.out, self.pair_id)
+        self.provenance, self.cells, self.labels, self.auto = curate._load(folder)
         self.nuclei = read_labels(folder / "nuclei.tif") if (folder / "nuclei.tif").is_file() \
             else None
 
