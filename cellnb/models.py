@@ -56,7 +56,7 @@ __all__ = ["Segmenter", "SamModel", "Watershed", "ImageEmbedding", "as_model", "
            "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
            "ModelNotAvailableError", "ARCHITECTURES"]
 
-ARCHITECTURES = ("vit_t", "vit_b", "vit_l", "vit_h")
+from ._architectures import ARCHITECTURES, TEST_ARCHITECTURE, architecture_of  # noqa: E402
 
 #: Options :meth:`SamModel.segment` takes.
 SAM_OPTIONS = frozenset({"embedding", "kind", "multimask", "batch_size", "tile_shape", "halo",
@@ -280,7 +280,7 @@ def _precompute(predictor, rgb, tile_shape, halo, save_path, progress):
     import shutil
     import tempfile
 
-    from micro_sam.util import precompute_image_embeddings
+    precompute_image_embeddings = _micro_sam_util().precompute_image_embeddings
 
     def run(path):
         with warnings.catch_warnings():
@@ -445,19 +445,18 @@ def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Sa
     >>> model.architecture  # doctest: +SKIP
     'vit_b'
     """
-    util = _micro_sam_util()
     model_type, checkpoint = resolve(name, checkpoint=checkpoint)
     if checkpoint is not None:
         _check_safe(checkpoint)
-    predictor, state = _get_sam_model(util, model_type, checkpoint, device)
+    from ._architectures import instance_decoder, load_predictor
+
+    predictor, state = load_predictor(model_type, checkpoint, device)
     if checkpoint is None:
         checkpoint = Path(predictor.checkpoint_path)
     decoder = None
     if "decoder_state" in state:
-        from micro_sam.instance_segmentation import get_decoder
-
-        decoder = get_decoder(predictor.model.image_encoder, state["decoder_state"],
-                              device=predictor.device)
+        decoder = instance_decoder(predictor.model.image_encoder, architecture_of(model_type),
+                                   state["decoder_state"], predictor.device)
     return SamModel(name=name, predictor=predictor, decoder=decoder,
                     weights_hash=predictor._hash, device=str(predictor.device),
                     checkpoint=Path(checkpoint))
@@ -485,10 +484,15 @@ def resolve(name: str, *, checkpoint=None, download: bool = True) -> tuple[str, 
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
-        if name[:5] not in ARCHITECTURES:
+        architecture = architecture_of(name)
+        if architecture is None:
             raise ValueError(f"with a checkpoint, `name` must start with the "
                              f"architecture ({', '.join(ARCHITECTURES)}), got {name!r}.")
-        return name[:5], str(checkpoint)
+        return architecture, str(checkpoint)
+    if architecture_of(name) == TEST_ARCHITECTURE:
+        raise ValueError(f"{TEST_ARCHITECTURE!r} is cellnb's reduced test architecture and has "
+                         "no pretrained weights: pass checkpoint=PATH "
+                         "(cellnb.testing.random_checkpoint writes a random-init one).")
     util = _micro_sam_util()
     names = _zoo_names(util)
     if name not in names:
@@ -596,13 +600,6 @@ def load_cached(name: str = "vit_b_lm", *, fallback="watershed", device: str = "
                   "cache (cellnb.models.load downloads them when online) to use μSAM.",
                   UserWarning, stacklevel=2)
     return model
-
-
-def _get_sam_model(util, model_type, checkpoint, device):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.load notices inside micro_sam
-        return util.get_sam_model(model_type=model_type, checkpoint_path=checkpoint,
-                                  device=device, return_state=True)
 
 
 def _ensure_cached(util, name: str) -> None:

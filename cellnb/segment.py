@@ -466,9 +466,9 @@ def _result(crops, scores, prompts, shape, iou_threshold, min_area, normalizatio
 
 def _put_tile(predictor, embedding, tile_id, outer):
     """Put one tile's (or the whole image's) embedding in the predictor."""
-    from micro_sam.util import set_precomputed
+    from .models import _micro_sam_util
 
-    set_precomputed(predictor, embedding.data, tile_id=tile_id)
+    _micro_sam_util().set_precomputed(predictor, embedding.data, tile_id=tile_id)
     size = tuple(int(v) for v in predictor.original_size)
     if size != (outer[2] - outer[0], outer[3] - outer[1]):  # a tiling we do not know
         raise RuntimeError(f"micro_sam's embedding {tile_id} covers {size} pixels; cellnb "

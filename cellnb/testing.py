@@ -12,11 +12,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .models import SamModel, _micro_sam_util, load
+from .models import SamModel, load
 
 __all__ = ["random_sam", "random_checkpoint", "train_base"]
 
-_KINDS = ("vit_t", "vit_b", "vit_l", "vit_h")
+from ._architectures import ARCHITECTURES as _KINDS  # micro_sam's four and vit_mini
 
 
 def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
@@ -25,8 +25,9 @@ def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
 
     Parameters
     ----------
-    kind : {"vit_t", "vit_b", "vit_l", "vit_h"}, default="vit_t"
-        Encoder architecture (vit_t is MobileSAM's TinyViT, as in micro_sam).
+    kind : {"vit_t", "vit_b", "vit_l", "vit_h", "vit_mini"}, default="vit_t"
+        Encoder architecture (vit_t is MobileSAM's TinyViT, as in micro_sam;
+        vit_mini is cellnb's reduced SAM with a 256 px input, for CPU tests).
     seed : int, default=0
         Seed of the initialisation; the global torch RNG is left untouched.
     decoder : bool, default=False
@@ -70,10 +71,13 @@ def random_checkpoint(kind: str, path, *, seed: int = 0, decoder: bool = False) 
     The file has micro_sam's layout (``model_state``, plus ``decoder_state``
     when `decoder`), so anything that takes a checkpoint (``models.load``,
     ``train(..., recipe="microsam", model=kind, checkpoint=path)``) takes it.
+    Cellpose's networks (``"cpsam"``, the reduced ``"cpsam_mini"``) are
+    written as cellpose saves them (the state dict), for
+    ``train(..., recipe="cellpose", model=kind, checkpoint=path)``.
 
     Parameters
     ----------
-    kind : {"vit_t", "vit_b", "vit_l", "vit_h"}
+    kind : {"vit_t", "vit_b", "vit_l", "vit_h", "vit_mini", "cpsam", "cpsam_mini"}
     path : str or Path
         File to write.
     seed : int, default=0
@@ -90,22 +94,30 @@ def random_checkpoint(kind: str, path, *, seed: int = 0, decoder: bool = False) 
     >>> import tempfile
     >>> path = random_checkpoint("vit_t", tempfile.mkdtemp() + "/vit_t.pt")  # doctest: +SKIP
     """
-    if kind not in _KINDS:
-        raise ValueError(f"`kind` must be one of {list(_KINDS)}, got {kind!r}.")
+    from ._architectures import CELLPOSE_ARCHITECTURES, build_cellpose_net, build_sam, build_unetr
+
+    if kind not in _KINDS + CELLPOSE_ARCHITECTURES:
+        raise ValueError(f"`kind` must be one of {list(_KINDS + CELLPOSE_ARCHITECTURES)}, got "
+                         f"{kind!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
     import torch
 
-    util = _micro_sam_util()
+    if kind in CELLPOSE_ARCHITECTURES:  # cellpose's layout: the network's state dict
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            state = build_cellpose_net(kind).state_dict()
+        path = Path(path)
+        torch.save(state, path)
+        return path
+
     # Building the network draws from torch's global RNG: fork it so callers are unaffected.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        sam = util.sam_model_registry[kind]()
+        sam = build_sam(kind)
         state = {"model_state": sam.state_dict()}
         if decoder:
-            from micro_sam.instance_segmentation import get_unetr
-
-            unetr = get_unetr(sam.image_encoder, device="cpu")
+            unetr = build_unetr(sam.image_encoder, kind, device="cpu")
             state["decoder_state"] = {k: v for k, v in unetr.state_dict().items()
                                       if not k.startswith("encoder")}
     path = Path(path)
@@ -143,3 +155,4 @@ def train_base(name: str, folder, *, kind: str = "vit_t") -> dict:
                   "trained far longer, or started from real weights).", UserWarning,
                   stacklevel=2)
     return {"model": kind, "checkpoint": str(random_checkpoint(kind, path, decoder=True))}
+

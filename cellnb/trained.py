@@ -130,12 +130,10 @@ class TrainedModel:
                     "image, or a prompt table built from your detector's boxes.")
             if self._prompt_model is None:  # built once: SAM's embeddings are kept between calls
                 self._prompt_model = recipe.prompt_model(self._net)
-            defaults = recipe.segment_defaults(self.settings, grey.shape)
-            tiling = ({"tile_shape": tile_shape, "halo": halo} if tile_shape is not None
-                      else {"tile_shape": defaults["tile_shape"], "halo": defaults["halo"]})
-            result = self._prompt_model.segment(
-                grey, prompts, kind="boxes", min_area=defaults["min_area"] if min_area is None
-                else min_area, progress=progress, callback=callback, **tiling, **sam_options)
+            result = recipe.segment(self._net, grey, prompts, self.settings,
+                                    model=self._prompt_model, tile_shape=tile_shape, halo=halo,
+                                    min_area=min_area, progress=progress, callback=callback,
+                                    **sam_options)
             result.model = self.name
         else:
             if prompts is not None:

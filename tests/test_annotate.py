@@ -110,25 +110,27 @@ def test_dask_local_cluster_gives_the_same_records(folder, tmp_path):
         pd.testing.assert_frame_equal(a[pair_id].cells, b[pair_id].cells)
 
 
-@pytest.mark.slow
-def test_dask_workers_load_a_sam_model_once(folder, tmp_path, vit_t):
+def test_dask_workers_load_a_sam_model_once(folder, tmp_path):
+    """SAM (the reduced vit_mini) on Dask workers: the model object sent once, or loaded from
+    its file once per worker; the same labels as in-process."""
     from dask.distributed import Client, LocalCluster
 
     from cellnb.models import load
-    from cellnb.testing import random_checkpoint
+    from cellnb.testing import random_checkpoint, random_sam
 
+    mini = random_sam("vit_mini", seed=0)
     config = Config.from_dict({"locate": {"method": "auto"}})
-    local = records_of(_annotated(folder, tmp_path / "local", config, vit_t))
+    local = records_of(_annotated(folder, tmp_path / "local", config, mini))
     # the same weights from a file: each worker loads them itself
-    from_file = load("vit_t", checkpoint=random_checkpoint("vit_t", tmp_path / "w.pt", seed=0),
-                     device="cpu")
+    from_file = load("vit_mini", checkpoint=random_checkpoint("vit_mini", tmp_path / "w.pt",
+                                                              seed=0), device="cpu")
     import torch
 
-    ours, theirs = from_file.predictor.model.state_dict(), vit_t.predictor.model.state_dict()
+    ours, theirs = from_file.predictor.model.state_dict(), mini.predictor.model.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        in_memory = records_of(_annotated(folder, tmp_path / "mem", config, vit_t, client))
+        in_memory = records_of(_annotated(folder, tmp_path / "mem", config, mini, client))
         loaded = records_of(_annotated(folder, tmp_path / "file", config, from_file, client))
         cached = client.run(lambda: sorted(importlib.import_module("cellnb.annotate")._LOADED))
     assert all(len(keys) <= 1 for keys in cached.values())  # at most one load per worker

@@ -1,4 +1,8 @@
-"""The SAM-for-cells recipes (samcell, cellsam, cellseg1, cellpose): tiny random-init runs."""
+"""The SAM-for-cells recipes (samcell, cellsam, cellseg1, cellpose): tiny random-init runs.
+
+Most runs use the reduced test architectures (``vit_mini``, ``cpsam_mini``);
+the batch-norm tests use MobileSAM's vit_t, the architecture that has them.
+"""
 
 import json
 
@@ -30,6 +34,11 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return str(random_checkpoint("vit_t", tmp_path_factory.mktemp("ckpt") / "vit_t.pt"))
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    return str(random_checkpoint("vit_mini", tmp_path_factory.mktemp("ckpt") / "vit_mini.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -146,29 +155,35 @@ def test_resume_keeps_buffers(samcell_run):
     assert set(state["buffers"]) == {k for k, _ in sam.named_buffers()}
 
 
-def test_early_stopping(dataset, base, tmp_path):
-    run = train(dataset, recipe="samcell", model="vit_t", checkpoint=base, out=tmp_path / "r",
+def test_early_stopping(dataset, mini, tmp_path):
+    run = train(dataset, recipe="samcell", model="vit_mini", checkpoint=mini, out=tmp_path / "r",
                 warmup=2, overlap=16, patience=1, **{**TINY, "epochs": 4, "steps_per_epoch": 1})
     info = json.loads((run.path / "trained.json").read_text())
     # random init never finds a cell: the best epoch stays 0 and patience 1 ends the run
     assert (run.history["val_ap50"] == 0).all()
     assert info["stopped_early"] == {"epoch": 1, "patience": 1} and len(run.history) == 2
-    again = train(dataset, recipe="samcell", model="vit_t", checkpoint=base, out=tmp_path / "r",
-                  warmup=2, overlap=16, patience=1, **{**TINY, "epochs": 4, "steps_per_epoch": 1})
+    again = train(dataset, recipe="samcell", model="vit_mini", checkpoint=mini,
+                  out=tmp_path / "r", warmup=2, overlap=16, patience=1,
+                  **{**TINY, "epochs": 4, "steps_per_epoch": 1})
     assert len(again.history) == 2  # a stopped run is finished
 
 
-def test_sam_recipes_check_their_settings(dataset, base, tmp_path):
+def test_sam_recipes_check_their_settings(dataset, mini, tmp_path):
     with pytest.raises(ValueError, match="must be square"):
-        train(dataset, recipe="samcell", model="vit_t", checkpoint=base, out=tmp_path / "a",
+        train(dataset, recipe="samcell", model="vit_mini", checkpoint=mini, out=tmp_path / "a",
+              patch_shape=(64, 96), progress=False)
+    with pytest.raises(ValueError, match="must be square"):
+        train(dataset, recipe="microsam", model="vit_mini", checkpoint=mini, out=tmp_path / "a",
               patch_shape=(64, 96), progress=False)
     with pytest.raises(ValueError, match="fill < peak"):
-        train(dataset, recipe="samcell", model="vit_t", checkpoint=base, out=tmp_path / "b",
+        train(dataset, recipe="samcell", model="vit_mini", checkpoint=mini, out=tmp_path / "b",
               peak=0.1, fill=0.2, progress=False)
     with pytest.raises(ValueError, match="unknown model"):
         train(dataset, recipe="cellseg1", model="vit_q", out=tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        train(dataset, recipe="cellsam", model="vit_mini", out=tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="`grid` must be a positive int"):
-        train(dataset, recipe="cellseg1", model="vit_t", checkpoint=base, out=tmp_path / "d",
+        train(dataset, recipe="cellseg1", model="vit_mini", checkpoint=mini, out=tmp_path / "d",
               grid=0, progress=False)
     assert not any(tmp_path.iterdir())
 
@@ -176,14 +191,14 @@ def test_sam_recipes_check_their_settings(dataset, base, tmp_path):
 # ---------------------------------------------------------------------------
 # cellsam
 # ---------------------------------------------------------------------------
-def test_cellsam_trains_only_the_neck_and_segments_from_boxes(dataset, base, tmp_path, image):
+def test_cellsam_trains_only_the_neck_and_segments_from_boxes(dataset, mini, tmp_path, image):
     from cellnb.recipes.cellsam import box_prompts
 
-    run = train(dataset, recipe="cellsam", model="vit_t", checkpoint=base, out=tmp_path / "r",
+    run = train(dataset, recipe="cellsam", model="vit_mini", checkpoint=mini, out=tmp_path / "r",
                 overlap=16, lr=1e-3, **TINY)
     h = run.history
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
-    start, end = _state(base), _state(run.path / "weights" / "last.pt")
+    start, end = _state(mini), _state(run.path / "weights" / "last.pt")
     changed = {k.split(".")[1] for k in start if not torch.equal(start[k], end[k])}
     assert changed == {"neck"}
     assert run.prompted
@@ -199,16 +214,15 @@ def test_cellsam_trains_only_the_neck_and_segments_from_boxes(dataset, base, tmp
 # ---------------------------------------------------------------------------
 # cellseg1
 # ---------------------------------------------------------------------------
-@pytest.mark.slow
-def test_cellseg1_trains_lora_only_and_segments_from_a_grid(dataset, base, tmp_path, image):
+def test_cellseg1_trains_lora_only_and_segments_from_a_grid(dataset, mini, tmp_path, image):
     from cellnb.recipes import cellseg1
 
     options = dict(overlap=16, accumulate=2, grid=6, max_positive=4, max_negative=2)
-    run = train(dataset, recipe="cellseg1", model="vit_t", checkpoint=base, out=tmp_path / "r",
-                **options, **TINY)
+    run = train(dataset, recipe="cellseg1", model="vit_mini", checkpoint=mini,
+                out=tmp_path / "r", **options, **TINY)
     h = run.history
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
-    start, end = _state(base), _state(run.path / "weights" / "last.pt")
+    start, end = _state(mini), _state(run.path / "weights" / "last.pt")
     assert all(torch.equal(start[k], end[k.replace(".qkv.", ".qkv.base.")
                                       .replace("_proj.", "_proj.base.")
                                       if k not in end else k])
@@ -230,15 +244,11 @@ def test_cellseg1_trains_lora_only_and_segments_from_a_grid(dataset, base, tmp_p
 # ---------------------------------------------------------------------------
 # cellpose
 # ---------------------------------------------------------------------------
-@pytest.mark.slow
 def test_cellpose_fine_tunes_through_train_seg(dataset, tmp_path, image):
+    """cellpose's own loop on the reduced CPSAM (cellpose's class, a two-block encoder)."""
     pytest.importorskip("cellpose")
-    from cellpose.vit import CPSAM
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        torch.save(CPSAM(dtype=torch.float32).state_dict(), tmp_path / "cpsam_random")
-    run = train(dataset, recipe="cellpose", model="cpsam", checkpoint=str(tmp_path / "cpsam_random"),
+    base = random_checkpoint("cpsam_mini", tmp_path / "cpsam_mini")
+    run = train(dataset, recipe="cellpose", model="cpsam_mini", checkpoint=str(base),
                 out=tmp_path / "r", epochs=2, steps_per_epoch=1, batch_size=1,
                 patch_shape=(256, 256), progress=False)
     h = run.history

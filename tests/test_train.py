@@ -259,15 +259,14 @@ def test_annotate_with_a_trained_model(unet_run, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# the μSAM recipe (random-init vit_t through micro_sam's trainer)
+# the μSAM recipe (random-init vit_mini through micro_sam's trainer)
 # ---------------------------------------------------------------------------
-@pytest.mark.slow
 def test_microsam_tiny_run_exports_a_micro_sam_checkpoint(dataset, tmp_path):
     from cellnb.recipes.microsam import export_checkpoint
     from cellnb.testing import random_checkpoint
 
-    base = random_checkpoint("vit_t", tmp_path / "vit_t.pt", decoder=True)
-    trained = train(dataset, recipe="microsam", model="vit_t", checkpoint=str(base),
+    base = random_checkpoint("vit_mini", tmp_path / "vit_mini.pt", decoder=True)
+    trained = train(dataset, recipe="microsam", model="vit_mini", checkpoint=str(base),
                     out=tmp_path / "run", epochs=2, steps_per_epoch=2, batch_size=1,
                     patch_shape=(64, 64), n_sub_iteration=1, n_objects_per_batch=2,
                     progress=False)
@@ -277,8 +276,9 @@ def test_microsam_tiny_run_exports_a_micro_sam_checkpoint(dataset, tmp_path):
     seg = cellnb.segment(image, model=trained)
     assert seg.labels.shape == image.shape
     np.testing.assert_array_equal(seg.labels, load_trained(trained.path).segment(image).labels)
-    model = cellnb.models.load("vit_t", checkpoint=export_checkpoint(trained, tmp_path / "m.pt"))
-    assert model.decoder is not None
+    model = cellnb.models.load("vit_mini",
+                               checkpoint=export_checkpoint(trained, tmp_path / "m.pt"))
+    assert model.decoder is not None and model.architecture == "vit_mini"
 
 
 def test_microsam_needs_a_known_model(dataset, tmp_path):

@@ -23,7 +23,8 @@ normalization)``, and ``load_net(settings, state, device)``. Prompted
 recipes (``PROMPTED = True``) also define ``box_prompts(labels)`` (the
 validation prompts), ``prompt_model(net)`` (a :class:`cellnb.models.SamModel`
 around the trained network, which keeps its embeddings) and
-``segment_defaults(settings, shape)`` (tiling and minimum area).
+``segment(net, image, prompts, settings, model=...)`` (one cell per box at the
+training scale; ``model`` is a kept prompt model).
 
 The registry lives here and nowhere else; :mod:`cellnb.train` imports it.
 """

@@ -1,9 +1,13 @@
 """What the SAM-based recipes (cellseg1, samcell, cellsam) share.
 
-- loading SAM (a micro_sam zoo name, or an architecture + checkpoint),
-- feeding it windows: a square window of ``patch_shape`` pixels is resized
-  to SAM's 1024 x 1024 input, at training and at inference alike, so the
-  network always sees cells at one scale,
+- loading SAM (a micro_sam zoo name, or an architecture + checkpoint;
+  cellnb's reduced ``vit_mini`` too, :mod:`cellnb._architectures`),
+- **the scale rule**: the network sees every window of ``patch_shape``
+  pixels resized to its own input side (:func:`input_size`: 1024 for SAM,
+  256 for vit_mini), at training and at inference alike. Training crops of
+  images smaller than the patch are reflect-padded to it (with their labels,
+  ``_common.pad_pair``), and so are inference windows (:func:`pad_to`), so
+  cells are always seen at ``input_size / patch`` times their size,
 - the encoder split into trunk and neck (CellSAM trains only the neck),
 - LoRA adapters on attention query / value projections (CellSeg1),
 - learning-rate schedules stepped per optimizer step,
@@ -19,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._tiling import window_starts  # noqa: F401  (the SAM recipes' sliding windows)
-
-SAM_SIZE = 1024  # SAM's input side; its mask decoder answers at SAM_SIZE / 4
+from .._architectures import input_size  # noqa: F401  (the side of the network's input)
+from .._tiling import pad_to, window_starts  # noqa: F401  (the SAM recipes' windows)
 
 
 # ---------------------------------------------------------------------------
@@ -38,21 +41,21 @@ def check(settings) -> None:
                          f"`patch_shape` must be square, got {tuple(settings['patch_shape'])}.")
 
 
-def load_sam(settings, device):
-    """The SAM network (segment_anything ``Sam``) the run starts from, and its architecture."""
-    import warnings
+def load_sam(settings, device, *, return_state: bool = False):
+    """The SAM network (segment_anything ``Sam``) the run starts from, and its architecture.
 
-    from ..models import _micro_sam_util
+    With `return_state`, also the checkpoint's state (a zoo model's
+    ``decoder_state`` is in it).
+    """
+    from .._architectures import architecture_of
+    from .._architectures import load_sam as load
     from .microsam import base
 
     model_type, checkpoint = base(settings)
-    util = _micro_sam_util()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        _, sam = util.get_sam_model(model_type=model_type, checkpoint_path=checkpoint,
-                                    device=device, return_sam=True)
+    sam, state = load(model_type, checkpoint, device)
     freeze_batchnorm(sam)
-    return sam, model_type[:5]
+    architecture = architecture_of(model_type)
+    return (sam, architecture, state) if return_state else (sam, architecture)
 
 
 def freeze_batchnorm(module) -> int:
@@ -85,10 +88,10 @@ def empty_sam(architecture: str):
     """SAM of `architecture` without loading weights (for :func:`load_net`)."""
     import torch
 
-    from ..models import _micro_sam_util
+    from .._architectures import build_sam
 
     with torch.random.fork_rng(devices=[]):
-        return _micro_sam_util().sam_model_registry[architecture]()
+        return build_sam(architecture)
 
 
 def sam_predictor(sam, architecture: str, name: str):
@@ -141,17 +144,18 @@ def instance_target(labels):
 # ---------------------------------------------------------------------------
 # windows
 # ---------------------------------------------------------------------------
-def to_sam(windows, *, normalize_pixels: bool = True):
-    """(B, 1, P, P) tensor of windows -> (B, 3, 1024, 1024) SAM input.
+def to_sam(windows, size: int, *, normalize_pixels: bool = True):
+    """(B, 1, P, P) tensor of windows -> (B, 3, size, size) SAM input (`size`: :func:`input_size`).
 
-    Windows are bilinearly resized to 1024. With `normalize_pixels` they
-    are 0-255 images and get SAM's pixel mean / std; otherwise they are
-    already standardised (SAMCell's CLAHE + z-score) and pass as they are.
+    Windows are bilinearly resized to the network's input side. With
+    `normalize_pixels` they are 0-255 images and get SAM's pixel mean / std;
+    otherwise they are already standardised (SAMCell's CLAHE + z-score) and
+    pass as they are.
     """
     import torch
     import torch.nn.functional as F
 
-    x = F.interpolate(windows.float(), size=(SAM_SIZE, SAM_SIZE), mode="bilinear",
+    x = F.interpolate(windows.float(), size=(size, size), mode="bilinear",
                       align_corners=False).repeat(1, 3, 1, 1)
     if normalize_pixels:
         mean = torch.tensor([123.675, 116.28, 103.53], device=x.device).view(1, 3, 1, 1)
@@ -161,24 +165,14 @@ def to_sam(windows, *, normalize_pixels: bool = True):
 
 
 def to_window(masks, size: int):
-    """SAM's (N, C, 256, 256) low-resolution output resized to the (N, C, P, P) window."""
+    """SAM's (N, C, S/4, S/4) low-resolution output resized to the (N, C, P, P) window."""
     import torch.nn.functional as F
 
     return F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def pad_to(image: np.ndarray, size: int) -> np.ndarray:
-    """Reflect-pad an image whose sides are shorter than `size` (bottom / right)."""
-    h, w = image.shape
-    if h >= size and w >= size:
-        return image
-    pad = ((0, max(0, size - h)), (0, max(0, size - w)))
-    mode = "reflect" if min(h, w) > 1 else "edge"
-    return np.pad(image, pad, mode=mode)
-
-
 def encode(sam, x, *, neck: bool = True):
-    """Image embeddings (B, 256, 64, 64); ``neck=False`` gives the trunk's features."""
+    """Image embeddings (B, 256, 64, 64 for SAM); ``neck=False`` gives the trunk's features."""
     import torch
 
     encoder = sam.image_encoder
@@ -193,7 +187,7 @@ def encode(sam, x, *, neck: bool = True):
 
 
 def decode(sam, embedding, *, points=None, labels=None, boxes=None):
-    """Mask logits (N, 1, 256, 256) and predicted IoU (N, 1) of N prompts on one image.
+    """Mask logits (N, 1, S/4, S/4) and predicted IoU (N, 1) of N prompts on one image.
 
     :func:`cellnb.segment`'s SAM call, with one mask per prompt.
     """

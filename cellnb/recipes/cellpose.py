@@ -47,10 +47,19 @@ def _cellpose():
     return models, train, cp_io
 
 
+def _architecture(settings) -> str:
+    """``cpsam_mini`` (cellnb's reduced CPSAM, for tests) or ``cpsam`` (every cellpose 4 model)."""
+    return "cpsam_mini" if settings["model"] == "cpsam_mini" else "cpsam"
+
+
 def _base(settings) -> str:
     """Path of the cellpose model file the run starts from (cellpose's cache, or checkpoint)."""
     models, _, _ = _cellpose()
     checkpoint = settings["options"].get("checkpoint")
+    if checkpoint is None and settings["model"] == "cpsam_mini":
+        raise ValueError("'cpsam_mini' is cellnb's reduced test network and has no pretrained "
+                         "weights: pass checkpoint=PATH (cellnb.testing.random_checkpoint("
+                         "'cpsam_mini', PATH) writes a random-init one).")
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
@@ -85,6 +94,9 @@ def check(settings) -> None:
     checkpoint = settings["options"].get("checkpoint")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
+    if checkpoint is None and settings["model"] == "cpsam_mini":
+        raise ValueError("'cpsam_mini' is cellnb's reduced test network and has no pretrained "
+                         "weights: pass checkpoint=PATH.")
     if checkpoint is None and settings["model"] not in models.MODEL_NAMES:
         raise ValueError(f"unknown cellpose model {settings['model']!r}; cellpose has "
                          f"{models.MODEL_NAMES}, or pass checkpoint=PATH.")
@@ -148,7 +160,7 @@ class Run:
 
     def fit_all(self, progress) -> dict:
         """Run cellpose's training; per-epoch train losses and the last validation loss."""
-        import torch
+        from .._architectures import cellpose_model
 
         models, train, cp_io = _cellpose()
         options, settings = self.settings["options"], self.settings
@@ -160,8 +172,7 @@ class Run:
             out = cp_io.load_train_test_data(str(folder / "train"), str(folder / "val"),
                                              image_filter="_img", mask_filter="_masks")
             images, labels, _, test_images, test_labels = out[:5]
-            model = models.CellposeModel(pretrained_model=base, device=torch.device(self.device),
-                                         use_bfloat16=False)
+            model = cellpose_model(_architecture(settings), base, self.device)
             path, train_losses, test_losses = train.train_seg(
                 model.net, train_data=images, train_labels=labels, test_data=test_images,
                 test_labels=test_labels, batch_size=settings["batch_size"],
@@ -178,7 +189,8 @@ class Run:
 
     def weights(self) -> dict:
         return {"cellpose_state": {k: v.detach().cpu() for k, v in
-                                   self.net.net.state_dict().items()}}
+                                   self.net.net.state_dict().items()},
+                "architecture": _architecture(self.settings)}
 
 
 def build(data, settings, device, state_dir):
@@ -191,13 +203,14 @@ def load_net(settings, state, device):
 
     import torch
 
-    models, _, _ = _cellpose()
+    from .._architectures import cellpose_model
+
+    _cellpose()
     with tempfile.TemporaryDirectory(prefix="cellnb-cellpose-") as tmp:
         path = os.path.join(tmp, "model")
         torch.save(state["cellpose_state"], path)
         with _quiet():
-            return models.CellposeModel(pretrained_model=path, device=torch.device(device),
-                                        use_bfloat16=False)
+            return cellpose_model(state.get("architecture", "cpsam"), path, device)
 
 
 def predict(net, image, settings, *, tile_shape=None, halo=None, min_area=None,

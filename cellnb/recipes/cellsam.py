@@ -116,7 +116,7 @@ def build(data, settings, device, state_dir):
     import torch
 
     from ._common import loaders
-    from ._sam import SAM_SIZE, LoopRun, decode, encode, load_sam, to_sam, to_window
+    from ._sam import LoopRun, decode, encode, input_size, load_sam, to_sam, to_window
 
     options = settings["options"]
     sam, architecture = load_sam(settings, device)
@@ -135,7 +135,7 @@ def build(data, settings, device, state_dir):
         x, y = (t.to(device) for t in batch)
         size = x.shape[-1]
         with torch.no_grad():  # the frozen trunk
-            trunk = encode(sam, to_sam(x), neck=False)
+            trunk = encode(sam, to_sam(x, input_size(sam)), neck=False)
         emb = neck(trunk)
         losses = []
         for b in range(len(x)):
@@ -145,7 +145,7 @@ def build(data, settings, device, state_dir):
                 continue
             ids = ids[torch.randperm(len(ids), device=ids.device)[:n_objects]]
             masks = y[b, 0][None] == ids[:, None, None]
-            boxes = _boxes(masks) * (SAM_SIZE / size)
+            boxes = _boxes(masks) * (input_size(sam) / size)
             logits, _ = decode(sam, emb[b:b + 1], boxes=boxes)
             losses.append(_mask_loss(to_window(logits, size), masks[:, None].float()))
         if not losses:
@@ -171,9 +171,11 @@ def load_net(settings, state, device):
 def segment_defaults(settings, shape) -> dict:
     """Tiling and minimum area of a cellsam segmentation of an image of `shape`.
 
-    Images larger than ``patch_shape`` are embedded per window of
-    ``patch_shape`` (tiles overlapping by ``overlap``), the scale the neck
-    was trained at.
+    The scale rule of the SAM recipes: SAM sees windows of ``patch_shape``,
+    the scale the neck was trained at. Images larger than the patch are
+    embedded per tile of ``patch_shape - overlap`` seen with ``overlap / 2``
+    pixels of context (windows of the patch side); smaller ones are padded
+    to the patch (:func:`segment`).
     """
     size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]
     tiled = max(shape[:2]) > size
@@ -189,24 +191,72 @@ def prompt_model(net: Net):
     return sam_predictor(net.sam, net.architecture, f"cellsam ({net.architecture} neck)")
 
 
-def segment(net: Net, image, prompts, settings, *, tile_shape=None, halo=None, min_area=None,
-            progress=False):
-    """One cell per box prompt with the fine-tuned SAM, as it is now (used for validation).
+def _padded(image, settings):
+    """The image reflect-padded (bottom / right) so every SAM window has the patch's side.
 
-    A fresh :func:`prompt_model` each call: during training the weights
-    change between calls. A loaded :class:`cellnb.TrainedModel` keeps one.
+    micro_sam resizes each window's longer side to SAM's input: an image
+    smaller than the patch is padded to it; a tiled image is padded to whole
+    tiles, so no border tile is a sliver blown up to SAM's input (the corner
+    tiles, with context on two sides only, are ``overlap / 2`` short).
+    """
+    from ._sam import pad_to
+
+    size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]
+    h, w = image.shape
+    if max(h, w) <= size:
+        return pad_to(image, size)
+    tile = size - overlap
+    target = (-(-h // tile) * tile, -(-w // tile) * tile)
+    return np.pad(image, ((0, max(target[0] - h, 0)), (0, max(target[1] - w, 0))), mode="reflect")
+
+
+def _crop(seg, shape):
+    """A Segmentation of a padded image cut back to `shape` (areas and boxes recomputed)."""
+    from scipy import ndimage
+
+    h, w = shape
+    labels = np.ascontiguousarray(seg.labels[:h, :w])
+    table = seg.table.copy()
+    boxes = ndimage.find_objects(labels)
+    areas = np.bincount(labels.ravel(), minlength=len(boxes) + 1)
+    for i, lab in zip(table.index, table["label"].astype(int)):
+        if table.at[i, "status"] != "kept":
+            continue
+        box = boxes[lab - 1] if 0 < lab <= len(boxes) else None
+        if box is None:  # all of it was in the padding
+            table.loc[i, ["area", "status"]] = [0, "empty"]
+            continue
+        table.loc[i, ["area", "y0", "x0", "y1", "x1"]] = [int(areas[lab]), box[0].start,
+                                                          box[1].start, box[0].stop, box[1].stop]
+    seg.labels, seg.table = labels, table
+    return seg
+
+
+def segment(net: Net, image, prompts, settings, *, model=None, tile_shape=None, halo=None,
+            min_area=None, progress=False, **sam_options):
+    """One cell per box prompt with the fine-tuned SAM, at the training scale.
+
+    `model` is a kept :func:`prompt_model` (a loaded :class:`cellnb.TrainedModel`
+    keeps one, so embeddings are reused); without it a fresh one is made
+    (during training the weights change between calls). Without
+    `tile_shape`, the image is padded and tiled by the scale rule
+    (:func:`segment_defaults`, :func:`_padded`) and the result cut back.
     """
     defaults = segment_defaults(settings, image.shape)
+    shape = image.shape
     if tile_shape is None:
         tile_shape, halo = defaults["tile_shape"], defaults["halo"]
+        image = _padded(image, settings)
     was_training = net.sam.training
     net.sam.eval()
     try:
-        return prompt_model(net).segment(
+        seg = (model or prompt_model(net)).segment(
             image, prompts, kind="boxes", tile_shape=tile_shape, halo=halo,
-            min_area=defaults["min_area"] if min_area is None else min_area, progress=progress)
+            min_area=defaults["min_area"] if min_area is None else min_area, progress=progress,
+            **sam_options)
     finally:
         net.sam.train(was_training)
+    return _crop(seg, shape) if seg.labels.shape != shape else seg
 
 
 def predict(net: Net, image, settings, *, prompts, tile_shape=None, halo=None, min_area=None,

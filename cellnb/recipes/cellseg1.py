@@ -20,8 +20,9 @@ decoder are the only trained weights.
 
 Differences from the paper: the paper shrinks SAM's input to 512 px
 (interpolating the positional encodings) to fit 8 GB GPUs; cellnb keeps
-SAM's 1024 px input and resizes each ``patch_shape`` window to it, so the
-architecture is the released one. The paper trains 300 epochs over one
+SAM's 1024 px input and resizes each ``patch_shape`` window to it (windows of
+small images padded to the patch first, so inference sees cells at the
+training scale), so the architecture is the released one. The paper trains 300 epochs over one
 image; here an epoch is ``steps_per_epoch`` batches of random patches.
 """
 
@@ -246,8 +247,9 @@ def _point_losses(sam, embedding, labels, size, options, seed, *, backward_scale
     """
     import torch
 
-    from ._sam import SAM_SIZE, decode, to_window
+    from ._sam import decode, input_size, to_window
 
+    scale = input_size(sam) / size
     labels_np = labels.cpu().numpy().astype(np.int32)
     pos, neg = sample_points(labels_np, rng=seed, max_positive=options["max_positive"],
                              max_negative=options["max_negative"])
@@ -261,7 +263,7 @@ def _point_losses(sam, embedding, labels, size, options, seed, *, backward_scale
         yx = torch.as_tensor(points[start:start + chunk], dtype=torch.float32,
                              device=embedding.device)
         ids = torch.as_tensor(cells[start:start + chunk], device=embedding.device)
-        coords = (yx.flip(-1) + 0.5) * (SAM_SIZE / size)  # (y, x) pixels -> SAM's xy frame
+        coords = (yx.flip(-1) + 0.5) * scale  # (y, x) pixels -> SAM's xy frame
         logits, iou = decode(sam, embedding, points=coords[:, None],
                              labels=torch.ones(len(yx), 1, device=embedding.device))
         positive = ids > 0
@@ -286,7 +288,7 @@ def build(data, settings, device, state_dir):
     import torch
 
     from ._common import loaders
-    from ._sam import LoopRun, encode, load_sam, lora_train_mode, one_cycle, to_sam
+    from ._sam import LoopRun, encode, input_size, load_sam, lora_train_mode, one_cycle, to_sam
 
     options = settings["options"]
     sam, architecture = load_sam(settings, device)
@@ -304,7 +306,7 @@ def build(data, settings, device, state_dir):
         x, y = (t.to(device) for t in batch)
         size = x.shape[-1]
         seeds = torch.randint(0, 2**31 - 1, (len(x),)).tolist()  # seeded per epoch by train
-        emb = encode(sam, to_sam(x))
+        emb = encode(sam, to_sam(x, input_size(sam)))
         # the encoder runs once for all points of an image; the decoder per point batch,
         # with gradients gathered on a detached copy of the embedding and sent back once
         cut = emb.detach().requires_grad_(train)
@@ -333,16 +335,21 @@ def load_net(settings, state, device):
                         prepare=lambda sam: _sam_with_lora(sam, settings["options"]))
 
 
-def _window_masks(sam, window, options, device):
-    """Candidate masks of one window from the point grid: list of (crop, y0, x0, score)."""
+def _window_masks(sam, window, size, options, device):
+    """Candidate masks of one window from the point grid: list of (crop, y0, x0, score).
+
+    A window smaller than `size` (the patch side) is reflect-padded to it,
+    so SAM sees it at the training scale; the grid covers the padded window
+    and its points outside the real one are dropped.
+    """
     import torch
 
-    from ._sam import SAM_SIZE, decode, encode, pad_to, to_sam, to_window
+    from ._sam import decode, encode, input_size, pad_to, to_sam, to_window
 
-    size = max(window.shape)
     h, w = window.shape
     x = torch.from_numpy(np.ascontiguousarray(pad_to(window, size)))[None, None].to(device)
-    emb = encode(sam, to_sam(x))
+    scale = input_size(sam) / size
+    emb = encode(sam, to_sam(x, input_size(sam)))
     n = int(options["grid"])
     offsets = (np.arange(n) + 0.5) / n * size
     yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
@@ -352,7 +359,7 @@ def _window_masks(sam, window, options, device):
     chunk = int(options["points_per_batch"])
     for start in range(0, len(grid), chunk):
         xy = torch.as_tensor(grid[start:start + chunk], dtype=torch.float32, device=device)
-        logits, iou = decode(sam, emb, points=(xy * (SAM_SIZE / size))[:, None],
+        logits, iou = decode(sam, emb, points=(xy * scale)[:, None],
                              labels=torch.ones(len(xy), 1, device=device))
         prob = iou[:, 0].clamp(0, 1)
         keep = prob > options["min_probability"]
@@ -403,7 +410,7 @@ def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=N
             for y0, x0 in tqdm(starts, disable=not progress, desc="windows"):
                 window = x[y0:y0 + size, x0:x0 + size]
                 wh, ww = window.shape
-                for crop, cy, cx, sc in _window_masks(net.sam, window, options, device):
+                for crop, cy, cx, sc in _window_masks(net.sam, window, size, options, device):
                     inner_edge = ((cy == 0 and y0 > 0) or (cx == 0 and x0 > 0)
                                   or (cy + crop.shape[0] == wh and y0 + wh < h)
                                   or (cx + crop.shape[1] == ww and x0 + ww < w))

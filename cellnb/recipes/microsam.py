@@ -1,14 +1,18 @@
 """``microsam`` recipe: μSAM fine-tuning with micro_sam's trainer and instance decoder.
 
 The model is assembled as ``micro_sam.training.train_sam`` assembles it
-(``get_trainable_sam_model``, ``ConvertToSamInputs``, ``get_unetr``, AdamW,
+(``get_trainable_sam_model``'s steps: SAM, optional PEFT, frozen parts,
+``TrainableSAM``; then ``ConvertToSamInputs``, ``get_unetr``, AdamW,
 ReduceLROnPlateau, ``JointSamTrainer`` with torch_em's ``DiceBasedDistanceLoss``
 for the decoder), so a cellnb run trains exactly what ``train_sam`` trains:
 interactive segmentation from sampled point / box prompts (iterative, with
 ``n_sub_iteration`` corrections) and the UNETR decoder for automatic instance
 segmentation. cellnb drives it one epoch at a time to evaluate, checkpoint
-and resume. Inference is the decoder's foreground + distance maps and μSAM's
-seeded watershed. :func:`export_checkpoint` writes the weights in the format
+and resume. The SAM comes from cellnb's loader, so the reduced test
+architecture ``vit_mini`` trains through the same code. Inference is the
+decoder's foreground + distance maps on windows of ``patch_shape`` (the
+training scale: the UNETR resizes every window to SAM's input as it resized
+the training patches) and μSAM's seeded watershed. :func:`export_checkpoint` writes the weights in the format
 micro_sam's own tools load (``model_state`` + ``decoder_state``).
 """
 
@@ -19,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Losses, TorchEmRun, distance_watershed, loaders, normalize, predict_tiled
+from ._common import Losses, TorchEmRun, distance_watershed, loaders, normalize
 
 DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-5,
             "steps_per_epoch": 25}
 OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per_batch": 25,
-           "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25}
+           "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25, "overlap": None}
 USES_MODEL = True
 _NORMALIZATION = "minmax255"
 
@@ -48,8 +52,22 @@ def _peft(options):
 
 
 def check(settings) -> None:
-    """Fail early (before a run folder exists) on an unknown model or missing checkpoint."""
+    """Fail early (before a run folder exists): unknown model, missing checkpoint, non-square
+    patch (inference windows have the training patches' scale), bad overlap."""
     base(settings, download=False)
+    h, w = settings["patch_shape"]
+    if h != w:
+        raise ValueError("recipe 'microsam' trains and infers on square windows; `patch_shape` "
+                         f"must be square, got {tuple(settings['patch_shape'])}.")
+    overlap = settings["options"]["overlap"]
+    if overlap is not None and not (isinstance(overlap, int) and 0 <= overlap < h // 2):
+        raise ValueError(f"`overlap` must be an int in [0, patch side / 2), got {overlap!r}.")
+
+
+def _overlap(settings) -> int:
+    """Overlap of the inference windows: the option, else 64 px (a quarter of small patches)."""
+    overlap = settings["options"].get("overlap")  # runs made before the option existed: None
+    return min(64, settings["patch_shape"][0] // 4) if overlap is None else int(overlap)
 
 
 def base(settings, download=True):
@@ -60,26 +78,56 @@ def base(settings, download=True):
                    download=download)
 
 
+def _trainable_sam(settings, device):
+    """micro_sam's ``TrainableSAM`` as ``get_trainable_sam_model`` makes it, from cellnb's loader.
+
+    SAM with the run's starting weights (batch norm kept in eval mode), PEFT
+    (LoRA) when ``lora_rank`` is set, the ``freeze`` parts frozen. Returns
+    ``(model, architecture, checkpoint state)``.
+    """
+    from micro_sam.training.trainable_sam import TrainableSAM
+
+    from ._sam import load_sam
+
+    options = settings["options"]
+    sam, architecture, state = load_sam(settings, device, return_state=True)
+    peft = _peft(options)
+    freeze = options["freeze"]
+    freeze = [] if freeze is None else [freeze] if isinstance(freeze, str) else list(freeze)
+    if peft:
+        if architecture == "vit_t":
+            raise ValueError("micro_sam has no parameter-efficient fine-tuning (lora_rank) for "
+                             "vit_t (MobileSAM).")
+        if "image_encoder" in freeze:
+            raise ValueError("`lora_rank` adapts the image encoder: it cannot also be frozen.")
+        from micro_sam.models.peft_sam import PEFT_Sam
+
+        sam = PEFT_Sam(sam, **peft).sam
+    for name, param in sam.named_parameters():
+        if any(name.startswith(part) for part in freeze):
+            param.requires_grad_(False)
+    return TrainableSAM(sam), architecture, state
+
+
 def build(data, settings, device, state_dir):
     """micro_sam's trainable SAM + UNETR + JointSamTrainer, as train_sam builds them."""
     import torch
-    from micro_sam.instance_segmentation import get_unetr
+
+    from ..models import _micro_sam_util
+
+    _micro_sam_util()  # micro_sam imported once with its dependencies' deprecation noise silenced
     from micro_sam.training import joint_sam_trainer
-    from micro_sam.training.util import ConvertToSamInputs, get_trainable_sam_model
+    from micro_sam.training.util import ConvertToSamInputs
     from torch_em.loss import DiceBasedDistanceLoss
     from torch_em.transform.label import PerObjectDistanceTransform
 
-    options = settings["options"]
-    model_type, checkpoint = base(settings)
-    model, state = get_trainable_sam_model(
-        model_type=model_type, device=device, freeze=options["freeze"],
-        checkpoint_path=checkpoint, return_state=True, peft_kwargs=_peft(options))
-    from ._sam import freeze_batchnorm
+    from .._architectures import build_unetr
 
-    freeze_batchnorm(model)  # vit_t's batch norm: the statistics inference will use
+    options = settings["options"]
+    model, architecture, state = _trainable_sam(settings, device)
     convert_inputs = ConvertToSamInputs(transform=model.transform, box_distortion_factor=0.025)
-    unetr = get_unetr(image_encoder=model.sam.image_encoder,
-                      decoder_state=state.get("decoder_state"), device=device)
+    unetr = build_unetr(model.sam.image_encoder, architecture,
+                        decoder_state=state.get("decoder_state"), device=device)
     params = list(model.parameters()) + [p for n, p in unetr.named_parameters()
                                          if not n.startswith("encoder")]
     optimizer = torch.optim.AdamW(params, lr=settings["lr"])
@@ -100,7 +148,7 @@ def build(data, settings, device, state_dir):
         n_sub_iteration=options["n_sub_iteration"], compile_model=False, unetr=unetr,
         instance_loss=loss, instance_metric=loss, early_stopping=None,
         mask_prob=options["mask_prob"])
-    net = Net(model.sam, unetr, model_type[:5])
+    net = Net(model.sam, unetr, architecture)
     return TorchEmRun(trainer, net, record, [train_loader.dataset, val_loader.dataset], weights)
 
 
@@ -115,14 +163,14 @@ def weights(net: Net) -> dict:
 def load_net(settings, state, device):
     """Rebuild the architecture (no download) and load the trained weights."""
     import torch
-    from micro_sam.instance_segmentation import get_unetr
 
+    from .._architectures import build_sam, build_unetr
     from ..models import _micro_sam_util
 
-    util = _micro_sam_util()
+    _micro_sam_util()  # micro_sam imported quietly first
     architecture = state["architecture"]
     with torch.random.fork_rng(devices=[]):
-        sam = util.sam_model_registry[architecture]()
+        sam = build_sam(architecture)
         peft = _peft(settings["options"])
         if peft:
             from micro_sam.models.peft_sam import PEFT_Sam
@@ -130,7 +178,8 @@ def load_net(settings, state, device):
             sam = PEFT_Sam(sam, **peft).sam
     sam.load_state_dict(state["model_state"])
     sam.to(device).eval()
-    unetr = get_unetr(sam.image_encoder, decoder_state=state["decoder_state"], device=device)
+    unetr = build_unetr(sam.image_encoder, architecture, decoder_state=state["decoder_state"],
+                        device=device)
     return Net(sam, unetr.eval(), architecture)
 
 
@@ -145,13 +194,20 @@ def _forward(unetr, image):
 
 def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=None,
             progress=False):
-    """Automatic instance segmentation with the UNETR decoder: (labels, scores, normalisation)."""
+    """Automatic instance segmentation with the UNETR decoder: (labels, scores, normalisation).
+
+    Windows of ``patch_shape`` overlapping by ``overlap`` (default 64 px, a
+    quarter of patches under 256 px): the training scale; `tile_shape` /
+    `halo` are not used.
+    """
+    from .._tiling import predict_windows
+
     was_training = net.unetr.training
     net.unetr.eval()
     try:
         x, record = normalize(image, _NORMALIZATION)
-        maps = predict_tiled(lambda t: _forward(net.unetr, t), x, tile_shape or (1024, 1024),
-                             halo or (64, 64), progress=progress)
+        maps = predict_windows(lambda t: _forward(net.unetr, t), x, settings["patch_shape"][0],
+                               _overlap(settings), progress=progress)
     finally:
         net.unetr.train(was_training)
     min_size = settings["options"]["min_size"] if min_area is None else min_area

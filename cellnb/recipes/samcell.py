@@ -6,7 +6,7 @@ regress each cell's distance to its border, normalised by the cell's own
 maximum (:func:`distance_target`), through a sigmoid with an L2 loss.
 
 - Input: CLAHE, then zero mean / unit variance; random 256 px patches
-  upsampled to SAM's 1024 input; flips, rotation within ±180°, scale
+  upsampled to SAM's 1024 input (the network's input side); flips, rotation within ±180°, scale
   0.8-1.2, brightness 0.95-1.05, random inversion.
 - Optimiser: AdamW (lr 1e-4, weight decay 0.1), 250-step linear warm-up,
   then linear decay to zero at the last step; early stopping after 7
@@ -158,9 +158,9 @@ def _forward(sam, x):
     """(B, 1, P, P) standardised windows -> (B, 1, P, P) distance-map logits."""
     import torch
 
-    from ._sam import decode, encode, to_sam, to_window
+    from ._sam import decode, encode, input_size, to_sam, to_window
 
-    emb = encode(sam, to_sam(x, normalize_pixels=False))
+    emb = encode(sam, to_sam(x, input_size(sam), normalize_pixels=False))
     logits = torch.cat([decode(sam, emb[b:b + 1])[0] for b in range(len(x))])
     return to_window(logits, x.shape[-1])
 
@@ -204,26 +204,23 @@ def predict_map(net: Net, image, settings, *, progress=False):
     """The predicted distance map of a whole image (sliding windows), and the normalisation."""
     import torch
 
-    from ._common import normalize, predict_tiled
-    from ._sam import pad_to
+    from .._tiling import predict_windows
+    from ._common import normalize
 
     size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]
     device = next(net.sam.parameters()).device
 
-    def forward(tile):
-        h, w = tile.shape
-        window = torch.from_numpy(np.ascontiguousarray(pad_to(tile, size)))[None, None]
+    def forward(window):  # a (size, size) window: the training scale
+        x = torch.from_numpy(np.ascontiguousarray(window))[None, None]
         with torch.no_grad():
-            out = torch.sigmoid(_forward(net.sam, window.to(device)))
-        return out[0, :, :h, :w].float().cpu().numpy()
+            out = torch.sigmoid(_forward(net.sam, x.to(device)))
+        return out[0].float().cpu().numpy()
 
     was_training = net.sam.training
     net.sam.eval()
     try:
         x, record = normalize(image, _NORMALIZATION)
-        inner = size - overlap
-        distance = predict_tiled(forward, x, (inner, inner), (overlap // 2, overlap // 2),
-                                 progress=progress)[0]
+        distance = predict_windows(forward, x, size, overlap, progress=progress)[0]
     finally:
         net.sam.train(was_training)
     return distance, record
