@@ -98,7 +98,7 @@ def build_sam(architecture: str):
 
 
 def input_size(sam) -> int:
-    """The side of the square image a SAM network's encoder takes (1024 for SAM, 256 for vit_mini)."""
+    """The side of the square image a SAM encoder takes (1024 for SAM, 256 for vit_mini)."""
     return int(sam.image_encoder.img_size)
 
 
@@ -190,7 +190,7 @@ def load_predictor(architecture: str, checkpoint, device):
 
 
 def instance_decoder(image_encoder, architecture: str, decoder_state, device):
-    """micro_sam's ``DecoderAdapter`` around the UNETR decoder of a checkpoint's ``decoder_state``."""
+    """micro_sam's ``DecoderAdapter`` on the UNETR decoder of a checkpoint's ``decoder_state``."""
     from micro_sam.instance_segmentation import DecoderAdapter, get_decoder
 
     if architecture != TEST_ARCHITECTURE:
@@ -208,7 +208,7 @@ _CPSAM_MINI = {"embed_dim": 64, "depth": 2, "num_heads": 2, "out_chans": 64}
 
 
 def _reduced_cpsam_class():
-    """cellpose's ``CPSAM`` with a two-block 64-wide ViT: its forward, readout and loss unchanged."""
+    """cellpose's ``CPSAM`` on a two-block 64-wide ViT: forward, readout and loss unchanged."""
     import torch
     from cellpose.vit import CPSAM, BaseModel
     from segment_anything.modeling import ImageEncoderViT

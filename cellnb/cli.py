@@ -280,9 +280,10 @@ def main(argv=None) -> int:
     p_train.add_argument("--recipe", default="unet",
                          choices=("unet", "microsam", "samcell", "cellseg1", "cellsam",
                                   "cellpose"))
-    p_train.add_argument("--model", default="vit_b_lm",
-                         help="microsam: μSAM model to start from (zoo name, or the "
-                              "architecture with --checkpoint)")
+    p_train.add_argument("--model", default=None,
+                         help="the model to start from: a μSAM zoo name or an architecture "
+                              "with --checkpoint (SAM recipes, default vit_b_lm), a cellpose "
+                              "model (cellpose, default cpsam)")
     p_train.add_argument("--checkpoint", help="microsam: start from this checkpoint file")
     p_train.add_argument("--lora-rank", type=int, help="microsam / cellseg1: LoRA rank")
     p_train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

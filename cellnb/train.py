@@ -91,7 +91,7 @@ def _classifier_table(data: TrainingData):
     return pd.concat(feats, ignore_index=True), pd.concat(targets, ignore_index=True)
 
 
-def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs=None,
+def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epochs=None,
           batch_size=None, patch_shape=None, lr=None, steps_per_epoch=None,
           device: str = "auto", seed: int = 0, resume: bool = True, overwrite: bool = False,
           progress: bool = True, callback=None, val: str = "val",
@@ -120,10 +120,11 @@ def train(dataset, *, recipe: str = "unet", out, model: str = "vit_b_lm", epochs
         ``cellnb.recipes.get(name).OPTIONS`` / ``.DEFAULTS``.
     out : str or Path
         Run folder (layout in the module docstring).
-    model : str, default="vit_b_lm"
+    model : str, optional
         SAM recipes: the μSAM / SAM model to start from (zoo name, or an
-        architecture "vit_t" / "vit_b" with ``checkpoint=``); cellpose: a
-        cellpose model name ("cpsam"). Ignored by unet.
+        architecture "vit_t" / "vit_b" / "vit_mini" with ``checkpoint=``;
+        default "vit_b_lm"); cellpose: a cellpose model name (default
+        "cpsam"). Ignored by unet.
     epochs, batch_size, patch_shape, lr, steps_per_epoch : optional
         Default per recipe (``cellnb.recipes.get(recipe).DEFAULTS``). An
         epoch is `steps_per_epoch` batches of random patches.
@@ -303,6 +304,8 @@ def _settings(module, recipe, model, seed, recipe_options, **given) -> dict:
     settings["patch_shape"] = [int(s) for s in shape]
     if not (isinstance(settings["lr"], (int, float)) and settings["lr"] > 0):
         raise ValueError(f"`lr` must be a positive number, got {settings['lr']!r}.")
+    if model is None:
+        model = getattr(module, "DEFAULT_MODEL", "vit_b_lm")
     settings.update(recipe=recipe, model=model if module.USES_MODEL else None, seed=seed,
                     options={**module.OPTIONS, **recipe_options})
     return settings

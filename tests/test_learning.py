@@ -31,25 +31,25 @@ import torch
 
 import cellnb
 from cellnb import train
-from cellnb.data import synthetic_pairs
 from cellnb.evaluate import evaluate
 from cellnb.io import Record
 from cellnb.recipes import _common
 from cellnb.recipes.cellsam import box_prompts
-from cellnb.testing import random_checkpoint
+from cellnb.testing import (LEARNING_PLANS, learning_image, random_checkpoint,
+                            stand_in_checkpoint)
 
 SIZE = dict(patch_shape=(128, 128), progress=False)
-
-
-@pytest.fixture(scope="module")
-def pair():
-    return synthetic_pairs(1, shape=(128, 128), n_cells=6, seed=3)[0]
 
 
 def _dataset(pair, folder):
     """The one image as the train split and again as the validation split."""
     records = [Record(name, pair.tl, pair.cells, pair.truth) for name in ("train", "val")]
     return cellnb.export(records, folder / "ds", splits={"train": 1, "val": 1})
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return learning_image("unet")  # the 128 px image most plans train on
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +75,34 @@ def _learned(run, pair, prompts=None):
     return _ap(seg.labels, pair)
 
 
+def _train(recipe, runs, tmp_path=None, checkpoint=None):
+    """Train `recipe` by its learning plan; returns (run, pair)."""
+    plan = LEARNING_PLANS[recipe]
+    pair = learning_image(recipe)
+    folder = runs / f"{recipe}-data"
+    folder.mkdir(exist_ok=True)
+    kwargs = dict(plan["settings"], progress=False)
+    if plan["start"] == "random":
+        kind = "cpsam_mini" if recipe == "cellpose" else "vit_mini"
+        checkpoint = random_checkpoint(kind, runs / f"{recipe}-random.pt",
+                                       decoder=recipe == "microsam")
+        kwargs["model"] = kind
+    if checkpoint is not None:
+        kwargs.update(checkpoint=str(checkpoint), model=kwargs.get("model", "vit_mini"))
+    return train(_dataset(pair, folder), recipe=recipe, out=runs / recipe, **kwargs), pair
+
+
 # ---------------------------------------------------------------------------
 # the full-model recipes, from random init
 # ---------------------------------------------------------------------------
-def test_unet_learns(dataset, pair, runs):
-    run = train(dataset, recipe="unet", out=runs / "unet", epochs=4, steps_per_epoch=10,
-                batch_size=4, **SIZE)
+def test_unet_learns(runs):
+    run, pair = _train("unet", runs)
     assert _learned(run, pair) >= 0.8
 
 
 @pytest.fixture(scope="module")
-def microsam_run(dataset, runs):
-    base = random_checkpoint("vit_mini", runs / "vit_mini.pt", decoder=True)
-    return train(dataset, recipe="microsam", model="vit_mini", checkpoint=str(base),
-                 out=runs / "microsam", epochs=4, steps_per_epoch=50, batch_size=1, lr=1e-3,
-                 n_sub_iteration=1, overlap=32, **SIZE)
+def microsam_run(runs):
+    return _train("microsam", runs)[0]
 
 
 def test_microsam_learns(microsam_run, pair):
@@ -101,65 +114,46 @@ def test_microsam_learns(microsam_run, pair):
     assert _ap(seg.labels, pair) >= 0.8
 
 
-def test_samcell_learns(runs, tmp_path):
-    """SAMCell regresses a distance map without prompts; on a 256 px image with 12 cells and
-    256 px patches (vit_mini sees them at 1x; at 2x the 128 px image needs more steps)."""
-    pair = synthetic_pairs(1, shape=(256, 256), n_cells=12, seed=3)[0]
-    base = random_checkpoint("vit_mini", runs / "samcell_base.pt")
-    run = train(_dataset(pair, tmp_path), recipe="samcell", model="vit_mini",
-                checkpoint=str(base), out=runs / "samcell", epochs=4, steps_per_epoch=100,
-                batch_size=2, lr=2e-3, weight_decay=0.01, warmup=20, overlap=32, patience=None,
-                patch_shape=(256, 256), progress=False)
+def test_samcell_learns(runs):
+    """SAMCell regresses a distance map without prompts; its plan trains on a 256 px image with
+    12 cells and 256 px patches (vit_mini sees them at 1x; at 2x the 128 px image needs more
+    steps)."""
+    run, pair = _train("samcell", runs)
     assert _learned(run, pair) >= 0.8
 
 
 # ---------------------------------------------------------------------------
 # the recipes that train part of a pretrained SAM, from the stand-in
 # ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def stand_in(microsam_run):
-    """The μSAM run's SAM: the stand-in for pretrained weights."""
-    return str(microsam_run.path / "weights" / "last.pt")
-
-
-def test_cellsam_learns_with_its_neck_only(dataset, pair, runs, stand_in):
-    from cellnb._architectures import build_sam
-
-    state = torch.load(stand_in, weights_only=True)["model_state"]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        fresh = build_sam("vit_mini").state_dict()
-    neck = [k for k in state if k.startswith("image_encoder.neck")]
-    state.update({k: fresh[k] for k in neck})
-    torch.save({"model_state": state}, runs / "cellsam_base.pt")
+def test_cellsam_learns_with_its_neck_only(pair, runs, microsam_run):
+    base = stand_in_checkpoint(microsam_run, runs / "cellsam-base.pt",
+                               reinitialise=LEARNING_PLANS["cellsam"]["reinitialise"])
     prompts = box_prompts(pair.cells)
-    before = cellnb.models.load("vit_mini", checkpoint=runs / "cellsam_base.pt", device="cpu")
+    before = cellnb.models.load("vit_mini", checkpoint=base, device="cpu")
     ap_before = _ap(before.segment(pair.tl, prompts, kind="boxes").labels, pair)
 
-    run = train(dataset, recipe="cellsam", model="vit_mini",
-                checkpoint=str(runs / "cellsam_base.pt"), out=runs / "cellsam", epochs=2,
-                steps_per_epoch=25, batch_size=1, lr=1e-3, overlap=32, **SIZE)
+    run, _ = _train("cellsam", runs, checkpoint=base)
     ap_after = _learned(run, pair, prompts)
     assert ap_after >= 0.8 and ap_after > ap_before
+    state = torch.load(base, weights_only=True)["model_state"]
     end = torch.load(run.path / "weights" / "last.pt", weights_only=True)["model_state"]
     changed = {k for k in state if not torch.equal(state[k], end[k])}
     assert changed and all(k.startswith("image_encoder.neck") for k in changed)
 
 
-def test_cellseg1_learns_with_lora_only(dataset, pair, runs, stand_in):
+def test_cellseg1_learns_with_lora_only(pair, runs, microsam_run):
     from cellnb.recipes import cellseg1
 
-    run = train(dataset, recipe="cellseg1", model="vit_mini", checkpoint=stand_in,
-                out=runs / "cellseg1", epochs=3, steps_per_epoch=50, batch_size=1,
-                accumulate=1, overlap=32, **SIZE)
+    base = stand_in_checkpoint(microsam_run, runs / "cellseg1-base.pt")
+    run, _ = _train("cellseg1", runs, checkpoint=base)
     # the stand-in with the recipe's LoRA at initialisation (its up-projections are zero)
-    sam = cellnb.models.load("vit_mini", checkpoint=stand_in, device="cpu").predictor.model
+    sam = cellnb.models.load("vit_mini", checkpoint=base, device="cpu").predictor.model
     cellseg1._sam_with_lora(sam, run.settings["options"])
     ap_before = _ap(cellseg1.predict(cellseg1.Net(sam, "vit_mini"), pair.tl.astype(np.float32),
                                      run.settings)[0], pair)
     ap_after = _learned(run, pair)
     assert ap_after >= 0.8 and ap_after > ap_before
-    start = torch.load(stand_in, weights_only=True)["model_state"]
+    start = torch.load(base, weights_only=True)["model_state"]
     end = torch.load(run.path / "weights" / "last.pt", weights_only=True)["model_state"]
     frozen = {k: k if k in end else k.replace(".qkv.", ".qkv.base.").replace("_proj.", "_proj.base.")
               for k in start}
@@ -168,12 +162,9 @@ def test_cellseg1_learns_with_lora_only(dataset, pair, runs, stand_in):
 
 
 @pytest.mark.slow
-def test_cellpose_learns(dataset, pair, runs):
+def test_cellpose_learns(runs):
     pytest.importorskip("cellpose")
-    base = random_checkpoint("cpsam_mini", runs / "cpsam_mini.pt")
-    run = train(dataset, recipe="cellpose", model="cpsam_mini", checkpoint=str(base),
-                out=runs / "cellpose", epochs=200, steps_per_epoch=8, batch_size=1, lr=1e-3,
-                weight_decay=0.01, patch_shape=(256, 256), progress=False)
+    run, pair = _train("cellpose", runs)
     assert _learned(run, pair) >= 0.8
 
 

@@ -276,3 +276,24 @@ def test_cli_offers_every_recipe(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert all(name in text for name in RECIPES)
+
+
+def test_each_recipe_starts_from_its_own_default_model():
+    """train() without `model`: vit_b_lm for the SAM recipes, cpsam for cellpose (its own)."""
+    from cellnb.recipes import get
+    from cellnb.train import _settings
+
+    def model_of(recipe):
+        return _settings(get(recipe), recipe, None, 0, {}, epochs=None, batch_size=None,
+                         patch_shape=None, lr=None, steps_per_epoch=None)["model"]
+
+    assert model_of("cellpose") == "cpsam" and model_of("samcell") == "vit_b_lm"
+    assert model_of("unet") is None
+    assert get("cellpose").DEFAULTS["lr"] == 1e-5  # Cellpose-SAM's fine-tuning rate
+
+
+def test_cellpose_needs_two_epochs(dataset, tmp_path):
+    pytest.importorskip("cellpose")
+    with pytest.raises(ValueError, match="warms up from 0"):
+        train(dataset, recipe="cellpose", out=tmp_path / "a", epochs=1, progress=False)
+    assert not (tmp_path / "a").exists()

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULTS = {"epochs": 100, "batch_size": 1, "patch_shape": (256, 256), "lr": 5e-5,
+DEFAULTS = {"epochs": 100, "batch_size": 1, "patch_shape": (256, 256), "lr": 1e-5,
             "steps_per_epoch": 8}
+DEFAULT_MODEL = "cpsam"  # what train() starts from when no model is named
 OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "min_train_masks": 1, "flow_threshold": 0.4,
            "cellprob_threshold": 0.0, "min_size": 15}
 USES_MODEL = True
@@ -45,6 +46,21 @@ def _cellpose():
         raise ImportError("the 'cellpose' recipe needs cellpose >= 4: pip install "
                           "'cellnb[cellpose]' (or pip install cellpose).") from err
     return models, train, cp_io
+
+
+def cached(name: str = "cpsam") -> bool | None:
+    """Whether cellpose's cache holds the model `name`; None when cellpose is not installed.
+
+    Examples
+    --------
+    >>> cached("no_such_model") in (False, None)
+    True
+    """
+    try:
+        from cellpose import models
+    except ImportError:
+        return None
+    return (models.MODEL_DIR / name).is_file()
 
 
 def _architecture(settings) -> str:
@@ -100,6 +116,10 @@ def check(settings) -> None:
     if checkpoint is None and settings["model"] not in models.MODEL_NAMES:
         raise ValueError(f"unknown cellpose model {settings['model']!r}; cellpose has "
                          f"{models.MODEL_NAMES}, or pass checkpoint=PATH.")
+    if settings["epochs"] < 2:
+        raise ValueError("cellpose's learning rate warms up from 0 during its first epochs, so "
+                         f"one epoch trains nothing: `epochs` must be >= 2, got "
+                         f"{settings['epochs']}.")
     if tuple(settings["patch_shape"]) != (256, 256):
         raise ValueError("Cellpose-SAM trains on 256 x 256 tiles (cellpose's bsize); "
                          f"`patch_shape` must be (256, 256), got {tuple(settings['patch_shape'])}.")

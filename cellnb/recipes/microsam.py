@@ -28,7 +28,8 @@ from ._common import Losses, TorchEmRun, distance_watershed, loaders, normalize
 DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-5,
             "steps_per_epoch": 25}
 OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per_batch": 25,
-           "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25, "overlap": None}
+           "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25, "overlap": None,
+           "patience": 10}  # micro_sam's train_sam stops after 10 epochs without improvement
 USES_MODEL = True
 _NORMALIZATION = "minmax255"
 
