@@ -196,7 +196,7 @@ LEARNING_PLANS = {
                 "settings": dict(epochs=2, steps_per_epoch=25, batch_size=1, lr=1e-3,
                                  overlap=32, patch_shape=(128, 128))},
     "cellseg1": {"image": (128, 6), "start": "stand-in",
-                 "settings": dict(epochs=3, steps_per_epoch=50, batch_size=1, accumulate=1,
+                 "settings": dict(epochs=4, steps_per_epoch=50, batch_size=1, accumulate=1,
                                   overlap=32, patch_shape=(128, 128))},
     "cellpose": {"image": (128, 6), "start": "random",
                  "settings": dict(epochs=200, steps_per_epoch=8, batch_size=1, lr=1e-3,
