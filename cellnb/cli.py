@@ -322,7 +322,7 @@ def main(argv=None) -> int:
         if args.checkpoint:
             from .models import load
 
-            model = load(config.segment.model[:5], checkpoint=args.checkpoint,
+            model = load(args.model or config.segment.model, checkpoint=args.checkpoint,
                          device=args.device)
         elif args.trained:
             from .trained import load_trained
