@@ -1,6 +1,6 @@
 # Entry points, each working from nothing on a fresh machine:
 #   make demo   create .venv, install cellnb, run the main job (cellnb demo)
-#   make test   same install, run the test suite (notebooks included; not the slow tests)
+#   make test   same install, run the test suite (notebooks included)
 #   make lab    same install, open the tutorial notebooks in JupyterLab (127.0.0.1)
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 CELLNB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export CELLNB_DATA_DIR
 
-.PHONY: demo test test-slow lab install browser clean
+.PHONY: demo test lab install browser clean
 
 install: $(STAMP)
 
@@ -34,10 +34,6 @@ browser:
 	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium / chromedriver not installed: tests/test_browser.py will be skipped"
-
-# the tests too slow for CI (SAM training at 1024 px on the CPU)
-test-slow: $(STAMP)
-	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "slow and not gpu and not weights" tests
 
 # the tutorials in JupyterLab, served on this machine only
 lab: $(STAMP)

@@ -13,7 +13,7 @@ On the CPU the reduced architectures are used (vit_mini, cpsam_mini). With
 plans, patch and image doubled).
 
     python benchmarks/bench_learning.py [--recipes unet microsam ...] [--device cuda --full]
-        [--with-cellpose] [--out bench-learning]
+        [--out bench-learning]
 """
 
 from __future__ import annotations
@@ -82,15 +82,12 @@ def run_one(recipe, out: Path, device: str, full: bool, microsam_run=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=[r for r in ORDER if r != "cellpose"],
-                        choices=ORDER)
-    parser.add_argument("--with-cellpose", action="store_true",
-                        help="also cellpose (cpsam_mini, 200 epochs: slow on a CPU)")
+    parser.add_argument("--recipes", nargs="+", default=list(ORDER), choices=ORDER)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--full", action="store_true", help="vit_b at 1024 px (use a GPU)")
     parser.add_argument("--out", default="bench-learning")
     args = parser.parse_args(argv)
-    recipes = list(args.recipes) + (["cellpose"] if args.with_cellpose else [])
+    recipes = list(args.recipes)
     if any(LEARNING_PLANS[r]["start"] == "stand-in" for r in recipes) and \
             "microsam" not in recipes:
         recipes.insert(0, "microsam")  # the stand-in for pretrained weights

@@ -198,8 +198,8 @@ LEARNING_PLANS = {
     "cellseg1": {"image": (128, 6), "start": "stand-in",
                  "settings": dict(epochs=4, steps_per_epoch=50, batch_size=1, accumulate=1,
                                   overlap=32, patch_shape=(128, 128))},
-    "cellpose": {"image": (128, 6), "start": "random",
-                 "settings": dict(epochs=200, steps_per_epoch=8, batch_size=1, lr=1e-3,
+    "cellpose": {"image": (256, 12), "start": "random",
+                 "settings": dict(epochs=80, steps_per_epoch=8, batch_size=1, lr=1e-3,
                                   weight_decay=0.01, patch_shape=(256, 256))},
 }
 
