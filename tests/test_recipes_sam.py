@@ -233,7 +233,8 @@ def test_cellseg1_trains_lora_only_and_segments_from_a_grid(dataset, mini, tmp_p
     # every grid point kept (thresholds off); whatever masks the random network draws
     # go through the two-stage NMS and come back as consecutive ids with scores
     settings = {**run.settings, "options": {**run.settings["options"], "min_probability": -1.0,
-                                            "min_stability": -1.0, "min_size": 0}}
+                                            "min_stability": -1.0, "min_size": 0,
+                                            "max_area_fraction": 1.0}}
     labels, scores, _ = cellseg1.predict(run._net, image.image, settings)
     assert labels.shape == image.image.shape and labels.dtype == np.int32
     assert sorted(scores) == list(range(1, labels.max() + 1))

@@ -17,6 +17,9 @@ decoder are the only trained weights.
   head read as the probability that the point lies in a cell, score =
   predicted IoU x stability score, and :func:`two_stage_nms` (box IoU
   pre-filter at 0.05, then mask IoU only between box-overlapping masks).
+  The filters are those of CellSeg1's released configuration: predicted
+  IoU > 0.8 (``min_probability``), stability > 0.6 with a logit offset of
+  0.8, masks at most 10 % of the window, at least 20 pixels.
 
 Differences from the paper: the paper shrinks SAM's input to 512 px
 (interpolating the positional encodings) to fit 8 GB GPUs; cellnb keeps
@@ -213,8 +216,9 @@ DEFAULTS = {"epochs": 30, "batch_size": 4, "patch_shape": (512, 512), "lr": 3e-3
             "steps_per_epoch": 16}
 OPTIONS = {"checkpoint": None, "lora_rank": 4, "lora_dropout": 0.1, "accumulate": 8,
            "weight_decay": 0.01, "peak": 0.3, "max_positive": 30, "max_negative": 15,
-           "grid": 32, "points_per_batch": 64, "min_probability": 0.5, "min_stability": 0.8,
-           "overlap": 64, "min_size": 25}
+           "grid": 32, "points_per_batch": 64, "min_probability": 0.8, "min_stability": 0.6,
+           "stability_offset": 0.8, "max_area_fraction": 0.1,  # CellSeg1's released config
+           "overlap": 64, "min_size": 20}
 USES_MODEL = True
 _NORMALIZATION = "minmax255"
 
@@ -366,9 +370,12 @@ def _window_masks(sam, window, size, options, device):
         if not keep.any():
             continue
         up = to_window(logits[keep], size)[:, 0, :h, :w]
-        stability = (up > 1).sum((1, 2)) / (up > -1).sum((1, 2)).clamp(min=1)
+        offset = float(options["stability_offset"])
+        stability = (up > offset).sum((1, 2)) / (up > -offset).sum((1, 2)).clamp(min=1)
         score = prob[keep] * stability
-        good = (stability > options["min_stability"]).cpu().numpy()
+        area = (up > 0).sum((1, 2))
+        good = ((stability > options["min_stability"])
+                & (area <= options["max_area_fraction"] * h * w)).cpu().numpy()
         masks = (up > 0).cpu().numpy()
         for mask, sc, ok in zip(masks, score.cpu().numpy(), good):
             ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
