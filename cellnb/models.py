@@ -181,7 +181,7 @@ class SamModel:
 
     @property
     def architecture(self) -> str:
-        """Encoder architecture: ``"vit_t"``, ``"vit_b"``, ``"vit_l"`` or ``"vit_h"``."""
+        """Encoder architecture: "vit_t", "vit_b", "vit_l", "vit_h" or "vit_mini" (for tests)."""
         return self.predictor.model_type
 
     @property

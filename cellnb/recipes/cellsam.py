@@ -207,7 +207,8 @@ def _padded(image, settings):
         return pad_to(image, size)
     tile = size - overlap
     target = (-(-h // tile) * tile, -(-w // tile) * tile)
-    return np.pad(image, ((0, max(target[0] - h, 0)), (0, max(target[1] - w, 0))), mode="reflect")
+    return np.pad(image, ((0, max(target[0] - h, 0)), (0, max(target[1] - w, 0))),
+                  mode="reflect" if min(h, w) > 1 else "edge")
 
 
 def _crop(seg, shape):
