@@ -244,3 +244,19 @@ def test_annotate_with_a_learned_locator_from_the_config(folder, tmp_path, tiny_
     record = json.loads((tmp_path / "out/records/synthetic_000/record.json").read_text())
     assert record["config"]["locate"] == {**record["config"]["locate"], "method": "stardist",
                                           "model": str(model_folder)}
+
+
+def test_cli_annotate_with_a_checkpoint(folder, tmp_path, capsys):
+    """--checkpoint loads the weights under the config's model name (vit_mini here)."""
+    from cellnb.cli import main
+    from cellnb.testing import random_checkpoint
+
+    config = tmp_path / "c.yaml"
+    Config.from_dict({"locate": {"method": "auto"},
+                      "segment": {"model": "vit_mini"}}).to_yaml(config)
+    checkpoint = random_checkpoint("vit_mini", tmp_path / "mini.pt")
+    assert main(["annotate", str(folder), "--out", str(tmp_path / "out"), "--config",
+                 str(config), "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
+    assert "done" in capsys.readouterr().out
+    records = read_records(tmp_path / "out", images=False)
+    assert len(records) == 3
