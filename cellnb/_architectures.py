@@ -111,8 +111,6 @@ def load_sam(architecture: str, checkpoint, device):
     model's ``decoder_state``). ``vit_mini`` needs a checkpoint, read with
     ``weights_only=True``.
     """
-    import warnings
-
     if architecture_of(architecture) == TEST_ARCHITECTURE:
         if checkpoint is None:
             raise ValueError("the test architecture 'vit_mini' has no pretrained weights; "
@@ -123,14 +121,8 @@ def load_sam(architecture: str, checkpoint, device):
         sam = _mini()
         sam.load_state_dict(state.get("model_state", state))
         return sam.to(device), state
-    from .models import _micro_sam_util
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        _, sam, state = _micro_sam_util().get_sam_model(
-            model_type=architecture, checkpoint_path=checkpoint, device=device, return_sam=True,
-            return_state=True)
-    return sam, state
+    predictor, state = load_predictor(architecture, checkpoint, device)
+    return predictor.model, state
 
 
 def build_unetr(image_encoder, architecture: str, *, decoder_state=None, device="cpu"):
