@@ -7,10 +7,10 @@ first reaches 0.8, the final AP@0.5, and the whole run's seconds. cellsam and
 cellseg1 start from the microsam run's SAM (the stand-in for pretrained
 weights; cellsam's neck drawn afresh), as in the tests.
 
-On the CPU the reduced architectures are used (vit_mini, cpsam_mini). With
+On the CPU the reduced architectures are used (vit_mini, cpsam_mini, maskrcnn_mini). With
 ``--device cuda`` add ``--full`` to train SAM's vit_b (1024 px input) on a
 512 px image with 512 px patches, the scale the recipes' defaults use (same
-plans, patch and image doubled).
+plans, patch and image doubled; maskrcnn: the ResNet-50 network from random init).
 
     python benchmarks/bench_learning.py [--recipes unet microsam ...] [--device cuda --full]
         [--out bench-learning]
@@ -30,14 +30,15 @@ import cellnb
 from cellnb.io import Record
 from cellnb.testing import LEARNING_PLANS, random_checkpoint, stand_in_checkpoint
 
-ORDER = ("unet", "microsam", "samcell", "cellsam", "cellseg1", "cellpose")
+ORDER = ("unet", "microsam", "samcell", "cellsam", "cellseg1", "cellpose", "maskrcnn")
+_NO_INPUT_SIZE = ("unet", "cellpose", "maskrcnn")  # fully convolutional: not scaled up
 
 
 def _pair(recipe, full):
     from cellnb.data import synthetic_pairs
 
     side, cells = LEARNING_PLANS[recipe]["image"]
-    scale = 4 if full and recipe not in ("unet", "cellpose") else 1
+    scale = 4 if full and recipe not in _NO_INPUT_SIZE else 1
     return synthetic_pairs(1, shape=(side * scale, side * scale), n_cells=cells * scale ** 2,
                            seed=3)[0]
 
@@ -52,9 +53,11 @@ def run_one(recipe, out: Path, device: str, full: bool, microsam_run=None):
     data = cellnb.export(records, folder / "ds", splits={"train": 1, "val": 1})
     settings = dict(plan["settings"])
     architecture = "vit_b" if full else "vit_mini"
-    if full and recipe not in ("unet", "cellpose"):
+    if full and recipe not in _NO_INPUT_SIZE:
         settings["patch_shape"] = tuple(4 * s for s in settings["patch_shape"])
         settings["overlap"] = 4 * settings.get("overlap", 16)
+    if full and recipe == "maskrcnn":  # the full-size network, from random init as well
+        settings.update(model="maskrcnn_resnet50_fpn_v2", pretrained=False)
     if plan["start"] == "random":
         kind = "cpsam_mini" if recipe == "cellpose" else architecture
         settings.update(model=kind, checkpoint=str(random_checkpoint(

@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .recipes import RECIPES
+
 # Pipeline stages the demo will chain, and whether this version has them yet.
 _STAGES = {
     "synthetic pairs + pair IO": True,
@@ -263,7 +265,8 @@ def main(argv=None) -> int:
     models_sub = p_models.add_subparsers(dest="action", required=True)
     m_list = models_sub.add_parser("list", help="micro_sam's model zoo and what is cached")
     m_fetch = models_sub.add_parser("fetch", help="download and verify weights")
-    m_fetch.add_argument("names", nargs="+", help="micro_sam zoo names, or cpsam (cellpose)")
+    m_fetch.add_argument("names", nargs="+", help="micro_sam zoo names, cpsam (cellpose), "
+                         "maskrcnn_resnet50_fpn_v2 (torchvision)")
     m_doctor = models_sub.add_parser("doctor", help="what a plan needs, what is missing, "
                                      "and the environment variables for compute nodes")
     m_doctor.add_argument("--annotate", help="the model annotate will use (zoo name)")
@@ -278,12 +281,12 @@ def main(argv=None) -> int:
     p_train.add_argument("dataset", help="folder written by `cellnb.export`")
     p_train.add_argument("--out", required=True, help="run folder")
     p_train.add_argument("--recipe", default="unet",
-                         choices=("unet", "microsam", "samcell", "cellseg1", "cellsam",
-                                  "cellpose"))
+                         choices=RECIPES)
     p_train.add_argument("--model", default=None,
                          help="the model to start from: a μSAM zoo name or an architecture "
                               "with --checkpoint (SAM recipes, default vit_b_lm), a cellpose "
-                              "model (cellpose, default cpsam)")
+                              "model (cellpose, default cpsam), maskrcnn_resnet50_fpn_v2 / "
+                              "maskrcnn_mini (maskrcnn)")
     p_train.add_argument("--checkpoint", help="microsam: start from this checkpoint file")
     p_train.add_argument("--lora-rank", type=int, help="microsam / cellseg1: LoRA rank")
     p_train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

@@ -193,8 +193,27 @@ def _check_pair(truth, pred):
     return truth, pred
 
 
+def _class_of(item) -> pd.Series | None:
+    """The ``class_name`` of each object of a Segmentation / Record, by label (None: unclassed)."""
+    from .classify import CLASS_COLUMN
+
+    table = getattr(item, "table", None)
+    if table is None:
+        table = getattr(item, "cells", None)
+    if not isinstance(table, pd.DataFrame) or CLASS_COLUMN not in table.columns:
+        return None
+    column = table.set_index("label")[CLASS_COLUMN] if "label" in table.columns else \
+        table[CLASS_COLUMN]
+    return column.dropna().astype(str)
+
+
 def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | None]]:
     """Normalise inputs to a list of (id, label image, scores by label)."""
+    return [item[:3] for item in _as_class_items(obj, name)]
+
+
+def _as_class_items(obj, name: str) -> list[tuple]:
+    """Normalise inputs to a list of (id, label image, scores by label, classes by label)."""
     from pathlib import Path
 
     if isinstance(obj, (str, Path)) or (isinstance(obj, Mapping) and "annotations" in obj):
@@ -202,7 +221,7 @@ def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | 
 
         obj = read_coco(obj, images=False)
     if isinstance(obj, np.ndarray) and obj.ndim == 2:
-        return [(None, obj, None)]
+        return [(None, obj, None, None)]
     if hasattr(obj, "labels") and not isinstance(obj, np.ndarray):
         obj = [obj]
     if isinstance(obj, np.ndarray) and obj.ndim == 3:
@@ -213,7 +232,7 @@ def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | 
     items = []
     for k, item in enumerate(obj):
         if isinstance(item, np.ndarray):
-            items.append((None, item, None))
+            items.append((None, item, None, None))
         elif hasattr(item, "labels"):
             table = getattr(item, "table", None)
             if table is None:
@@ -222,7 +241,7 @@ def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | 
             if isinstance(table, pd.DataFrame) and "score" in table:
                 score = (table.set_index("label")["score"] if "label" in table.columns
                          else table["score"])
-            items.append((getattr(item, "id", None), item.labels, score))
+            items.append((getattr(item, "id", None), item.labels, score, _class_of(item)))
         else:
             raise TypeError(f"`{name}[{k}]` must be a label image or have `.labels`, got "
                             f"{type(item).__name__}.")
@@ -313,10 +332,16 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
         Confidence of each predicted object per image, used to rank
         detections for the COCO metrics. Default: the ``score`` column of
         Segmentation / Record tables when present, else all equal.
-    by : {"image", "dataset"}, default="image"
+    by : {"image", "dataset", "class"}, default="image"
         One row per (image, threshold), or per threshold over all images
         pooled (counts summed; SEG over all true objects; DET from summed
-        AOGM) with the COCO columns added.
+        AOGM) with the COCO columns added, or ``"class"``: the dataset-level
+        row of each cell class, under a leading ``class`` column. Classes
+        come from the ``class_name`` column of the truth Records and the
+        predicted Segmentations; a predicted cell counts for its predicted
+        class only, so a cell found but given the wrong class is a false
+        positive of one class and a miss of the other (as in COCO's
+        per-category AP).
     coco_max_dets : int, default=100
         Detections per image the COCO metrics consider (COCO's and
         Detectron2's 100, so numbers compare with theirs). Images with more
@@ -343,11 +368,25 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
     >>> table[["tp", "fp", "fn", "precision", "recall", "f1", "ap"]]
        tp  fp  fn  precision  recall   f1        ap
     0   1   1   1        0.5     0.5  0.5  0.333333
+
+    Per class: both cells are found, but cell 2 is called "a" instead of "b".
+
+    >>> from cellnb.io import Record
+    >>> cells = pd.DataFrame({"class_name": ["a", "b"]}, index=pd.Index([1, 2], name="label"))
+    >>> true = Record("im", None, truth, cells)
+    >>> guess = Record("im", None, truth, cells.assign(class_name=["a", "a"]))
+    >>> evaluate([true], [guess], thresholds=[0.5], by="class")[["class", "tp", "fp", "fn"]]
+      class  tp  fp  fn
+    0     a   1   1   0
+    1     b   0   0   1
     """
     from tqdm.auto import tqdm
 
-    if by not in ("image", "dataset"):
-        raise ValueError(f"`by` must be 'image' or 'dataset', got {by!r}.")
+    if by not in ("image", "dataset", "class"):
+        raise ValueError(f"`by` must be 'image', 'dataset' or 'class', got {by!r}.")
+    if by == "class":
+        return _by_class(truth, pred, thresholds=thresholds, scores=scores,
+                         coco_max_dets=coco_max_dets, progress=progress)
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=float))
     if thresholds.size == 0 or not ((thresholds > 0) & (thresholds <= 1)).all():  # NaN too
         raise ValueError(f"`thresholds` must be non-empty values in (0, 1], got "
@@ -404,6 +443,39 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
                     **{c: int(s[c]) for c in ("n_true", "n_pred", "tp", "fp", "fn")},
                     **_ratios(s["tp"], s["fp"], s["fn"], s["iou_sum"]), **ctc, **coco})
     return pd.DataFrame(out)[["image", "threshold", *METRIC_COLUMNS, *coco]]
+
+
+def _by_class(truth, pred, *, scores, **kwargs) -> pd.DataFrame:
+    """``evaluate(by="class")``: the dataset-level table of each class's cells alone."""
+    t_items, p_items = _as_class_items(truth, "truth"), _as_class_items(pred, "pred")
+    if len(t_items) != len(p_items):
+        raise ValueError(f"`truth` has {len(t_items)} image(s) but `pred` has {len(p_items)}; "
+                         "pass them in matching order.")
+    for side, items in (("truth", t_items), ("pred", p_items)):
+        # images without cells need no class column (a Segmentation of no cell has none)
+        if all(item[3] is None for item in items) and any(item[1].max() > 0 for item in items):
+            raise ValueError(f"by='class' needs each cell's class, but `{side}` has no "
+                             "'class_name' column: pass Records / Segmentations whose tables "
+                             "have one (e.g. the segment output of a model trained on classes).")
+    if scores is not None:
+        if len(scores) != len(p_items):
+            raise ValueError(f"`scores` has {len(scores)} entries for {len(p_items)} image(s).")
+        p_items = [(i, lab, pd.Series(s, dtype=float), c)
+                   for (i, lab, _, c), s in zip(p_items, scores)]
+    names = sorted(set().union(*(set(item[3]) for item in t_items if item[3] is not None)))
+
+    def only(items, name):
+        return [np.where(np.isin(lab, [] if cls is None else cls.index[cls == name].to_numpy()),
+                         lab, 0) for _, lab, _, cls in items]
+
+    ranked = [{} if sc is None else sc.to_dict() for _, _, sc, _ in p_items]
+    tables = []
+    for name in names:
+        table = evaluate(only(t_items, name), only(p_items, name), by="dataset", scores=ranked,
+                         **kwargs)
+        table.insert(0, "class", name)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:

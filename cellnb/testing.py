@@ -203,6 +203,10 @@ LEARNING_PLANS = {
     "cellpose": {"image": (256, 12), "start": "random",
                  "settings": dict(epochs=80, steps_per_epoch=8, batch_size=1, lr=1e-3,
                                   weight_decay=0.01, patch_shape=(256, 256))},
+    # the reduced Mask R-CNN starts from random init by itself (no checkpoint to write)
+    "maskrcnn": {"image": (128, 6), "start": None,
+                 "settings": dict(model="maskrcnn_mini", epochs=3, steps_per_epoch=30,
+                                  batch_size=2, lr=1e-3, warmup=20, patch_shape=(128, 128))},
 }
 
 

@@ -103,7 +103,7 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
     dataset : str, Path or TrainingData
         Folder written by :func:`cellnb.export` (train + val splits; see
         :func:`cellnb.dataset.read_dataset`), or data already read.
-    recipe : {"unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose"}, default="unet"
+    recipe : {"unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose", "maskrcnn"}, default="unet"
         ``"unet"``: torch_em's 2-D U-Net on foreground + distance targets
         with μSAM's watershed post-processing (CPU-friendly).
         ``"microsam"``: μSAM fine-tuning with micro_sam's trainer and its
@@ -116,7 +116,11 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
         ``"cellsam"``: CellSAM's neck fine-tuning from box prompts; the
         model then segments from boxes (``segment(image, prompts, model=)``).
         ``"cellpose"``: Cellpose-SAM fine-tuned by ``cellpose.train.train_seg``
-        (needs the ``cellpose`` extra). Each recipe's options and defaults:
+        (needs the ``cellpose`` extra). ``"maskrcnn"``: torchvision's Mask
+        R-CNN (Cell-APP's detector family) learning each cell's mask and
+        class from TL (``model`` "maskrcnn_resnet50_fpn_v2" from COCO
+        weights, or "maskrcnn_mini"; ``scale``, ``min_score``, ...).
+        Each recipe's options and defaults:
         ``cellnb.recipes.get(name).OPTIONS`` / ``.DEFAULTS``.
     out : str or Path
         Run folder (layout in the module docstring).
@@ -281,7 +285,7 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
         info["distributed"]["checksums_equal"] = len(set(sums)) == 1
     if lead:
         _runs.plot_history(history, out / "learning_curve.png")
-        if len(data.classes) > 1:
+        if len(data.classes) > 1 and not getattr(module, "CLASSES", False):
             _runs.save_classifier(out, *_classifier_table(data))
         info["status"] = "finished"
         _runs.write_json(out / _runs.INFO, info)

@@ -108,7 +108,9 @@ class TrainedModel:
         Returns
         -------
         segmentation : Segmentation
-            Cells carry ``class_name`` when the run had several classes.
+            Cells carry ``class_name`` when the run had several classes: from
+            the network itself for recipes that learn classes (maskrcnn), else
+            from the TL classifier trained with the run.
         """
         from ._validation import check_image, check_tiling
         from .recipes import get
@@ -139,13 +141,22 @@ class TrainedModel:
             if prompts is not None:
                 raise ValueError(f"a {self.recipe!r} model segments automatically; pass "
                                  "prompts=None.")
-            labels, scores, normalization = recipe.predict(
-                self._net, grey, self.settings, tile_shape=tile_shape, halo=halo,
-                min_area=min_area, progress=progress)
+            kwargs = dict(tile_shape=tile_shape, halo=halo, min_area=min_area, progress=progress)
+            classes = None
+            if getattr(recipe, "CLASSES", False):  # the network predicts each cell's class
+                labels, scores, classes, normalization = recipe.predict_classes(
+                    self._net, grey, self.settings, **kwargs)
+            else:
+                labels, scores, normalization = recipe.predict(self._net, grey, self.settings,
+                                                               **kwargs)
             if callback is not None:
                 callback(1, 1)
             result = Segmentation.from_labels(labels, scores, normalization=normalization,
                                               model=self.name)
+            if classes is not None and len(self.classes) > 1:
+                from .classify import CLASS_COLUMN
+
+                result.table[CLASS_COLUMN] = result.table["label"].map(classes)
         if self._classifier is not None and result.labels.max() > 0:
             from .classify import CLASS_COLUMN, tl_features
 

@@ -2,8 +2,10 @@
 
 HPC compute nodes usually have no internet. On a machine that has (a login
 node), :func:`fetch` downloads the micro_sam model-zoo weights a plan needs
-(and cellpose's ``cpsam`` when the ``cellpose`` extra is installed) into the
-caches micro_sam and cellpose read, verifying micro_sam's published hashes.
+(cellpose's ``cpsam`` when the ``cellpose`` extra is installed, and
+torchvision's COCO Mask R-CNN for the ``maskrcnn`` recipe) into the caches
+micro_sam, cellpose and torch read, verifying the published hashes
+(micro_sam's xxh128; the sha256 prefix in torchvision's file name).
 :func:`doctor` says, for a plan (the model annotate uses + the recipes to
 train), what is there, what is missing, and the environment variables to set
 on the compute nodes so they find the files::
@@ -12,6 +14,7 @@ on the compute nodes so they find the files::
     cellnb models doctor --annotate vit_b_lm --recipes microsam cellpose --cache /project/weights
     export MICROSAM_CACHEDIR=/project/weights                   # job script
     export CELLPOSE_LOCAL_MODELS_PATH=/project/weights/cellpose
+    export TORCH_HOME=/project/weights/torch                    # maskrcnn's COCO weights
 
 Downloads go through pooch (micro_sam's own registry of names, URLs and
 xxh128 hashes), to a temporary name first, so a broken download never sits in
@@ -24,10 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["fetch", "doctor", "required", "environment_lines", "CELLPOSE_MODELS"]
+__all__ = ["fetch", "doctor", "required", "environment_lines", "CELLPOSE_MODELS",
+           "TORCHVISION_MODELS"]
 
 #: cellpose models :func:`fetch` knows (cellpose publishes no hashes for them).
 CELLPOSE_MODELS = ("cpsam",)
+#: torchvision weights :func:`fetch` knows: name -> URL (the file name ends in its sha256 prefix).
+TORCHVISION_MODELS = {
+    "maskrcnn_resnet50_fpn_v2":
+        "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"}
 #: Recipes that start from a micro_sam model / from a cellpose model.
 _SAM_RECIPES = ("microsam", "samcell", "cellseg1", "cellsam")
 _COLUMNS = ["name", "file", "needed_by", "path", "present", "verified", "hash"]
@@ -52,6 +60,21 @@ def _cellpose_dir(cache=None) -> Path:
     from cellpose import models
 
     return Path(models.MODEL_DIR)
+
+
+def _torch_dir(cache=None) -> Path:
+    """torch's hub checkpoints folder (``$TORCH_HOME/hub/checkpoints``), or the cache's."""
+    if cache is not None:
+        return Path(cache) / "torch" / "hub" / "checkpoints"
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _torch_file(name: str) -> tuple[str, str]:
+    """(file name, expected sha256 prefix) of a torchvision weight URL."""
+    file = TORCHVISION_MODELS[name].rsplit("/", 1)[1]
+    return file, file.rsplit("-", 1)[1].split(".")[0]
 
 
 def _cellpose_installed() -> bool:
@@ -91,12 +114,16 @@ def required(*, annotate=None, recipes=(), model: str = "vit_b_lm") -> pd.DataFr
     wanted: dict = {}
 
     def need(name, by):
+        if name in TORCHVISION_MODELS:
+            wanted.setdefault((name, _torch_file(name)[0]), []).append(by)
+            return
         if name in CELLPOSE_MODELS:
             wanted.setdefault((name, name), []).append(by)
             return
         if name not in names:
             raise ValueError(f"unknown model {name!r} for {by}; micro_sam's model zoo has "
-                             f"{names}, cellpose's {list(CELLPOSE_MODELS)}.")
+                             f"{names}, cellpose's {list(CELLPOSE_MODELS)}, torchvision's "
+                             f"{list(TORCHVISION_MODELS)}.")
         for item in (name, f"{name}_decoder"):
             if item in registry:
                 wanted.setdefault((name, item), []).append(by)
@@ -108,6 +135,8 @@ def required(*, annotate=None, recipes=(), model: str = "vit_b_lm") -> pd.DataFr
             need(model, recipe)
         elif recipe == "cellpose":
             need("cpsam", recipe)
+        elif recipe == "maskrcnn":
+            need("maskrcnn_resnet50_fpn_v2", recipe)
     rows = [{"name": n, "file": f, "needed_by": ", ".join(by)} for (n, f), by in wanted.items()]
     return pd.DataFrame(rows, columns=["name", "file", "needed_by"])
 
@@ -118,20 +147,22 @@ def fetch(names, *, cache=None, progress: bool = True) -> pd.DataFrame:
     Parameters
     ----------
     names : str or sequence of str
-        micro_sam model-zoo names (their instance decoders come along) and/or
-        ``"cpsam"`` (needs the ``cellpose`` extra).
+        micro_sam model-zoo names (their instance decoders come along),
+        ``"cpsam"`` (needs the ``cellpose`` extra) and/or
+        ``"maskrcnn_resnet50_fpn_v2"`` (torchvision's COCO Mask R-CNN).
     cache : str or Path, optional
         A folder to use as ``MICROSAM_CACHEDIR`` (files in ``<cache>/models``;
-        cellpose's in ``<cache>/cellpose``). Default: the caches micro_sam
-        and cellpose use now.
+        cellpose's in ``<cache>/cellpose``, torch's in ``<cache>/torch``, its
+        ``TORCH_HOME``). Default: the caches micro_sam, cellpose and torch
+        use now.
     progress : bool, default=True
 
     Returns
     -------
     table : DataFrame
         One row per file: ``name, file, path, status`` ("downloaded" or
-        "cached"), ``verified`` (micro_sam's xxh128 checked; cellpose
-        publishes no hash) and ``hash``.
+        "cached"), ``verified`` (micro_sam's xxh128, torchvision's sha256
+        prefix checked; cellpose publishes no hash) and ``hash``.
 
     Raises
     ------
@@ -145,13 +176,17 @@ def fetch(names, *, cache=None, progress: bool = True) -> pd.DataFrame:
     >>> fetch("vit_b_lm", cache="/project/weights")  # doctest: +SKIP
     """
     names = [names] if isinstance(names, str) else list(names)
-    plan = pd.concat([required(annotate=n) if n not in CELLPOSE_MODELS else
-                      pd.DataFrame([{"name": n, "file": n, "needed_by": "fetch"}])
+    plan = pd.concat([required(annotate=n) if n not in (*CELLPOSE_MODELS, *TORCHVISION_MODELS)
+                      else pd.DataFrame([{"name": n, "file": n, "needed_by": "fetch"}])
                       for n in names], ignore_index=True).drop_duplicates("file")
     rows = []
     for row in plan.itertuples():
-        fetched = (_fetch_cellpose(row.file, cache, progress) if row.name in CELLPOSE_MODELS
-                   else _fetch_zoo(row.file, cache, progress))
+        if row.name in CELLPOSE_MODELS:
+            fetched = _fetch_cellpose(row.file, cache, progress)
+        elif row.name in TORCHVISION_MODELS:
+            fetched = _fetch_torch(row.name, cache, progress)
+        else:
+            fetched = _fetch_zoo(row.file, cache, progress)
         rows.append({"name": row.name, **fetched})
     return pd.DataFrame(rows, columns=["name", "file", "path", "status", "verified", "hash"])
 
@@ -200,6 +235,36 @@ def _fetch_cellpose(name, cache, progress) -> dict:
             "verified": False, "hash": "sha256:" + sha256(path)}
 
 
+def _fetch_torch(name, cache, progress) -> dict:
+    """torchvision weights into torch's hub cache, checked against the file name's sha256 prefix."""
+    import pooch
+
+    from ._files import sha256
+    from .models import ModelNotAvailableError
+
+    folder = _torch_dir(cache)
+    file, prefix = _torch_file(name)
+    path, url = folder / file, TORCHVISION_MODELS[name]
+    present = path.is_file()
+    if not present:
+        try:
+            pooch.retrieve(url, known_hash=None, fname=file, path=folder, progressbar=progress)
+        except Exception as err:
+            raise ModelNotAvailableError(
+                f"could not fetch {name!r} from {url} into {path} ({type(err).__name__}: "
+                f"{err}). On a machine with internet access download it and save it as "
+                f"{path}.") from err
+    digest = sha256(path)
+    if not digest.startswith(prefix):
+        if not present:  # what this call downloaded and found broken goes again
+            path.unlink()
+        raise ModelNotAvailableError(
+            f"{path} has sha256 {digest[:16]}..., not the {prefix}... its name promises; "
+            f"download {url} again.")
+    return {"file": file, "path": path, "status": "cached" if present else "downloaded",
+            "verified": True, "hash": "sha256:" + digest}
+
+
 def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) -> pd.DataFrame:
     """What a plan needs, what of it is here (and intact), and what to set on compute nodes.
 
@@ -217,7 +282,8 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
         One row per needed file: ``name, file, needed_by, path, present,
         verified`` (micro_sam files: the xxh128 matches the registry) and
         ``hash``. ``table.attrs["environment"]`` holds the variables a
-        compute node needs (``MICROSAM_CACHEDIR``, ``CELLPOSE_LOCAL_MODELS_PATH``)
+        compute node needs (``MICROSAM_CACHEDIR``, ``CELLPOSE_LOCAL_MODELS_PATH``,
+        ``TORCH_HOME``)
         and ``table.attrs["missing"]`` the files to fetch.
 
     Examples
@@ -234,6 +300,17 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
     rows = []
     environment = {}
     for row in plan.itertuples():
+        if row.name in TORCHVISION_MODELS:
+            from ._files import sha256
+
+            folder = _torch_dir(cache)
+            path, prefix = folder / row.file, _torch_file(row.name)[1]
+            environment["TORCH_HOME"] = str(folder.parent.parent)
+            present = path.is_file()
+            rows.append({"path": path, "present": present,
+                         "verified": present and sha256(path).startswith(prefix),
+                         "hash": f"sha256:{prefix}..."})
+            continue
         if row.name in CELLPOSE_MODELS:
             folder = _cellpose_dir(cache) if (cache is not None or _cellpose_installed()) else (
                 Path.home() / ".cellpose" / "models")

@@ -150,7 +150,7 @@ def test_bad_inputs(scene):
         evaluate(truth, pred.astype(float))
     with pytest.raises(ValueError, match=r"`thresholds` must be non-empty values in \(0, 1\]"):
         evaluate(truth, pred, thresholds=[0, 0.5])
-    with pytest.raises(ValueError, match="`by` must be 'image' or 'dataset'"):
+    with pytest.raises(ValueError, match="`by` must be 'image', 'dataset' or 'class'"):
         evaluate(truth, pred, by="cell")
     with pytest.raises(TypeError, match="`pred` must be a label image, a sequence"):
         evaluate(truth, 3)

@@ -23,6 +23,9 @@ validation split is the same image, unaugmented).
   where the stand-in leaves it.
 - ``cellpose`` trains cellpose's ``CPSAM`` class on a two-block encoder
   (``cpsam_mini``, without CPSAM's layer drop) through ``train_seg``.
+- ``maskrcnn`` trains torchvision's Mask R-CNN classes on a ResNet-18 with a
+  64-channel FPN (``maskrcnn_mini``) from random init, on the image's cells
+  and their classes (interphase / mitotic); it must also classify them.
 """
 
 import numpy as np
@@ -169,6 +172,18 @@ def test_cellpose_learns(runs):
     assert _learned(run, pair) >= 0.8
 
 
+def test_maskrcnn_learns_cells_and_their_classes(runs):
+    """Mask R-CNN segments the cells from TL and calls each one's class: AP@0.5 >= 0.8 per
+    class (the image has 5 interphase cells and 1 mitotic one)."""
+    run, pair = _train("maskrcnn", runs)
+    assert _learned(run, pair) >= 0.8
+    seg = run.segment(pair.tl)
+    truth = Record("image", pair.tl, pair.cells, pair.truth)
+    table = evaluate([truth], [seg], thresholds=(0.5,), by="class").set_index("class")
+    assert sorted(table.index) == ["interphase", "mitotic"]
+    assert (table["ap"] >= 0.8).all(), table[["n_true", "n_pred", "tp", "ap"]]
+
+
 # ---------------------------------------------------------------------------
 # resume: an interrupted run ends where an uninterrupted one does
 # ---------------------------------------------------------------------------
@@ -177,6 +192,7 @@ RESUMABLE = {
     "samcell": dict(warmup=2, overlap=32, patience=None),
     "cellseg1": dict(accumulate=2, overlap=32, grid=8),
     "cellsam": dict(overlap=32),
+    "maskrcnn": dict(model="maskrcnn_mini", warmup=2),  # random init: no checkpoint
 }
 
 
@@ -184,10 +200,12 @@ RESUMABLE = {
 def test_resumed_run_ends_where_an_uninterrupted_one_does(recipe, dataset, tmp_path,
                                                           monkeypatch):
     options = dict(RESUMABLE[recipe])
-    base = random_checkpoint("vit_mini", tmp_path / "base.pt", decoder=options.pop("decoder",
-                                                                                   False))
-    settings = dict(recipe=recipe, model="vit_mini", checkpoint=str(base), epochs=3,
-                    steps_per_epoch=2, batch_size=1, lr=1e-3, **options, **SIZE)
+    if "model" not in options:
+        base = random_checkpoint("vit_mini", tmp_path / "base.pt",
+                                 decoder=options.pop("decoder", False))
+        options.update(model="vit_mini", checkpoint=str(base))
+    settings = dict(recipe=recipe, epochs=3, steps_per_epoch=2, batch_size=1, lr=1e-3,
+                    **options, **SIZE)
     whole = train(dataset, out=tmp_path / "whole", **settings)
 
     calls = {"n": 0}

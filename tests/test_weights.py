@@ -128,3 +128,40 @@ def test_cli_models(zoo, tmp_path, capsys):
     assert f"export MICROSAM_CACHEDIR={cache}" in capsys.readouterr().out
     assert main(["models", "list"]) == 0
     assert isinstance(weights.required(recipes=["unet"]), pd.DataFrame)
+
+
+def test_torchvision_weights_from_the_local_server(server, monkeypatch, tmp_path):
+    """maskrcnn's COCO weights: planned, fetched into TORCH_HOME, checked against the sha256
+    prefix in their name; a file that does not match is refused and removed."""
+    import hashlib
+
+    root, url = server
+    data = b"mask r-cnn weights"
+    name = f"maskrcnn_resnet50_fpn_v2_coco-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    (root / name).write_bytes(data)
+    monkeypatch.setitem(weights.TORCHVISION_MODELS, "maskrcnn_resnet50_fpn_v2", url + name)
+    cache = tmp_path / "w"
+    plan = weights.doctor(recipes=["maskrcnn"], cache=cache)
+    assert plan.attrs["missing"] == [name]
+    assert weights.environment_lines(plan) == [f"export TORCH_HOME={cache / 'torch'}"]
+    table = weights.fetch("maskrcnn_resnet50_fpn_v2", cache=cache, progress=False)
+    assert table[["file", "status", "verified"]].values.tolist() == [[name, "downloaded", True]]
+    assert (cache / "torch" / "hub" / "checkpoints" / name).read_bytes() == data
+    assert weights.doctor(recipes=["maskrcnn"], cache=cache).attrs["missing"] == []
+    assert weights.fetch("maskrcnn_resnet50_fpn_v2", cache=cache,
+                         progress=False)["status"].tolist() == ["cached"]
+
+    bad = "maskrcnn_resnet50_fpn_v2_coco-00000000.pth"
+    (root / bad).write_bytes(data)
+    monkeypatch.setitem(weights.TORCHVISION_MODELS, "maskrcnn_resnet50_fpn_v2", url + bad)
+    with pytest.raises(ModelNotAvailableError, match="not the 00000000"):
+        weights.fetch("maskrcnn_resnet50_fpn_v2", cache=tmp_path / "v", progress=False)
+    assert not (tmp_path / "v" / "torch" / "hub" / "checkpoints" / bad).exists()
+
+
+def test_maskrcnn_finds_the_weights_fetch_put_under_torch_home(monkeypatch, tmp_path):
+    from cellnb.recipes import maskrcnn
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / maskrcnn.coco_weights_file().name
+    assert maskrcnn.coco_weights_file() == expected

@@ -9,6 +9,7 @@ samcell    SAMCell: distance-map regression + watershed           PyTorch loop
 cellseg1   CellSeg1: LoRA, point prompts, grid + two-stage NMS    PyTorch loop
 cellsam    CellSAM: neck fine-tuning, box prompts                 PyTorch loop
 cellpose   Cellpose-SAM via ``cellpose.train.train_seg``           cellpose
+maskrcnn   Mask R-CNN (Cell-APP's detector family): masks + class  PyTorch loop
 =========  =====================================================  ===================
 
 A recipe module defines ``DEFAULTS`` (epochs, batch_size, patch_shape, lr,
@@ -24,7 +25,10 @@ recipes (``PROMPTED = True``) also define ``box_prompts(labels)`` (the
 validation prompts), ``prompt_model(net)`` (a :class:`cellnb.models.SamModel`
 around the trained network, which keeps its embeddings) and
 ``segment(net, image, prompts, settings, model=...)`` (one cell per box at the
-training scale; ``model`` is a kept prompt model).
+training scale; ``model`` is a kept prompt model). Recipes that predict each
+cell's class (``CLASSES = True``: maskrcnn) also define
+``predict_classes(net, image, settings, ...)`` returning ``(labels, scores,
+classes, normalization)``; no separate TL classifier is trained for them.
 
 The registry lives here and nowhere else; :mod:`cellnb.train` imports it.
 """
@@ -34,7 +38,7 @@ from importlib import import_module
 __all__ = ["get", "RECIPES"]
 
 #: Every recipe :func:`cellnb.train` knows, in the order the docs list them.
-RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose")
+RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose", "maskrcnn")
 
 
 def get(name: str):

@@ -55,16 +55,21 @@ class PatchDataset:
 
     Each item is a crop of `patch_shape` that holds at least `min_instances`
     cells, flipped / rotated at random (plus the recipe's `extra_augment`),
-    its labels turned into targets by `label_transform`. Item ``i`` of epoch ``e`` is drawn from a generator
-    seeded by ``(seed, e, i)``, so a resumed run sees the same patches.
+    its labels turned into targets by `label_transform`. With `classes` (one
+    per-pixel class image per image, 0 on background), the class image is
+    cropped, padded and turned with the labels and `label_transform` is
+    called as ``label_transform(labels, classes)``. Item ``i`` of epoch
+    ``e`` is drawn from a generator seeded by ``(seed, e, i)``, so a resumed
+    run sees the same patches.
     Pickling keeps only the settings (torch_em stores its datasets in every
     checkpoint; the images stay out of them).
     """
 
     def __init__(self, images, labels, patch_shape, n_samples, label_transform, *, seed=0,
-                 min_instances=1, augment=True, fixed=False, extra_augment=None):
+                 min_instances=1, augment=True, fixed=False, extra_augment=None, classes=None):
         self.images = list(images)
         self.labels = list(labels)
+        self.classes = None if classes is None else list(classes)
         self.patch_shape = tuple(int(s) for s in patch_shape)
         self.n_samples = int(n_samples)
         self.label_transform = label_transform
@@ -87,16 +92,22 @@ class PatchDataset:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["images"], state["labels"] = [], []
+        state["classes"] = None if self.classes is None else []
         return state
 
     def _crop(self, rng):
+        """(image, labels, classes or None) of one random crop."""
         k = rng.choice(len(self.images), p=self.weights)
         image, labels = self.images[k], self.labels[k]
         ph, pw = self.patch_shape
+        classes = None
+        if self.classes is not None:  # padded as the labels are: reflected alike
+            classes = pad_pair(self.classes[k], labels, self.patch_shape)[0]
         image, labels = pad_pair(image, labels, self.patch_shape)
         y = rng.integers(0, image.shape[0] - ph + 1)
         x = rng.integers(0, image.shape[1] - pw + 1)
-        return image[y:y + ph, x:x + pw], labels[y:y + ph, x:x + pw]
+        window = (slice(y, y + ph), slice(x, x + pw))
+        return image[window], labels[window], None if classes is None else classes[window]
 
     def __getitem__(self, index):
         import torch
@@ -105,27 +116,37 @@ class PatchDataset:
         key = [self.seed, epoch + 1, int(index)] + ([self.rank] if self.rank else [])
         rng = np.random.default_rng(key)
         for _ in range(50):
-            image, labels = self._crop(rng)
+            image, labels, classes = self._crop(rng)
             if len(np.unique(labels[labels > 0])) >= self.min_instances:
                 break
         if self.augment:
+            planes = [image, labels, classes]
             if rng.random() < 0.5:
-                image, labels = image[::-1], labels[::-1]
+                planes = [None if p is None else p[::-1] for p in planes]
             if rng.random() < 0.5:
-                image, labels = image[:, ::-1], labels[:, ::-1]
+                planes = [None if p is None else p[:, ::-1] for p in planes]
             if image.shape[0] == image.shape[1]:
                 k = int(rng.integers(4))
-                image, labels = np.rot90(image, k), np.rot90(labels, k)
+                planes = [None if p is None else np.rot90(p, k) for p in planes]
+            image, labels, classes = planes
             if self.extra_augment is not None:
                 image, labels = self.extra_augment(image, labels, rng)
-        target = self.label_transform(np.ascontiguousarray(labels))
+        if classes is None:
+            target = self.label_transform(np.ascontiguousarray(labels))
+        else:
+            target = self.label_transform(np.ascontiguousarray(labels),
+                                          np.ascontiguousarray(classes))
         return (torch.from_numpy(np.ascontiguousarray(image, np.float32)[None]),
                 torch.from_numpy(np.ascontiguousarray(target, np.float32)))
 
 
 def loaders(data, settings, normalization: str, label_transform, *, min_instances=1,
-            extra_augment=None):
-    """Train and validation DataLoaders of random patches, plus the normalisation record."""
+            extra_augment=None, class_images=None):
+    """Train and validation DataLoaders of random patches, plus the normalisation record.
+
+    `class_images`: a function of a record returning its per-pixel class
+    image (see :class:`PatchDataset`), for recipes that learn classes.
+    """
     import torch
 
     record = {}
@@ -137,12 +158,14 @@ def loaders(data, settings, normalization: str, label_transform, *, min_instance
             images.append(x)
         sets.append((images, [r.labels for r in split]))
     batch, steps = settings["batch_size"], settings["steps_per_epoch"]
+    classes = [None, None] if class_images is None else [
+        [class_images(r) for r in split] for split in (data.train, data.val)]
     train = PatchDataset(*sets[0], settings["patch_shape"], batch * steps, label_transform,
                          seed=settings["seed"], min_instances=min_instances,
-                         extra_augment=extra_augment)
+                         extra_augment=extra_augment, classes=classes[0])
     val = PatchDataset(*sets[1], settings["patch_shape"], batch * max(1, steps // 4),
                        label_transform, seed=settings["seed"], min_instances=min_instances,
-                       augment=False, fixed=True)
+                       augment=False, fixed=True, classes=classes[1])
     make = lambda ds: torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False,  # noqa: E731
                                                   drop_last=True, num_workers=0)
     return make(train), make(val), record
