@@ -35,6 +35,7 @@ from .evaluate import compare, evaluate
 from .export import export
 from .locate import locate, suggest_locate
 from .measure import culture, measure
+from .model_zoo import export_model
 from .prompt import prompt
 from .segment import Segmentation, segment
 from .train import train
@@ -44,11 +45,11 @@ __version__ = "0.1.0"
 
 # Helper sub-modules load on first attribute access (PEP 562).
 _SUBMODULES = ("io", "data", "dataset", "models", "weights", "plot", "widgets", "testing", "config",
-               "cli", "recipes", "microscope", "movies", "viewer", "qc", "curate")
+               "cli", "recipes", "microscope", "movies", "viewer", "qc", "curate", "model_zoo")
 
 __all__ = ["Config", "locate", "suggest_locate", "prompt", "segment", "Segmentation", "measure",
            "culture", "classify", "annotate", "export", "train", "load_trained", "TrainedModel",
-           "evaluate", "compare", "__version__",
+           "evaluate", "compare", "export_model", "__version__",
            *_SUBMODULES]
 
 

@@ -117,6 +117,24 @@ def test_microsam_learns(microsam_run, pair):
     assert _ap(seg.labels, pair) >= 0.8
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning",  # bioimageio.core leaves files open
+                            "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_learned_microsam_model_runs_as_a_model_zoo_package(microsam_run, pair, tmp_path):
+    """Exported for the BioImage Model Zoo, the trained μSAM network finds the same cells in
+    bioimageio.core (its maps + the documented watershed) as in cellnb."""
+    import bioimageio.core
+    from bioimageio.spec.model.v0_5 import TensorId
+
+    from cellnb.model_zoo import cells_from_maps
+
+    package = cellnb.export_model(microsam_run, tmp_path / "microsam.zip")
+    tl = pair.tl.astype(np.float32)
+    sample = bioimageio.core.predict(model=str(package), inputs={TensorId("tl"): tl[None, None]})
+    cells = cells_from_maps(np.asarray(sample.members[TensorId("maps")].data))
+    np.testing.assert_array_equal(cells, microsam_run.segment(pair.tl).labels)
+    assert _ap(cells, pair) >= 0.8
+
+
 def test_samcell_learns(runs):
     """SAMCell regresses a distance map without prompts; its plan trains on a 256 px image with
     12 cells and 256 px patches (vit_mini sees them at 1x; at 2x the 128 px image needs more
