@@ -11,10 +11,11 @@ image) before the file appears.
 
 What the format describes, per recipe:
 
-- ``unet``: the U-Net (torch_em's ``UNet2d``, from torch_em itself) with
-  cellnb's percentile normalisation as ``scale_range`` pre-processing; any
-  image whose sides are multiples of 16. Output: the three maps
-  (foreground, centre distance, boundary distance).
+- ``unet``: the U-Net (torch_em's ``UNet2d``, from torch_em itself; and as
+  TorchScript, for Fiji / deepImageJ and QuPath) with cellnb's percentile
+  normalisation as ``scale_range`` pre-processing; any image whose sides
+  are multiples of 16 (at least 32). Output: the three maps (foreground,
+  centre distance, boundary distance).
 - ``microsam``: SAM's image encoder + micro_sam's UNETR decoder (the
   architecture file ``_bioimageio_sam.py`` travels in the package: torch,
   segment_anything and torch_em, no cellnb), min-max to 0-255 as
@@ -85,6 +86,7 @@ def _unet_parts(trained, image, folder: Path) -> dict:
     x, _ = unet.normalize(image, unet._NORMALIZATION)
     maps = unet._forward(net, x)
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, folder / "weights.pt")
+    _trace(net, x, folder / "weights_torchscript.pt")
     options = trained.settings["options"]
     from bioimageio.spec.model.v0_5 import ArchitectureFromLibraryDescr
 
@@ -94,8 +96,28 @@ def _unet_parts(trained, image, folder: Path) -> dict:
                 "initial_features": options["initial_features"],
                 "final_activation": "Sigmoid"})
     return {"image": image, "maps": maps, "architecture": architecture, "size": ("step", step),
+            "torchscript": folder / "weights_torchscript.pt",
             "preprocessing": [("scale_range", 1.0, 99.8)],
             "dependencies": ["torch_em"], "min_size": options["min_size"]}
+
+
+def _trace(net, x, path: Path) -> None:
+    """TorchScript weights (for Fiji / deepImageJ and QuPath, which run no Python): a trace.
+
+    The U-Net's forward has no branch on the input's size for sides that are
+    multiples of its step, so the trace holds for every size the package
+    admits; bioimageio.core's test runs it at several.
+    """
+    import warnings
+
+    import torch
+
+    device = next(net.parameters()).device
+    example = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None].to(device)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic
+        traced = torch.jit.trace(net.eval(), example)
+    traced.save(str(path))
 
 
 def _sam_encoder_kwargs(encoder) -> dict:
@@ -440,8 +462,8 @@ def _describe(trained, image, folder: Path, *, name, authors, license):
     """The package's ModelDescr, its files written into `folder`."""
     import torch
     from bioimageio.spec.model.v0_5 import (Author, CiteEntry, Doi, FileDescr, LicenseId,
-                                            ModelDescr, PytorchStateDictWeightsDescr, Version,
-                                            WeightsDescr)
+                                            ModelDescr, PytorchStateDictWeightsDescr,
+                                            TorchscriptWeightsDescr, Version, WeightsDescr)
 
     parts = _PARTS[trained.recipe](trained, image, folder)
     labels = cells_from_maps(parts["maps"], min_size=parts["min_size"])
@@ -452,10 +474,15 @@ def _describe(trained, image, folder: Path, *, name, authors, license):
         "name: cellnb-bioimageio\nchannels: [conda-forge]\ndependencies:\n  - python>=3.10\n"
         "  - pytorch\n  - pip\n  - pip:\n" + "".join(f"    - {d}\n" for d in
                                                       parts["dependencies"]))
+    version = Version(torch.__version__.split("+")[0])
+    torchscript = None
+    if parts.get("torchscript") is not None:
+        torchscript = TorchscriptWeightsDescr(source=parts["torchscript"], pytorch_version=version,
+                                              parent="pytorch_state_dict")
     weights = WeightsDescr(pytorch_state_dict=PytorchStateDictWeightsDescr(
         source=folder / "weights.pt", architecture=parts["architecture"],
-        pytorch_version=Version(torch.__version__.split("+")[0]),
-        dependencies=FileDescr(source=folder / "environment.yaml")))
+        pytorch_version=version, dependencies=FileDescr(source=folder / "environment.yaml")),
+        torchscript=torchscript)
     people = [Author(**a) if isinstance(a, dict) else Author(name=a) for a in authors]
     cite = [CiteEntry(text=text, doi=Doi(doi)) for text, doi in
             [*_CITE[trained.recipe], _CELL_APP]]
@@ -479,9 +506,9 @@ def _check(descr) -> None:
 
     from bioimageio.core import test_model
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # e.g. torch deprecating torch.jit.load (TorchScript)
         warnings.simplefilter("ignore")
-        summary = test_model(descr, devices=["cpu"])
+        summary = test_model(descr, devices=["cpu"])  # every weight format it holds
         gc.collect()  # bioimageio.core leaves test tensors' files open: closed here, quietly
     if summary.status != "passed":
         failed = [f"{d.name}: {[e.msg for e in d.errors]}" for d in summary.details

@@ -181,22 +181,25 @@ def train_base(name: str, folder, *, kind: str = "vit_t") -> dict | None:
 #: shrinks a run to CPU minutes. ``image``: the synthetic image's side and cell count;
 #: ``start``: "random" (a random-init checkpoint), or "stand-in" (the microsam run's SAM,
 #: the stand-in for pretrained weights; ``reinitialise``: parameters drawn afresh first).
+#: The stand-in is the microsam run after ``stand_in_after`` of its epochs (the run then goes on:
+#: a resumed run ends where an uninterrupted one does); trained longer, its SAM already
+#: segments the image as well as CellSeg1's LoRA could make it, and there is nothing to learn.
 LEARNING_PLANS = {
     "unet": {"image": (128, 6), "start": None,
              "settings": dict(epochs=4, steps_per_epoch=10, batch_size=4,
                               patch_shape=(128, 128))},
-    "microsam": {"image": (128, 6), "start": "random",
-                 "settings": dict(epochs=4, steps_per_epoch=50, batch_size=1, lr=1e-3,
+    "microsam": {"image": (128, 6), "start": "random", "stand_in_after": 4,
+                 "settings": dict(epochs=8, steps_per_epoch=50, batch_size=1, lr=1e-3,
                                   n_sub_iteration=1, overlap=32, patch_shape=(128, 128))},
     "samcell": {"image": (256, 12), "start": "random",
-                "settings": dict(epochs=4, steps_per_epoch=100, batch_size=2, lr=2e-3,
+                "settings": dict(epochs=8, steps_per_epoch=100, batch_size=2, lr=1e-3,
                                  weight_decay=0.01, warmup=20, overlap=32, patience=None,
                                  patch_shape=(256, 256))},
     "cellsam": {"image": (128, 6), "start": "stand-in", "reinitialise": "image_encoder.neck",
                 "settings": dict(epochs=2, steps_per_epoch=25, batch_size=1, lr=1e-3,
                                  overlap=32, patch_shape=(128, 128))},
     "cellseg1": {"image": (128, 6), "start": "stand-in",
-                 "settings": dict(epochs=4, steps_per_epoch=50, batch_size=1, accumulate=1,
+                 "settings": dict(epochs=8, steps_per_epoch=50, batch_size=1, accumulate=1,
                                   overlap=32, patch_shape=(128, 128),
                                   # the stand-in's frozen IoU head scores right masks 0.75-0.9
                                   min_probability=0.5)},

@@ -16,9 +16,11 @@ validation split is the same image, unaugmented).
   default); samcell's image is 256 px (see its test).
 - ``cellsam`` (neck only) and ``cellseg1`` (LoRA only) train part of a
   pretrained SAM, which a fully random network is not. They start from the
-  μSAM run of :func:`test_microsam_learns` (the full-model path, trained on
-  the same image: the stand-in for pretrained weights, built once per test
-  module); cellsam's neck is re-initialised first, so all it segments is
+  μSAM run of :func:`test_microsam_learns` after the first 4 of its 8 epochs
+  (the full-model path, trained on the same image: the stand-in for
+  pretrained weights, built once per test module; the run then goes on, and
+  after 8 epochs its SAM segments the image as well as CellSeg1's LoRA could
+  make it); cellsam's neck is re-initialised first, so all it segments is
   what its own trained part learned. Both tests assert that AP rises from
   where the stand-in leaves it.
 - ``cellpose`` trains cellpose's ``CPSAM`` class on a two-block encoder
@@ -78,13 +80,16 @@ def _learned(run, pair, prompts=None):
     return _ap(seg.labels, pair)
 
 
-def _train(recipe, runs, tmp_path=None, checkpoint=None):
-    """Train `recipe` by its learning plan; returns (run, pair)."""
+def _train(recipe, runs, tmp_path=None, checkpoint=None, epochs=None):
+    """Train `recipe` by its learning plan (or its first `epochs`; again: the run goes on);
+    returns (run, pair)."""
     plan = LEARNING_PLANS[recipe]
     pair = learning_image(recipe)
     folder = runs / f"{recipe}-data"
     folder.mkdir(exist_ok=True)
     kwargs = dict(plan["settings"], progress=False)
+    if epochs is not None:
+        kwargs["epochs"] = epochs
     if plan["start"] == "random":
         kind = "cpsam_mini" if recipe == "cellpose" else "vit_mini"
         checkpoint = random_checkpoint(kind, runs / f"{recipe}-random.pt",
@@ -92,7 +97,8 @@ def _train(recipe, runs, tmp_path=None, checkpoint=None):
         kwargs["model"] = kind
     if checkpoint is not None:
         kwargs.update(checkpoint=str(checkpoint), model=kwargs.get("model", "vit_mini"))
-    return train(_dataset(pair, folder), recipe=recipe, out=runs / recipe, **kwargs), pair
+    data = folder / "ds" if (folder / "ds").is_dir() else _dataset(pair, folder)
+    return train(data, recipe=recipe, out=runs / recipe, **kwargs), pair
 
 
 # ---------------------------------------------------------------------------
@@ -104,8 +110,24 @@ def test_unet_learns(runs):
 
 
 @pytest.fixture(scope="module")
-def microsam_run(runs):
-    return _train("microsam", runs)[0]
+def microsam_runs(runs):
+    """The μSAM run after ``stand_in_after`` epochs (a copy: the stand-in for pretrained
+    weights), and the same run trained on to the end of its plan."""
+    import shutil
+
+    first, _ = _train("microsam", runs, epochs=LEARNING_PLANS["microsam"]["stand_in_after"])
+    shutil.copytree(first.path, runs / "microsam-stand-in")
+    return cellnb.load_trained(runs / "microsam-stand-in"), _train("microsam", runs)[0]
+
+
+@pytest.fixture(scope="module")
+def microsam_run(microsam_runs):
+    return microsam_runs[1]
+
+
+@pytest.fixture(scope="module")
+def stand_in(microsam_runs):
+    return microsam_runs[0]
 
 
 def test_microsam_learns(microsam_run, pair):
@@ -146,8 +168,8 @@ def test_samcell_learns(runs):
 # ---------------------------------------------------------------------------
 # the recipes that train part of a pretrained SAM, from the stand-in
 # ---------------------------------------------------------------------------
-def test_cellsam_learns_with_its_neck_only(pair, runs, microsam_run):
-    base = stand_in_checkpoint(microsam_run, runs / "cellsam-base.pt",
+def test_cellsam_learns_with_its_neck_only(pair, runs, stand_in):
+    base = stand_in_checkpoint(stand_in, runs / "cellsam-base.pt",
                                reinitialise=LEARNING_PLANS["cellsam"]["reinitialise"])
     prompts = box_prompts(pair.cells)
     before = cellnb.models.load("vit_mini", checkpoint=base, device="cpu")
@@ -162,10 +184,10 @@ def test_cellsam_learns_with_its_neck_only(pair, runs, microsam_run):
     assert changed and all(k.startswith("image_encoder.neck") for k in changed)
 
 
-def test_cellseg1_learns_with_lora_only(pair, runs, microsam_run):
+def test_cellseg1_learns_with_lora_only(pair, runs, stand_in):
     from cellnb.recipes import cellseg1
 
-    base = stand_in_checkpoint(microsam_run, runs / "cellseg1-base.pt")
+    base = stand_in_checkpoint(stand_in, runs / "cellseg1-base.pt")
     run, _ = _train("cellseg1", runs, checkpoint=base)
     # the stand-in with the recipe's LoRA at initialisation (its up-projections are zero)
     sam = cellnb.models.load("vit_mini", checkpoint=base, device="cpu").predictor.model

@@ -41,6 +41,18 @@ def runs(dataset, tmp_path_factory):
                               model="vit_mini", checkpoint=str(base), n_sub_iteration=1, **RUN)}
 
 
+def _test_model(package, **kwargs):
+    """bioimageio.core's test_model, warnings shown as warnings (torch deprecates
+    torch.jit.load, which it calls for TorchScript weights; pytest here makes warnings errors)."""
+    import warnings
+
+    import bioimageio.core
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bioimageio.core.test_model(str(package), devices=["cpu"], **kwargs)
+
+
 def _package_cells(package, image, min_size=25):
     """What a user of the package gets: bioimageio.core's prediction, then the documented
     watershed."""
@@ -55,15 +67,17 @@ def _package_cells(package, image, min_size=25):
 
 @pytest.mark.parametrize("recipe", ["unet", "microsam"])
 def test_package_validates_runs_and_gives_cellnb_s_cells(recipe, runs, pairs, tmp_path):
-    import bioimageio.core
-
     trained = runs[recipe]
     package = export_model(trained, tmp_path / f"{recipe}.zip", authors=["Ada Lovelace"])
     names = set(zipfile.ZipFile(package).namelist())
     assert {"rdf.yaml", "weights.pt", "cover.png", "README.md", "test_input.npy",
             "test_output.npy"} <= names
-    summary = bioimageio.core.test_model(str(package), devices=["cpu"])
+    summary = _test_model(package)  # every weight format in the package
     assert summary.status == "passed", summary.format()
+    if recipe == "unet":  # TorchScript too, for Fiji / deepImageJ and QuPath
+        assert "weights_torchscript.pt" in names
+        summary = _test_model(package, weight_format="torchscript")
+        assert summary.status == "passed", summary.format()
 
     image = pairs[2].tl.astype(np.float32)  # an image the package was not tested on
     labels, maps = _package_cells(package, image)
