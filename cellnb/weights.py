@@ -208,11 +208,27 @@ def _fetch_zoo(item, cache, progress) -> dict:
             "verified": True, "hash": registry.registry[item]}
 
 
-def _fetch_cellpose(name, cache, progress) -> dict:
+def _retrieve(name: str, url: str, path: Path, progress: bool) -> bool:
+    """Download `url` to `path` unless it is there (pooch: a temporary name first); whether it was."""
     import pooch
 
-    from ._files import sha256
     from .models import ModelNotAvailableError
+
+    if path.is_file():
+        return True
+    try:
+        pooch.retrieve(url, known_hash=None, fname=path.name, path=path.parent,
+                       progressbar=progress)
+    except Exception as err:  # network errors come in many types
+        raise ModelNotAvailableError(
+            f"could not fetch {name!r} from {url} into {path} ({type(err).__name__}: "
+            f"{err}). On a machine with internet access download it and save it as "
+            f"{path}.") from err
+    return False
+
+
+def _fetch_cellpose(name, cache, progress) -> dict:
+    from ._files import sha256
 
     if not _cellpose_installed():
         raise ValueError(f"{name!r} is a cellpose model: install the extra first "
@@ -222,38 +238,20 @@ def _fetch_cellpose(name, cache, progress) -> dict:
     folder = _cellpose_dir(cache)
     path = folder / name
     url = models._MODEL_URL + name
-    present = path.is_file()
-    if not present:
-        try:
-            pooch.retrieve(url, known_hash=None, fname=name, path=folder, progressbar=progress)
-        except Exception as err:
-            raise ModelNotAvailableError(
-                f"could not fetch {name!r} from {url} into {path} ({type(err).__name__}: "
-                f"{err}). On a machine with internet access download it and save it as "
-                f"{path}.") from err
+    present = _retrieve(name, url, path, progress)
     return {"file": name, "path": path, "status": "cached" if present else "downloaded",
             "verified": False, "hash": "sha256:" + sha256(path)}
 
 
 def _fetch_torch(name, cache, progress) -> dict:
     """torchvision weights into torch's hub cache, checked against the file name's sha256 prefix."""
-    import pooch
-
     from ._files import sha256
     from .models import ModelNotAvailableError
 
     folder = _torch_dir(cache)
     file, prefix = _torch_file(name)
     path, url = folder / file, TORCHVISION_MODELS[name]
-    present = path.is_file()
-    if not present:
-        try:
-            pooch.retrieve(url, known_hash=None, fname=file, path=folder, progressbar=progress)
-        except Exception as err:
-            raise ModelNotAvailableError(
-                f"could not fetch {name!r} from {url} into {path} ({type(err).__name__}: "
-                f"{err}). On a machine with internet access download it and save it as "
-                f"{path}.") from err
+    present = _retrieve(name, url, path, progress)
     digest = sha256(path)
     if not digest.startswith(prefix):
         if not present:  # what this call downloaded and found broken goes again
