@@ -356,7 +356,7 @@ def check(settings) -> None:
                          f"{options['max_detections']!r}.")
 
 
-def class_names(data) -> list:
+def _class_names(data) -> list:
     """The classes the network learns, after the background: the dataset's, else ``["cell"]``."""
     return list(data.classes) if len(data.classes) > 1 else ["cell"]
 
@@ -402,15 +402,14 @@ def build(data, settings, device, state_dir):
     from ._sam import LoopRun
 
     options = settings["options"]
-    names = class_names(data)
+    names = _class_names(data)
     class_image = _class_images(names)
-    for record in data.train + data.val:  # fails before the first step on an unclassed cell
-        class_image(record)
     net = _start(settings, len(names) + 1).to(device)
     net.classes = names
     stack = lambda labels, classes: np.stack([labels, classes]).astype(np.float32)  # noqa: E731
     train_loader, val_loader, record = loaders(data, settings, _NORMALIZATION, stack,
                                                class_images=class_image)
+    # (loaders apply class_image to every record first: an unclassed cell fails before a step)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=options["weight_decay"])
     total = settings["epochs"] * settings["steps_per_epoch"]
