@@ -6,22 +6,31 @@ Steps, each measured from the image itself (no parameter to tune):
    of Gaussian (:func:`estimate_nucleus_radius`) and the noise level from
    neighbour differences.
 2. Background: a grey opening wider than any nucleus, smoothed.
-3. Seeds: peaks of a scale-normalised LoG matched to the typical nucleus,
-   on the log-compressed signal so that a dim nucleus beside a bright one
-   makes its own peak; the watershed of the LoG response gives each seed a
-   region, cut at 35 % of the signal *at its seed* (the nucleus centre, not
-   the region's brightest pixel, which may be light bled from a brighter
-   neighbour).
-4. Splits (generous): a region is split at every centre of its outline
-   (:func:`_split_at_necks`: a pressed pair, a small nucleus on a large one)
-   and where it holds a dim blob beside a bright core
-   (:func:`_split_at_steps`: a dim nucleus pressed against a bright one has
-   no dip and no peak of its own).
+3. Foreground: peaks of a scale-normalised LoG matched to the typical
+   nucleus, on the log-compressed signal, seed a watershed whose basins are
+   cut at 35 % of the signal *at their seed* (a nucleus centre, not the
+   basin's brightest pixel, which may be light bled from a brighter
+   neighbour), or kept where they hold a plateau of their own (a dim
+   nucleus pressed against a bright one often makes no seed). Touching
+   nuclei are one connected region at this point.
+4. Splits (generous): a region is cut between two concave corners of its
+   outline, or from one sharp corner at the narrowest passage
+   (:func:`_split_at_corners`: two round nuclei that touch, pressed or a
+   small one on a large one, meet at corners whatever their brightness;
+   an elongated nucleus has none), or from one corner where the two parts
+   differ in brightness (a nucleus pressed flat against a brighter one);
+   then where it holds a dim blob beside a bright core
+   (:func:`_split_at_steps`).
 5. Merge (strict): touching pieces are joined again only when they are one
-   nucleus (:func:`_merge_pieces`): equally bright, or parted by a border
-   that lies inside the brighter one, and not meeting at a neck. The halves
-   of an elongated mitotic nucleus are joined; a dim nucleus is never joined
-   to a bright neighbour.
+   nucleus (:func:`_merge_pieces`): no corners where their border meets
+   their joint outline, and equally bright unless there is no corner at
+   all. Thin strips (light bled into a neighbour, halves of a condensed
+   bar) join their most similar neighbour (:func:`_absorb_slivers`); a
+   bright elongated nucleus stays whole, a dim nucleus is never joined to a
+   bright neighbour it meets at a corner.
+
+The families of :func:`cellnb.data.synthetic_nuclei` are the tests of each
+step (``benchmarks/bench_locate.py`` prints the F1 of each).
 """
 
 from __future__ import annotations
@@ -147,14 +156,38 @@ def auto_nuclei(image, radius=None):
         return np.zeros(image.shape, np.int32), radius
     markers = np.zeros(image.shape, np.int32)
     markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
-    labels = watershed(-response, markers, mask=signal > 3 * noise_s)
+    foreground = signal > 3 * noise_s
+    labels = watershed(-response, markers, mask=foreground)
     height = np.concatenate([[0.0], signal[tuple(seeds.T)]])
-    labels[signal < 0.35 * height[labels]] = 0
-    labels = _keep_largest_piece(labels)
-    seed_height = height[labels]  # per pixel, before splits add labels without a seed
-    labels = _split_at_necks(labels, signal >= 0.5 * seed_height, radius)
+    # kept: above 35 % of the seed's height (the largest piece of each basin); and, touching
+    # those, plateaus of their own (above 35 % of the brightest signal within half a
+    # radius) above 20 % of the seed's height and of the brightest signal within 1.5
+    # radii, no larger than three nuclei. A dim nucleus pressed into a bright one's basin
+    # (no seed of its own) keeps its plateau; the skirt around a bright nucleus, noise and
+    # background residue do not.
+    seed_level = height[labels]
+    basins = labels.copy()
+    labels[signal < 0.35 * seed_level] = 0
+    labels = _keep_seeded_piece(labels, seeds)
+    near = ndimage.maximum_filter(signal, size=2 * max(1, int(round(0.5 * radius))) + 1)
+    around = ndimage.maximum_filter(signal, size=2 * max(1, int(round(1.5 * radius))) + 1)
+    plateau = (basins > 0) & (labels == 0) & (signal >= 0.35 * near) \
+        & (signal >= 0.2 * np.maximum(seed_level, around))
+    pieces, _ = ndimage.label(plateau)
+    sizes = np.bincount(pieces.ravel())
+    touching = np.zeros(len(sizes), bool)
+    touching[np.unique(pieces[ndimage.binary_dilation(labels > 0) & plateau])] = True
+    keep = touching & (sizes <= 3 * np.pi * radius ** 2)
+    keep[0] = False
+    labels[keep[pieces]] = basins[keep[pieces]]
+    seed_height = height[labels]  # per pixel
+    # the seeds measured each nucleus's height; where nuclei touch, the shape and the
+    # brightness of the joint region part them (splits), not where two basins met
+    labels = ndimage.label(labels > 0)[0]
+    labels = _split_at_corners(labels, signal, radius)
     labels = _split_at_steps(labels, signal, signal >= 0.25 * seed_height, radius)
-    labels = _merge_pieces(labels, signal)
+    labels = _merge_pieces(labels, signal, radius)
+    labels = _absorb_slivers(labels, signal)
     min_area = max(3, 0.1 * np.pi * radius ** 2)
     areas = np.bincount(labels.ravel())
     labels[areas[labels] < min_area] = 0
@@ -198,37 +231,226 @@ def _relabel_parts(out, window, parts, next_id):
 # ---------------------------------------------------------------------------
 # splits (generous) and merge (strict)
 # ---------------------------------------------------------------------------
-def _split_at_necks(labels, core, radius):
-    """Split each region larger than a typical nucleus at every peak of its core's distance transform.
+#: Summed concavity of two outline corners (radians) that parts two touching nuclei.
+_CORNER_TURN = np.radians(24)
 
-    A pressed pair, or a small nucleus on a large one, that got one seed has
-    two centres. The split is generous (the ridge of an elongated nucleus
-    has several peaks too): :func:`_merge_pieces` joins again the pieces
-    that do not meet at a neck. `core` (the pixels above half the seed's
-    height) gives the shape, without the faint skirt a region may flood;
-    regions whose core covers at most 1.2 typical nuclei are left alone.
+def outline_concavity(mask, window):
+    """Points along the outline of `mask` and how sharply the outline turns inward at each.
+
+    The outline (of the largest piece, smoothed over one pixel) is resampled
+    every pixel; the concavity at a point is minus the outline's turning
+    angle summed over `window` pixels around it, in radians: about 0 on
+    straight or gently bent sides, negative on convex arcs, and the angle
+    between the two outlines where two round nuclei meet (60-110 degrees for
+    pressed pairs, a small nucleus on a large one), whatever their
+    brightness.
+
+    Returns ``(points, concavity)``: an (N, 2) array of (row, col) in the
+    coordinates of `mask`, and an (N,) array.
+
+    >>> yy, xx = np.mgrid[:40, :60]
+    >>> pair = (np.hypot(yy - 20, xx - 22) < 10) | (np.hypot(yy - 20, xx - 38) < 8)
+    >>> points, concavity = outline_concavity(pair, 6)
+    >>> bool(np.degrees(concavity.max()) > 40), float(np.round(points[concavity.argmax(), 1]))
+    (True, 31.0)
+    >>> bool(np.degrees(outline_concavity(np.hypot(yy - 20, xx - 30) < 12, 6)[1].max()) < 5)
+    True
     """
     from scipy import ndimage
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
+    from skimage.measure import find_contours
 
+    pad = 3
+    smooth = ndimage.gaussian_filter(np.pad(mask.astype(float), pad), 1.0)
+    contours = find_contours(smooth, 0.5)
+    if not contours:
+        return np.zeros((0, 2)), np.zeros(0)
+    c = max(contours, key=len)
+    arc = np.r_[0, np.cumsum(np.hypot(*np.diff(c, axis=0).T))]
+    n = int(arc[-1])
+    if n < 8:
+        return np.zeros((0, 2)), np.zeros(0)
+    s = np.linspace(0, arc[-1], n, endpoint=False)
+    points = np.c_[np.interp(s, arc, c[:, 0]), np.interp(s, arc, c[:, 1])]
+    step = np.roll(points, -1, axis=0) - points
+    heading = np.arctan2(step[:, 0], step[:, 1])
+    turn = np.angle(np.exp(1j * (np.roll(heading, -1) - heading)))
+    turn *= np.sign(turn.sum()) or 1.0  # convex turning positive, whichever way round
+    k = max(1, int(round(window / 2)))
+    summed = np.convolve(np.r_[turn[-k:], turn, turn[:k]], np.ones(2 * k + 1), "valid")
+    return points - pad, -summed
+
+
+def _corners(concavity, window, floor=np.radians(8)):
+    """Indices of the outline's concave corners: local maxima above `floor`, `window` apart."""
+    n = len(concavity)
+    order = np.argsort(-concavity)
+    picked = []
+    for i in order:
+        if concavity[i] < floor:
+            break
+        if all(min(abs(i - j), n - abs(i - j)) > window for j in picked):
+            picked.append(int(i))
+    return picked
+
+
+def _split_at_corners(labels, signal, radius, *, min_turn=_CORNER_TURN, min_step=1.3,
+                      depth=3):
+    """Cut regions between concave corners of their outline, or at a brightness step.
+
+    Two round nuclei that touch (pressed together, or a small one on a
+    large one) meet at two corners of their joint outline, one on each side,
+    also where neither a dip nor a brightness step parts them. A region is
+    cut (:func:`_corner_cut`), in this order of preference:
+
+    1. along the shortest straight line between two corners whose
+       concavities (:func:`outline_concavity`) sum to `min_turn` or more,
+       when that line runs inside the region and leaves two parts of nucleus
+       size (in a row of three nuclei, a neck, not the line along their top);
+    2. from one sharp corner (1.5 `min_turn`; the other blurred away) along
+       the shortest line that leaves two parts, when it is a neck (at most
+       0.9 of the smaller part's width);
+    3. from a corner of half `min_turn`, along the line to the outline
+       point whose two parts differ most in median signal, when they differ
+       by `min_step` or more (a nucleus pressed flat against a brighter
+       one). Only on the first cut of a region: the light a bright nucleus
+       bleeds into its neighbour is a step too.
+
+    Each part is cut again (up to `depth` cuts deep). An elongated nucleus
+    has no corners, a bent one at most a gentle concave side, and is evenly
+    bright, so it stays whole.
+    """
     out = labels.copy()
     next_id = int(labels.max()) + 1
-    spacing = max(2, int(round(0.3 * radius)))
-    for _, window, region in _windows(labels):
-        inner = region & core[window]
-        if inner.sum() <= 1.2 * np.pi * radius ** 2:
-            continue
-        distance = ndimage.distance_transform_edt(inner)
-        peaks = peak_local_max(distance, labels=inner.astype(np.int32), min_distance=spacing,
-                               exclude_border=False)
-        if len(peaks) < 2:
-            continue
-        markers = np.zeros(region.shape, np.int32)
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        surface = -ndimage.distance_transform_edt(region)
-        next_id = _relabel_parts(out, window, watershed(surface, markers, mask=region), next_id)
+    rules = {"window": _corner_window(radius), "min_turn": min_turn, "min_step": min_step,
+             "min_part": max(3, 0.1 * np.pi * radius ** 2),
+             "min_step_part": 0.35 * np.pi * radius ** 2}
+    for _, box, region in _windows(labels, 2 * rules["min_part"]):
+        parts = _cut_recursively(region, signal[box], rules, depth)
+        if parts.max() > 1:
+            next_id = _relabel_parts(out, box, parts, next_id)
     return out
+
+
+def _cut_recursively(region, values, rules, depth, steps=True):
+    """Label image of `region` cut at corners (1 = no cut); `steps`: brightness cuts too."""
+    from scipy import ndimage
+
+    parts = region.astype(np.int32)
+    cut = _corner_cut(region, values, rules, steps)
+    if cut is None:
+        return parts
+    pieces, n = ndimage.label(region & ~cut)
+    if depth > 1:
+        for k in range(1, n + 1):
+            # parts of a cut region are cut again at corner pairs only: the light a bright
+            # nucleus bleeds into its neighbour is a step too
+            sub = _cut_recursively(pieces == k, values, rules, depth - 1, steps=False)
+            if sub.max() > 1:
+                pieces[sub > 1] = sub[sub > 1] + pieces.max() - 1
+    return _fill_cut(pieces, region)
+
+
+def _corner_cut(region, values, rules, steps=True):
+    """Pixels of the best cut of `region` (see :func:`_split_at_corners`), or None."""
+    window, min_turn = rules["window"], rules["min_turn"]
+    points, concavity = outline_concavity(region, window)
+    corners = _corners(concavity, window)
+    best = None  # shape: the shortest cut between two corners (a neck, not a chord)
+    for i, p in enumerate(corners):
+        for q in corners[i + 1:]:
+            length = np.hypot(*(points[p] - points[q]))
+            if concavity[p] + concavity[q] < min_turn or (best is not None
+                                                          and length >= best[0]):
+                continue
+            cut = _straight_cut(region, points[p], points[q], rules["min_part"])
+            if cut is not None:
+                best = (length, cut[0])
+    if best is not None:
+        return best[1]
+    n = len(points)
+    for p in corners:  # shape: one sharp corner, and the narrowest passage from it
+        if concavity[p] < 1.5 * min_turn:
+            continue
+        for q in range(0, n, 2):
+            if min(abs(q - p), n - abs(q - p)) <= window:
+                continue
+            length = np.hypot(*(points[p] - points[q]))
+            if best is not None and length >= best[0]:
+                continue
+            cut = _straight_cut(region, points[p], points[q], rules["min_part"])
+            if cut is None:
+                continue
+            widths = [2 * np.sqrt((cut[1] == k).sum() / np.pi) for k in (1, 2)]
+            if length <= 0.9 * min(widths):
+                best = (length, cut[0])
+    if best is not None:
+        return best[1]
+    for p in corners if steps else ():  # brightness: one corner, and a step across the cut
+        if concavity[p] < min_turn / 2:
+            continue
+        for q in range(0, n, 2):
+            if min(abs(q - p), n - abs(q - p)) <= window:
+                continue
+            cut = _straight_cut(region, points[p], points[q], rules["min_step_part"])
+            if cut is None:
+                continue
+            pieces = cut[1]
+            medians = [np.median(values[pieces == k]) for k in (1, 2)]
+            step = max(medians) / max(min(medians), 1e-12)
+            if step >= rules["min_step"] and (best is None or step > best[0]):
+                best = (step, cut[0])
+    return None if best is None else best[1]
+
+
+def _straight_cut(region, start, end, min_part):
+    """The straight cut from `start` to `end` and the two largest parts it leaves, or None.
+
+    None when the line runs outside the region (it is not a cut across it)
+    or the smaller of the two largest parts is under `min_part` pixels.
+    Returns ``(cut mask, parts)`` with the two largest parts labelled 1, 2.
+    """
+    from scipy import ndimage
+    from skimage.draw import line
+
+    (r0, c0), (r1, c1) = np.round([start, end]).astype(int)
+    rr, cc = line(r0, c0, r1, c1)
+    inside = (rr >= 0) & (rr < region.shape[0]) & (cc >= 0) & (cc < region.shape[1])
+    rr, cc = rr[inside], cc[inside]
+    if len(rr) == 0 or region[rr, cc].mean() < 0.8:
+        return None
+    cut = np.zeros(region.shape, bool)
+    cut[rr, cc] = True
+    cut = ndimage.binary_dilation(cut, structure=np.ones((2, 2), bool))
+    pieces, n = ndimage.label(region & ~cut)
+    if n < 2:
+        return None
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    first, second = np.argsort(sizes)[::-1][:2]
+    if sizes[second] < min_part:
+        return None
+    parts = np.where(pieces == first, 1, np.where(pieces == second, 2, 0))
+    return cut, parts
+
+
+def _fill_cut(pieces, region):
+    """Give the pixels of a cut (and stray fragments) to the nearest large piece."""
+    from skimage.segmentation import expand_labels
+
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    keep = np.flatnonzero(sizes >= max(3, 0.05 * sizes.max()))
+    lookup = np.zeros(len(sizes), np.int32)
+    lookup[keep] = np.arange(1, len(keep) + 1)
+    grown = expand_labels(lookup[pieces], distance=4)
+    grown[~region] = 0
+    grown[region & (grown == 0)] = 1
+    return grown
+
+
+def _corner_window(radius):
+    """Outline length (px) over which a corner's turning is summed: 3/4 of a nucleus radius."""
+    return max(4.0, 0.75 * radius)
 
 
 def _split_at_steps(labels, signal, core, radius, *, min_step=1.3):
@@ -295,26 +517,33 @@ def _step_markers(mask, values, footprint, min_blob, min_step):
     return markers
 
 
-def _merge_pieces(labels, signal, *, max_ratio=1.25, inside=0.9, min_pass=0.8):
+def _merge_pieces(labels, signal, radius, *, max_ratio=1.25, inside=0.9,
+                  min_turn=_CORNER_TURN):
     """Join touching pieces of one nucleus.
 
-    Two touching regions are one nucleus when both hold:
+    The corners of the two pieces' joint outline where their border meets
+    it (:func:`_border_corners`) decide first:
 
-    - brightness: their median signals differ by less than `max_ratio`, or
-      the signal on their border is at least `inside` times the brighter
-      one's median (the border lies inside the brighter object: the dimmer
-      piece is its tapered end). A dim nucleus beside a bright one meets it
-      at a step, below that.
-    - shape: they do not meet at a neck (:func:`_neck` at least `min_pass`).
-      Halves of an elongated or bent nucleus share one ridge of the distance
-      transform; two pressed round nuclei, or a small one on a large one, do
-      not.
+    - a corner at both ends, summing to `min_turn` or more (or one of
+      `min_turn` where only one end is seen, :func:`_two_nuclei`): two
+      nuclei (two round nuclei that touch, a small one on a large one);
+      never joined;
+    - no corner at the ends seen (all under a quarter of `min_turn`): one
+      nucleus whatever the brightness (the halves of an elongated or bent
+      nucleus, a piece lit by a bright neighbour's bleed, its faint skirt);
+    - in between (one corner: a nucleus pressed flat against another),
+      brightness decides: joined when their median signals differ by less
+      than `max_ratio`, or the signal on their border is at least `inside`
+      times the brighter one's median (the border lies inside the brighter
+      object). A dim nucleus beside a bright one meets it at a step, below
+      that.
 
-    The most similar pairs are joined first; a joined region is measured
-    again before it joins further.
+    The pairs with the weakest corners are joined first (then the most
+    alike); a joined region is measured again before it joins further.
     """
     from scipy import ndimage
 
+    window = _corner_window(radius)
     while True:
         pairs = _borders(labels, signal)
         if pairs.empty:
@@ -323,12 +552,20 @@ def _merge_pieces(labels, signal, *, max_ratio=1.25, inside=0.9, min_pass=0.8):
         la, lb = level[pairs["a"]], level[pairs["b"]]
         pairs["ratio"] = np.maximum(la, lb) / np.maximum(np.minimum(la, lb), 1e-12)
         pairs["inside"] = pairs["border"] / np.maximum(la, lb)
-        pairs = pairs[(pairs["ratio"] < max_ratio) | (pairs["inside"] >= inside)]
+        similar = (pairs["ratio"] < max_ratio) | (pairs["inside"] >= inside)
+        pairs["similar"] = similar
         boxes = ndimage.find_objects(labels)
+        ends = [_border_corners(labels, boxes, a, b, window)
+                for a, b in pairs[["a", "b"]].to_numpy()]
+        pairs["stronger"] = [max(e, default=0.0) for e in ends]
+        two = np.array([_two_nuclei(e, min_turn) for e in ends], bool)
+        no_corner = np.array([len(e) > 0 and max(e) < min_turn / 4 for e in ends], bool)
+        join = ~two & (no_corner | pairs["similar"].to_numpy())
         merged = set()
         parent = np.arange(labels.max() + 1)
-        for a, b in zip(*pairs.sort_values("ratio")[["a", "b"]].to_numpy().T):
-            if a in merged or b in merged or _neck(labels, boxes, a, b) < min_pass:
+        # the most clearly one nucleus first (no corner, then alike); then measure again
+        for a, b in pairs[join].sort_values(["stronger", "ratio"])[["a", "b"]].to_numpy():
+            if a in merged or b in merged:
                 continue
             parent[b] = a
             merged.update((a, b))
@@ -337,38 +574,119 @@ def _merge_pieces(labels, signal, *, max_ratio=1.25, inside=0.9, min_pass=0.8):
         labels = parent[labels]
 
 
-def _neck(labels, boxes, a, b):
-    """Narrowest width of the union of `a` and `b` between their centres, relative.
+def _absorb_slivers(labels, signal, *, brighter=1.25):
+    """Join each thin piece to its most similar neighbour, unless it is the brightest.
 
-    Each region's centre is the middle of its inscribed circle. Flooding the
-    union's distance transform from the two centres, the floods meet at the
-    narrowest passage between them, wherever the regions' own border runs;
-    the distance transform's highest value there (half the passage's width)
-    over its lower value at the two centres is about 1 when the union has one
-    middle (halves of an elongated nucleus), well below 1 at a neck (two
-    round nuclei that touch).
+    A strip (a piece covering at least 6 times its inscribed radius squared)
+    less than half as wide as its widest neighbour is a sliver (the light a bright
+    nucleus bleeds into its neighbour, the halves of a split condensed bar),
+    unless it is `brighter` times brighter than every piece it touches: a
+    bright elongated nucleus. A sliver goes
+    to the touching piece whose median signal is closest to its own.
     """
     from scipy import ndimage
-    from skimage.segmentation import watershed
+
+    for _ in range(10):
+        pairs = _borders(labels, signal)
+        if pairs.empty:
+            return labels
+        inner = _inscribed_radius(labels)
+        level = _region_median(signal, labels)
+        both = pd.concat([pairs[["a", "b"]], pairs[["b", "a"]].set_axis(["a", "b"], axis=1)])
+        both["ratio"] = level[both["a"]] / np.maximum(level[both["b"]], 1e-12)
+        both["likeness"] = np.abs(np.log(np.maximum(both["ratio"], 1e-12)))
+        areas = np.bincount(labels.ravel(), minlength=len(inner))
+        widest = both.assign(w=inner[both["b"]]).groupby("a")["w"].max()
+        strip = (areas >= 6 * inner ** 2) & (inner < 0.5 * widest.reindex(
+            np.arange(len(inner)), fill_value=0).to_numpy())
+        thin_ids = np.flatnonzero(strip)
+        candidates = both[both["a"].isin(thin_ids)]
+        bright = candidates.groupby("a")["ratio"].min() >= brighter
+        candidates = candidates[~candidates["a"].map(bright)]
+        if candidates.empty:
+            return labels
+        target = candidates.sort_values("likeness").drop_duplicates("a")
+        parent = np.arange(labels.max() + 1)
+        taken = set()
+        for a, b in target[["a", "b"]].to_numpy():
+            if a in taken or b in taken:
+                continue
+            parent[a] = b
+            taken.update((a, b))
+        labels = parent[labels]
+    return labels
+
+
+def _inscribed_radius(labels):
+    """Radius of the largest circle inside each label (distance to its outline), by label."""
+    from scipy import ndimage
+
+    edge = np.zeros(labels.shape, bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:, 1:] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    edge[1:, :] |= labels[:-1, :] != labels[1:, :]
+    distance = ndimage.distance_transform_edt(~edge & (labels > 0)) + 0.5
+    n = int(labels.max())
+    out = np.zeros(n + 1)
+    present = np.unique(labels[labels > 0])
+    out[present] = ndimage.maximum(distance, labels, present)
+    return out
+
+
+def _two_nuclei(ends, min_turn):
+    """Whether the corners at the ends of a border (radians) part two nuclei.
+
+    With both ends seen: a corner at each, a third of `min_turn` at least,
+    summing to `min_turn`. With one end seen (the other beside a third
+    region): a corner of `min_turn` there.
+    """
+    if len(ends) and max(ends) >= 1.5 * min_turn:
+        return True  # one sharp corner (see _corner_cut)
+    if len(ends) >= 2:
+        weaker, stronger = sorted(ends)[-2:]
+        return weaker >= min_turn / 3 and weaker + stronger >= min_turn
+    return len(ends) == 1 and ends[0] >= min_turn
+
+
+def _border_corners(labels, boxes, a, b, window):
+    """Concavity of the joint outline of `a` and `b` at each end of their border.
+
+    The border between them reaches the joint outline at (usually) two
+    ends; the outline's strongest concavity (:func:`outline_concavity`)
+    within half a `window` of each end is taken at each. Two round nuclei
+    that touch have a corner at both ends (each the angle between their
+    outlines); pieces of one nucleus have none. An end within reach of a
+    third region is not seen (that region's contact makes a corner there).
+    Returns the concavity (radians, at least 0) at each end seen.
+    """
+    from scipy import ndimage
 
     sa, sb = boxes[a - 1], boxes[b - 1]
-    window = tuple(slice(max(min(p.start, q.start) - 1, 0), max(p.stop, q.stop) + 1)
-                   for p, q in zip(sa, sb))
-    crop = labels[window]
-    union = (crop == a) | (crop == b)
-    distance = ndimage.distance_transform_edt(union)
-    markers = np.zeros(crop.shape, np.int32)
-    centres = []
-    for k, label in enumerate((a, b), start=1):
-        centre = np.unravel_index(np.argmax(ndimage.distance_transform_edt(crop == label)),
-                                  crop.shape)
-        markers[centre] = k
-        centres.append(distance[centre])
-    floods = watershed(-distance, markers, mask=union)
-    meet = (floods == 1) & ndimage.binary_dilation(floods == 2)
-    if not meet.any():
-        return 0.0
-    return float(distance[meet].max() / min(centres))
+    box = tuple(slice(max(min(p.start, q.start) - 2, 0), max(p.stop, q.stop) + 2)
+                for p, q in zip(sa, sb))
+    crop = labels[box]
+    ra, rb = crop == a, crop == b
+    union = ra | rb
+    border = (ra & ndimage.binary_dilation(rb)) | (rb & ndimage.binary_dilation(ra))
+    ends, n = ndimage.label(border & ndimage.binary_dilation(~union), np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    points, concavity = outline_concavity(union, window)
+    if len(points) == 0:
+        return []
+    others = np.argwhere((crop > 0) & ~union)
+    reach = window / 2 + 1
+    seen = []
+    for k in range(1, n + 1):
+        at = np.argwhere(ends == k)
+        if len(others) and np.min(np.hypot(others[:, :1] - at[:, 0],
+                                           others[:, 1:] - at[:, 1])) <= reach:
+            continue  # a third nucleus is there: its contact makes that corner
+        gap = np.min(np.hypot(points[:, :1] - at[:, 0], points[:, 1:] - at[:, 1]), axis=1)
+        near = gap <= reach
+        seen.append(float(max(concavity[near].max(), 0.0)) if near.any() else 0.0)
+    return seen
 
 
 def _borders(labels, signal):
@@ -404,19 +722,24 @@ def _region_median(values, labels):
     return out
 
 
-def _keep_largest_piece(labels):
-    """Drop fragments: keep the largest connected piece of each label."""
+def _keep_seeded_piece(labels, seeds):
+    """Drop fragments: keep, of each label, the connected piece that holds its seed.
+
+    `seeds` is the (N, 2) array of label 1..N's seed pixels (each seed is
+    above its own cut, so its piece exists).
+    """
     from scipy import ndimage
 
     pieces, n = ndimage.label(labels > 0)
     if n == 0:
         return labels
-    table = pd.DataFrame({"label": labels.ravel(), "piece": pieces.ravel()})
-    table = table[table["label"] > 0]
-    sizes = table.groupby(["label", "piece"]).size().reset_index(name="n")
-    best = sizes.sort_values("n").drop_duplicates("label", keep="last")
     keep = np.zeros(n + 1, bool)
-    keep[best["piece"].to_numpy()] = True
+    keep[pieces[tuple(np.asarray(seeds).T)]] = True
+    keep[0] = False
     out = labels.copy()
     out[~keep[pieces]] = 0
+    # a piece holding two seeds keeps both labels; a label's stray pieces go
+    own = np.zeros(labels.max() + 1, np.int64)
+    own[np.arange(1, len(seeds) + 1)] = pieces[tuple(np.asarray(seeds).T)]
+    out[(out > 0) & (own[out] != pieces)] = 0
     return out
