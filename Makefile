@@ -2,6 +2,7 @@
 #   make demo   create .venv, install cellnb, run the main job (cellnb demo)
 #   make test   same install, run the test suite (notebooks included)
 #   make lab    same install, open the tutorial notebooks in JupyterLab (127.0.0.1)
+#   make docs   same install, build the documentation site into build/docs/html
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,21 +13,33 @@ STAMP  := $(VENV)/.installed
 CELLNB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export CELLNB_DATA_DIR
 
-.PHONY: demo test lab install browser clean
+# the test suite keeps its executed notebooks here; the docs build reuses the current ones
+EXECUTED := $(CURDIR)/build/executed-notebooks
+
+.PHONY: demo test docs lab install browser clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist,bioio,tracking,lab]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist,bioio,tracking,lab,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cellnb demo --out cellnb-demo
 
 test: $(STAMP) browser
-	CELLNB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not gpu and not weights and not slow" cellnb tests
+	CELLNB_QUICK=1 MPLBACKEND=Agg CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) \
+	  $(BIN)/python -m pytest -m "not gpu and not weights and not slow" cellnb tests
+	$(MAKE) docs
+
+# the site, warnings as errors (broken references, undocumented public names, failing
+# notebooks); notebooks that make test executed are reused, the others run here
+docs: $(STAMP)
+	CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) $(BIN)/python -m sphinx -W --keep-going -n -q \
+	  -b html docs build/docs/html
+	@echo "docs: open build/docs/html/index.html"
 
 # tests/test_browser.py drives Debian's chromium: installed here when we are root on Debian,
 # else that test is skipped (said in the test report)
@@ -40,4 +53,4 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:
-	rm -rf $(VENV) cellnb-demo .pytest_cache
+	rm -rf $(VENV) cellnb-demo .pytest_cache build docs/api docs/tutorials/*.ipynb

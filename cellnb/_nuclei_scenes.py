@@ -114,7 +114,7 @@ class SyntheticNuclei:
     Attributes
     ----------
     family : str
-        One of :data:`FAMILIES`.
+        One of :data:`cellnb.data.NUCLEUS_FAMILIES`.
     fluorescence : (H, W) uint16 ndarray
         Nuclear fluorescence image.
     nuclei : (H, W) int32 ndarray
@@ -142,7 +142,7 @@ def synthetic_nuclei(family, n=1, *, shape=(256, 256), nucleus_radius=(6.0, 10.0
     Parameters
     ----------
     family : {"bright_dim", "flat_contact", "small_large", "elongated"}
-        Which failure to reproduce (see :data:`FAMILIES` and the module
+        Which failure to reproduce (see :data:`cellnb.data.NUCLEUS_FAMILIES` and the module
         docstring of ``cellnb._nuclei_scenes``).
     n : int, default=1
         Number of images.

@@ -28,6 +28,7 @@ from ._files import sha256
 
 __all__ = ["annotate", "read_records", "SUMMARY_COLUMNS"]
 
+#: Columns of the summary table :func:`annotate` returns, one row per pair.
 SUMMARY_COLUMNS = ["pair_id", "status", "nuclei", "cells", "seconds", "record", "error"]
 # Models loaded in this process (each Dask worker loads its model once), keyed by the
 # fingerprint of their weights, so a changed weight file is a new key, never a stale hit.

@@ -24,6 +24,7 @@ __all__ = ["classify", "name_classes", "CellClassifier", "tl_features", "METHODS
 #: segmentations of trained models.
 CLASS_COLUMN = "class_name"
 
+#: Unsupervised methods :func:`classify` takes.
 METHODS = ("gmm", "kmeans", "hdbscan", "threshold")
 
 #: Fluorescence features used by default: brightness first, then shape.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .recipes import RECIPES
 
+__all__ = ["main", "demo"]
+
 # Pipeline stages the demo will chain, and whether this version has them yet.
 _STAGES = {
     "synthetic pairs + pair IO": True,

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _nuclei_scenes
 from ._files import atomic_path, sha256
 from ._movies import SyntheticMovie, synthetic_movie, write_ome_tiff
-from ._nuclei_scenes import FAMILIES as NUCLEUS_FAMILIES
 from ._nuclei_scenes import SyntheticNuclei, synthetic_nuclei
 from ._validation import as_generator
 
@@ -38,6 +38,9 @@ __all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError"
            "synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES",
            "synthetic_nuclei", "SyntheticNuclei", "NUCLEUS_FAMILIES", "synthetic_movie",
            "SyntheticMovie", "write_ome_tiff"]
+
+#: The hard families of touching nuclei :func:`synthetic_nuclei` simulates.
+NUCLEUS_FAMILIES = _nuclei_scenes.FAMILIES
 
 #: Class ids of the synthetic cells.
 CLASS_NAMES = {0: "interphase", 1: "mitotic"}

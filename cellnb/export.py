@@ -35,6 +35,7 @@ from .io import check_pair_id
 
 __all__ = ["export", "assign_splits", "FORMATS"]
 
+#: What :func:`export` can write besides the COCO json (see the module docstring for the layout).
 FORMATS = ("coco", "labels", "cellapp", "cellpose", "ome-zarr")
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 from ._files import atomic_path
 from ._validation import check_image, check_labels, check_same_shape
 
-__all__ = ["find_pairs", "read_pair", "read_image", "read_labels", "write_labels", "Record",
-           "read_coco", "plane_of"]
+__all__ = ["find_pairs", "check_pair_id", "read_pair", "read_image", "read_labels",
+           "write_labels", "Record", "read_coco", "plane_of"]
 
 _TIFF = {".tif", ".tiff"}
 _OTHER = {".png", ".jpg", ".jpeg"}
@@ -108,7 +108,7 @@ def find_pairs(folder, *, tl: str = "*_phs.tif", fl: str = "*_Texas Red.tif",
     ----------
     folder : str or Path
         Folder holding the images.
-    tl, fl : str, default="*_phs.tif", "*_Texas Red.tif"
+    tl, fl : str, default ``"*_phs.tif"``, ``"*_Texas Red.tif"``
         File-name globs of the transmitted-light and fluorescence images. The
         part matched by the first ``*`` is the stem that pairs them
         (Cell-APP's naming by default).

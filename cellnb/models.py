@@ -5,14 +5,13 @@ The model protocol
 Every segmenter in cellnb answers the same calls, so :func:`cellnb.segment`,
 :func:`cellnb.annotate`, the review widget and the CLI take any of them:
 
-=======================  ==============================================================
-``name``                 str recorded in every result
-``fingerprint``          str identifying the weights (annotate compares it on reruns)
-``prompted``             True: one cell per prompt; False: automatic segmentation
-``segment_options``      the keyword options its ``segment`` takes
-``segment(image,``       -> :class:`cellnb.Segmentation`
-``prompts=None, **opt)``
-=======================  ==============================================================
+===========================================  ==================================================
+``name``                                     str recorded in every result
+``fingerprint``                              str identifying the weights (annotate compares it)
+``prompted``                                 True: one cell per prompt; False: automatic
+``segment_options``                          the keyword options its ``segment`` takes
+``segment(image, prompts=None, **options)``  -> :class:`cellnb.segment.Segmentation`
+===========================================  ==================================================
 
 Three kinds implement it:
 
@@ -56,7 +55,11 @@ __all__ = ["Segmenter", "SamModel", "Watershed", "ImageEmbedding", "as_model", "
            "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
            "ModelNotAvailableError", "ARCHITECTURES"]
 
-from ._architectures import ARCHITECTURES, TEST_ARCHITECTURE, architecture_of  # noqa: E402
+from . import _architectures  # noqa: E402
+from ._architectures import TEST_ARCHITECTURE, architecture_of  # noqa: E402
+
+#: SAM architectures :func:`load` builds: micro_sam's, then cellnb's reduced ``vit_mini``.
+ARCHITECTURES = _architectures.ARCHITECTURES
 
 #: Options :meth:`SamModel.segment` takes.
 SAM_OPTIONS = frozenset({"embedding", "kind", "multimask", "batch_size", "tile_shape", "halo",
@@ -75,6 +78,7 @@ class Segmenter(Protocol):
     segment_options: frozenset
 
     def segment(self, image, prompts=None, **options):
+        """Segment `image` (from `prompts` when the model is prompted); returns a Segmentation."""
         ...
 
 

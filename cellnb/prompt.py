@@ -13,7 +13,9 @@ from ._validation import check_labels
 
 __all__ = ["prompt", "prompt_counts", "KINDS", "PROMPT_COLUMNS"]
 
+#: What :func:`prompt` makes: centroid points, boxes, or both.
 KINDS = ("points", "boxes", "points+boxes")
+#: Columns of the prompt table, one row per nucleus (``negatives``: labels of other prompts used as negative points).
 PROMPT_COLUMNS = ["label", "y", "x", "y0", "x0", "y1", "x1", "clipped", "kind", "negatives"]
 
 

@@ -46,6 +46,7 @@ from ._validation import check_labels
 
 __all__ = ["FLAGS", "flag_cells", "triage", "reject_flagged"]
 
+#: The QC flags :func:`flag_cells` may raise on a cell, in the order they are reported.
 FLAGS = ("dropped", "no_nucleus", "low_score", "area", "crowded", "border")
 
 

@@ -48,6 +48,7 @@ __all__ = ["segment", "segment_prompts", "segment_watershed", "resolve_overlaps"
 
 #: Status of each prompt in ``Segmentation.table``.
 STATUSES = ("kept", "overlap", "empty", "too small", "covered")
+#: Columns of ``Segmentation.table``, one row per prompt (automatic models: per cell).
 TABLE_COLUMNS = ["label", "score", "area", "y0", "x0", "y1", "x1", "status"]
 
 

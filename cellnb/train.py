@@ -6,8 +6,8 @@ epoch at a time, evaluates the validation split with :func:`cellnb.evaluate`
 after every epoch, keeps the best and last weights, stops early when a recipe
 sets ``patience``, resumes from ``state/`` after an interruption, and
 returns the run loaded as a :class:`cellnb.TrainedModel` (:mod:`cellnb.trained`).
-The run folder's layout is described in :mod:`cellnb._runs`; data
-parallelism under torchrun in :mod:`cellnb._distributed`.
+The run folder's layout is described in ``cellnb/_runs.py``; data
+parallelism under torchrun in ``cellnb/_distributed.py``.
 
 Recipes train with torch_em trainers (micro_sam's for ``microsam``), a plain
 PyTorch loop (``samcell``, ``cellseg1``, ``cellsam``) or cellpose's own

@@ -1,16 +1,16 @@
 """Training recipes of :func:`cellnb.train`, one module each.
 
-=========  =====================================================  ===================
-recipe     method                                                 trainer
-=========  =====================================================  ===================
-unet       torch_em U-Net, foreground + distances (baseline)      torch_em
-microsam   μSAM: SAM + UNETR decoder                              micro_sam / torch_em
-samcell    SAMCell: distance-map regression + watershed           PyTorch loop
-cellseg1   CellSeg1: LoRA, point prompts, grid + two-stage NMS    PyTorch loop
-cellsam    CellSAM: neck fine-tuning, box prompts                 PyTorch loop
-cellpose   Cellpose-SAM via ``cellpose.train.train_seg``           cellpose
-maskrcnn   Mask R-CNN (Cell-APP's detector family): masks + class  PyTorch loop
-=========  =====================================================  ===================
+=========  ========================================================  ====================
+recipe     method                                                    trainer
+=========  ========================================================  ====================
+unet       torch_em U-Net, foreground + distances (baseline)         torch_em
+microsam   μSAM: SAM + UNETR decoder                                 micro_sam / torch_em
+samcell    SAMCell: distance-map regression + watershed              PyTorch loop
+cellseg1   CellSeg1: LoRA, point prompts, grid + two-stage NMS       PyTorch loop
+cellsam    CellSAM: neck fine-tuning, box prompts                    PyTorch loop
+cellpose   Cellpose-SAM via ``cellpose.train.train_seg``             cellpose
+maskrcnn   Mask R-CNN (Cell-APP's detector family): masks + class    PyTorch loop
+=========  ========================================================  ====================
 
 A recipe module defines ``DEFAULTS`` (epochs, batch_size, patch_shape, lr,
 steps_per_epoch), ``OPTIONS`` (its own keyword options with defaults; a

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["cached", "write_layout"]
+
 DEFAULTS = {"epochs": 100, "batch_size": 1, "patch_shape": (256, 256), "lr": 1e-5,
             "steps_per_epoch": 8}
 DEFAULT_MODEL = "cpsam"  # what train() starts from when no model is named

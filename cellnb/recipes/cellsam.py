@@ -11,7 +11,7 @@ Inference segments from boxes: from :func:`cellnb.prompt` on the nuclei of
 a paired fluorescence image (``kind="boxes"``), or from any detector's boxes
 as a prompt table (:func:`box_prompts` makes one from a label image). It goes
 through a :class:`cellnb.models.SamModel` around the fine-tuned SAM
-(:func:`prompt_model`), so statuses, overlap resolution, batching and the
+(``prompt_model``), so statuses, overlap resolution, batching and the
 kept embedding are the same as for annotation. Validation during
 training prompts with the true cells' boxes (CellSAM's oracle-box setting).
 
@@ -237,7 +237,7 @@ def segment(net: Net, image, prompts, settings, *, model=None, tile_shape=None, 
             min_area=None, progress=False, **sam_options):
     """One cell per box prompt with the fine-tuned SAM, at the training scale.
 
-    `model` is a kept :func:`prompt_model` (a loaded :class:`cellnb.TrainedModel`
+    `model` is a kept ``prompt_model`` (a loaded :class:`cellnb.TrainedModel`
     keeps one, so embeddings are reused); without it a fresh one is made
     (during training the weights change between calls). Without
     `tile_shape`, the image is padded and tiled by the scale rule

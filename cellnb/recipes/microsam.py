@@ -25,6 +25,8 @@ import numpy as np
 
 from ._common import Losses, TorchEmRun, distance_watershed, loaders, normalize
 
+__all__ = ["export_checkpoint"]
+
 DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-5,
             "steps_per_epoch": 25}
 OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per_batch": 25,

@@ -4,7 +4,7 @@ The network predicts three maps per pixel, as μSAM's instance decoder does:
 foreground probability, normalised distance to the cell centre and to the
 cell boundary (torch_em's ``PerObjectDistanceTransform``), trained with
 torch_em's ``DiceBasedDistanceLoss``. Instances come from the same seeded
-watershed μSAM's decoder uses (:func:`cellnb.recipes._common.distance_watershed`).
+watershed μSAM's decoder uses (``recipes._common.distance_watershed``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import TorchEmRun, Losses, distance_watershed, loaders, normalize, predict_tiled
+
+__all__ = []
 
 DEFAULTS = {"epochs": 20, "batch_size": 4, "patch_shape": (256, 256), "lr": 1e-3,
             "steps_per_epoch": 25}
