@@ -577,15 +577,13 @@ def _merge_pieces(labels, signal, radius, *, max_ratio=1.25, inside=0.9,
 def _absorb_slivers(labels, signal, *, brighter=1.25):
     """Join each thin piece to its most similar neighbour, unless it is the brightest.
 
-    A strip (a piece covering at least 6 times its inscribed radius squared)
-    less than half as wide as its widest neighbour is a sliver (the light a bright
-    nucleus bleeds into its neighbour, the halves of a split condensed bar),
-    unless it is `brighter` times brighter than every piece it touches: a
-    bright elongated nucleus. A sliver goes
-    to the touching piece whose median signal is closest to its own.
+    A strip (a piece covering at least 6 times its inscribed radius
+    squared) less than half as wide as its widest neighbour is a sliver
+    (the light a bright nucleus bleeds into its neighbour, the halves of a
+    split condensed bar), unless it is `brighter` times brighter than every
+    piece it touches: a bright elongated nucleus. A sliver goes to the
+    touching piece whose median signal is closest to its own.
     """
-    from scipy import ndimage
-
     for _ in range(10):
         pairs = _borders(labels, signal)
         if pairs.empty:

@@ -19,7 +19,6 @@ import importlib
 import inspect
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
