@@ -307,19 +307,24 @@ def _resolve_public_alias(app, env, node, contnode):
     return domain.resolve_xref(env, node["refdoc"], app.builder, "obj", target, node, contnode)
 
 
-def _builder_inited(app):
+def _config_inited(app, config):
+    # before Sphinx looks for source files: the generated pages must be there to be found
+    # (and for autosummary to make their stubs)
     # the tutorials run in the quick configuration, drawing with the notebook backend
     os.environ.setdefault("CELLNB_QUICK", "1")
     os.environ.pop("MPLBACKEND", None)
     _copy_tutorials()
     _write_api_pages()
+
+
+def _builder_inited(app):
     for name in check_docstrings():
         logger.warning(f"public name without a docstring: {name}", type="cellnb",
                        subtype="docstring")
 
 
 def setup(app):
-    # before autosummary's own handler (priority 500) turns the pages into stubs
-    app.connect("builder-inited", _builder_inited, priority=100)
+    app.connect("config-inited", _config_inited)
+    app.connect("builder-inited", _builder_inited)
     app.connect("missing-reference", _resolve_public_alias)
     return {"parallel_read_safe": True}
