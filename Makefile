@@ -37,7 +37,7 @@ test: $(STAMP) browser
 # the site, warnings as errors (broken references, undocumented public names, failing
 # notebooks); notebooks that make test executed are reused, the others run here
 docs: $(STAMP)
-	CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) $(BIN)/python -m sphinx -W --keep-going -n -q \
+	CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) $(BIN)/python -m sphinx -E -W --keep-going -n -q \
 	  -b html docs build/docs/html
 	@echo "docs: open build/docs/html/index.html"
 
