@@ -270,11 +270,12 @@ def _canonical(target, module_name):
     (a dataclass field) means its class.
     """
     head, *tail = target.split(".")
-    prefixes = [f"{module_name}.{target}"] if module_name else []
-    prefixes += [target, f"cellnb.{target}"]
-    prefixes += [".".join([m, *tail]) for m in BY_SHORT_NAME.get(head, [])][:1] \
-        if len(BY_SHORT_NAME.get(head, [])) == 1 else []
-    for dotted in prefixes:
+    candidates = ([f"{module_name}.{target}"] if module_name else []) + [
+        target, f"cellnb.{target}"]
+    homes = BY_SHORT_NAME.get(head, [])
+    if len(homes) == 1:  # a name documented once: SamModel -> cellnb.models.SamModel
+        candidates.append(".".join([homes[0], *tail]))
+    for dotted in candidates:
         parts = dotted.split(".")
         if parts[0] != "cellnb":
             continue
