@@ -37,6 +37,7 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin  # noqa: 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from cellnb.data import synthetic_pairs  # noqa: E402
@@ -348,8 +349,10 @@ def _drive_review(browser, base, token, work):
     new = read_labels(record / "cells.tif")
     added = int(new.max())
     assert added > labels.max() and (new == added).sum() > 0
-    status = browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-html b").text
-    assert status.startswith(f"added cell {added}")
+    # the status line is drawn again as the widget updates: read it once it has settled
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-html b").text
+        .startswith(f"added cell {added}"))
 
 
 TUNER = f"""
