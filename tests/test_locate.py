@@ -163,13 +163,15 @@ def test_auto_keeps_an_elongated_bright_nucleus_whole(bend):
     assert labels.max() == 1 and labels[32, 48] == 1
 
 
-@pytest.mark.parametrize("family", ["bright_dim", "flat_contact", "small_large", "elongated"])
-def test_auto_detection_f1_on_hard_families(family):
-    """Touching nuclei where locate used to fail (issue 21), 9 images of each family.
+@pytest.mark.parametrize("family, floor", [("bright_dim", 0.88), ("flat_contact", 0.72),
+                                           ("small_large", 0.65), ("elongated", 0.93)])
+def test_auto_detection_f1_on_hard_families(family, floor):
+    """Touching nuclei of our own renderer, 9 images of each family: regression floors.
 
-    Detection F1 of these 9 images before the corner rules: bright_dim 0.981,
-    flat_contact 0.867, small_large 0.744, elongated 0.949; now 1.000, 0.989,
-    0.982, 0.982 (benchmarks/bench_locate.py).
+    These scenes are not the objective (issue 30: rules tuned to them over-split
+    real nuclei). The corner rules reached 1.000, 0.989, 0.982, 0.982 here and
+    0.814 / 0.043 on the real sets; the real-data-driven method reaches 0.916,
+    0.771, 0.699, 0.961 here and 0.941 / 0.924 on the real sets.
     """
     from cellnb.data import synthetic_nuclei
 
@@ -178,7 +180,7 @@ def test_auto_detection_f1_on_hard_families(family):
         for scene in synthetic_nuclei(family, 3, seed=seed):
             a, b, c = detection(locate(scene.fluorescence), scene.nuclei)
             tp, fp, fn = tp + a, fp + b, fn + c
-    assert 2 * tp / (2 * tp + fp + fn) >= 0.97
+    assert 2 * tp / (2 * tp + fp + fn) >= floor
 
 
 def test_auto_splits_three_touching_nuclei():
@@ -195,47 +197,75 @@ def test_auto_keeps_a_dim_nucleus_in_a_bright_ones_basin():
     assert labels.max() == 2 and labels[35, 56] > 0 and labels[35, 56] != labels[35, 30]
 
 
-def test_outline_concavity_finds_the_corners_of_two_touching_disks():
-    from cellnb._locate_auto import _corners, outline_concavity
+def test_merge_shallow_joins_a_bump_but_keeps_a_peak_of_its_own():
+    from cellnb._locate_auto import _merge_shallow
 
-    yy, xx = np.mgrid[:40, :60]
-    disk = np.hypot(yy - 20, xx - 30) < 12
-    assert np.degrees(outline_concavity(disk, 6)[1].max()) < 5  # convex: no corner
-    # two radius-10 disks 16 px apart meet at 106 degrees, at (14, 30) and (26, 30)
-    pair = (np.hypot(yy - 20, xx - 22) < 10) | (np.hypot(yy - 20, xx - 38) < 10)
-    points, concavity = outline_concavity(pair, 6)
-    corners = _corners(concavity, 6)
-    strong = [c for c in corners if concavity[c] > np.radians(40)]
-    assert len(strong) == 2
-    assert sorted(np.round(points[strong]).astype(int).tolist()) == [[14, 30], [26, 30]] or \
-        np.allclose(sorted(points[strong].tolist()), [[14, 30], [26, 30]], atol=1.5)
-    assert all(50 < np.degrees(concavity[c]) < 100 for c in strong)
+    basins = np.array([[1, 1, 2, 2, 3, 3, 4, 4]])
+    values = np.array([[5.0, 4.9, 4.8, 4.0, 3.0, 6.0, 5.9, 1.0]])
+    top = np.array([0, 5.0, 4.8, 6.0, 5.9])
+    # basin 2 rises 0 above its saddle with 1 (a bump); 1 rises 2 above its saddle with 3
+    # (a peak of its own at depth 0.5); 4 meets 3 at its own peak (a bump)
+    out = _merge_shallow(basins, values, top, np.full(5, 0.5))
+    np.testing.assert_array_equal(out, [[1, 1, 1, 1, 3, 3, 3, 3]])
+    np.testing.assert_array_equal(_merge_shallow(basins, values, top, np.full(5, 3.0)),
+                                  [[3, 3, 3, 3, 3, 3, 3, 3]])
+    np.testing.assert_array_equal(_merge_shallow(basins, values, top, np.zeros(5)), basins)
 
 
-def test_two_nuclei_rule():
-    from cellnb._locate_auto import _CORNER_TURN, _two_nuclei
+def test_split_by_shape_cuts_a_pinched_pair_not_a_convex_nucleus():
+    from cellnb._locate_auto import _split_by_shape
 
-    t = _CORNER_TURN
-    assert _two_nuclei([0.6 * t, 0.6 * t], t)       # a corner at both ends
-    assert not _two_nuclei([0.0, 0.9 * t], t)       # one weak corner only
-    assert _two_nuclei([0.0, 1.6 * t], t)           # one sharp corner
-    assert _two_nuclei([1.1 * t], t)                # the other end beside a third nucleus
-    assert not _two_nuclei([], t)
+    yy, xx = np.mgrid[:40, :70]
+    pair = (np.hypot(yy - 20, xx - 20) < 12) | (np.hypot(yy - 20, xx - 42) < 12)
+    parts = _split_by_shape(pair.astype(np.int32), 12)
+    assert parts.max() == 2 and parts[20, 15] != parts[20, 47]
+    assert ((parts > 0) == pair).all()  # every pixel kept, none added
+    ellipse = ((yy - 20) / 14) ** 2 + ((xx - 35) / 30) ** 2 < 1
+    holed = ellipse & ~(np.hypot(yy - 20, xx - 30) < 4) & ~(np.hypot(yy - 18, xx - 45) < 3)
+    out = _split_by_shape(holed.astype(np.int32), 12)  # nucleoli are no outline
+    assert out.max() == 1 and (out[ellipse] == 1).all()
 
 
-def test_a_bleed_strip_joins_its_most_similar_neighbour():
-    from cellnb._locate_auto import _absorb_slivers
+def test_auto_keeps_a_textured_nucleus_whole():
+    """Bright speckles and dark nucleoli on one large nucleus (as in the CHO images)."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:400, :400]  # nuclei narrower than a quarter of the field
+    inside = ((yy - 80) / 36) ** 2 + ((xx - 80) / 44) ** 2 < 1
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, inside.shape), 2.5)
+    image = 10 + inside * (80 + 600 * np.clip(texture, 0, None))
+    image[np.hypot(yy - 70, xx - 65) < 7] = 30  # a nucleolus
+    image = ndimage.gaussian_filter(image, 1.0) + rng.normal(0, 2, image.shape)
+    labels = locate(np.clip(image, 0, 255).astype(np.uint8))
+    assert labels.max() == 1 and labels[80, 80] == 1
+    assert estimate_nucleus_radius(image.astype(np.float32)) == pytest.approx(40, rel=0.2)
 
-    labels = np.zeros((30, 44), np.int32)
-    labels[5:25, 2:20] = 1    # bright nucleus
-    labels[5:25, 20:23] = 2   # 3 px strip of its light, bled into the neighbour
-    labels[5:25, 23:42] = 3   # dim nucleus
-    signal = np.select([labels == 1, labels == 2, labels == 3], [900.0, 500.0, 300.0], 0.0)
-    out = _absorb_slivers(labels, signal)
-    assert set(np.unique(out)) == {0, 1, 3} and (out[5:25, 20:23] == 3).all()
-    # a thin nucleus brighter than all it touches (a condensed bar) stays
-    signal[labels == 2] = 2000.0
-    assert set(np.unique(_absorb_slivers(labels, signal))) == {0, 1, 2, 3}
+
+@pytest.mark.parametrize("name, floor", [("dsb2018", 0.935), ("cho", 0.915)])
+def test_auto_detection_f1_on_real_nuclei(name, floor):
+    """Real images are the measure (benchmarks/bench_locate.py --real).
+
+    Landed before issue 30: DSB2018 0.814, CHO 0.043 (its nucleus scale was read
+    off the chromatin speckles); now 0.941 and 0.924. Cell-APP's best mode: 0.824
+    and 0.777. On CHO all 32 extra objects are nuclei the reference leaves out
+    (partial nuclei at the image edge, an out-of-focus nucleus), none a split.
+    """
+    from cellnb.data import real_nuclei
+
+    images = real_nuclei(name)
+    tp = fp = fn = 0
+    for im in images:
+        a, b, c = detection(locate(im.fluorescence), im.nuclei)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    assert f1 >= floor
+    best_cellapp = 0.0
+    for method in ("isodata", "watershed", "multiotsu"):
+        tp = fp = fn = 0
+        for im in images:
+            a, b, c = detection(locate(im.fluorescence, method=method), im.nuclei)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        best_cellapp = max(best_cellapp, 2 * tp / (2 * tp + fp + fn))
+    assert f1 > best_cellapp + 0.05
 
 
 def test_auto_beats_cellapp_default_on_dim_nuclei():
