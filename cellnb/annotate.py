@@ -258,7 +258,8 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     result = segment(tl, prompts if model.prompted else None, model=model, **options)
     if not model.prompted:  # automatic cells take the id of their nucleus (records join on it)
         new = _relabel_by_nuclei(result.labels, nuclei)
-        result.table["label"] = new[result.table["label"].to_numpy()]
+        # an empty table (no cell found) has no integer column to index with
+        result.table["label"] = new[result.table["label"].to_numpy(dtype=np.int64)]
         result.labels = new[result.labels].astype(np.int32)
     cells = result.table.set_index("label")
     if len(cells):

@@ -414,3 +414,18 @@ def test_4_sigkill_at_random_moments_then_rerun_changes_nothing(tmp_path):
         for name, data in reference.items():
             if name.endswith((".tif", ".csv", ".png")):
                 assert got[name] == data, name
+
+
+# -- 5. annotate -> train -> annotate: a trained model that finds no cell ----------
+def test_5_annotate_with_a_trained_model_that_finds_no_cell(dataset, folder, tmp_path):
+    """What an under-trained model does in the loop: no cell in a pair is a record, not a crash.
+
+    A real unet run (one epoch); ``min_area`` above any cell makes its output empty.
+    """
+    trained = train(dataset, out=tmp_path / "run", epochs=1, **TINY)
+    config = Config.from_dict({"segment": {"min_area": 10 ** 6}})
+    summary = annotate(folder, tmp_path / "out", model=trained, config=config, progress=False)
+    assert (summary["status"] == "done").all() and (summary["cells"] == 0).all()
+    assert (summary["nuclei"] > 0).all()
+    records = read_records(tmp_path / "out")
+    assert len(records) == 3 and all(r.labels.max() == 0 and len(r.cells) == 0 for r in records)
