@@ -8,6 +8,7 @@ from skimage.measure import label
 from skimage.morphology import disk, erosion, footprint_rectangle, white_tophat
 
 from cellnb.data import synthetic_pairs
+from cellnb.evaluate import detection
 from cellnb.locate import estimate_nucleus_radius, locate, suggest_locate
 
 
@@ -21,13 +22,9 @@ def disks(shape, specs, background=100.0, blur=1.2, noise=5.0, seed=0):
     return (image + np.random.default_rng(seed).normal(0, noise, shape)).astype(np.float32)
 
 
-def detection(located, truth):
-    """tp, fp, fn with one prompt per true nucleus; duplicates count as false positives."""
-    ids = np.unique(located[located > 0])
-    centres = np.array(ndimage.center_of_mass(np.ones_like(located), located, ids))
-    hit = truth[tuple(np.round(centres).astype(int).T)] if len(ids) else np.array([], int)
-    tp = len(np.unique(hit[hit > 0]))
-    return tp, len(ids) - tp, len(np.unique(truth[truth > 0])) - tp
+def f1(located, truth):
+    """Detection F1, one prompt per true nucleus (cellnb.evaluate.detection); lists summed."""
+    return detection(truth, located)["f1"]
 
 
 # -- Cell-APP modes match a direct computation of their recipe -----------------
@@ -119,11 +116,7 @@ def test_auto_detection_f1_on_synthetic_sets(radius, density):
         warnings.simplefilter("ignore")  # dense sets place fewer cells than asked
         pairs = synthetic_pairs(2, shape=(size, size), n_cells=n_cells, nucleus_radius=radius,
                                 brightness_range=(0.3, 1.5), seed=11)
-    tp = fp = fn = 0
-    for p in pairs:
-        a, b, c = detection(locate(p.fluorescence), p.nuclei)
-        tp, fp, fn = tp + a, fp + b, fn + c
-    assert 2 * tp / (2 * tp + fp + fn) >= 0.95
+    assert f1([locate(p.fluorescence) for p in pairs], [p.nuclei for p in pairs]) >= 0.95
 
 
 def pressed(shape, specs, background=100.0, blur=1.2, noise=5.0, seed=0):
@@ -175,12 +168,8 @@ def test_auto_detection_f1_on_hard_families(family, floor):
     """
     from cellnb.data import synthetic_nuclei
 
-    tp = fp = fn = 0
-    for seed in (1, 2, 3):
-        for scene in synthetic_nuclei(family, 3, seed=seed):
-            a, b, c = detection(locate(scene.fluorescence), scene.nuclei)
-            tp, fp, fn = tp + a, fp + b, fn + c
-    assert 2 * tp / (2 * tp + fp + fn) >= floor
+    scenes = [s for seed in (1, 2, 3) for s in synthetic_nuclei(family, 3, seed=seed)]
+    assert f1([locate(s.fluorescence) for s in scenes], [s.nuclei for s in scenes]) >= floor
 
 
 def test_auto_splits_three_touching_nuclei():
@@ -255,28 +244,20 @@ def test_auto_detection_f1_on_real_nuclei(name, floor):
         images = real_nuclei(name)
     except DataNotAvailableError as err:  # neither installed (test extras) nor downloadable
         pytest.skip(str(err))
-    tp = fp = fn = 0
-    for im in images:
-        a, b, c = detection(locate(im.fluorescence), im.nuclei)
-        tp, fp, fn = tp + a, fp + b, fn + c
-    f1 = 2 * tp / (2 * tp + fp + fn)
-    assert f1 >= floor
-    best_cellapp = 0.0
-    for method in ("isodata", "watershed", "multiotsu"):
-        tp = fp = fn = 0
-        for im in images:
-            a, b, c = detection(locate(im.fluorescence, method=method), im.nuclei)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        best_cellapp = max(best_cellapp, 2 * tp / (2 * tp + fp + fn))
-    assert f1 > best_cellapp + 0.05
+    truth = [im.nuclei for im in images]
+    auto = f1([locate(im.fluorescence) for im in images], truth)
+    assert auto >= floor
+    best_cellapp = max(f1([locate(im.fluorescence, method=m) for im in images], truth)
+                       for m in ("isodata", "watershed", "multiotsu"))
+    assert auto > best_cellapp + 0.05
 
 
 def test_auto_beats_cellapp_default_on_dim_nuclei():
     pair = synthetic_pairs(1, shape=(256, 256), n_cells=30, brightness_range=(0.3, 1.5),
                            seed=5)[0]
-    auto = detection(locate(pair.fluorescence), pair.nuclei)
-    default = detection(locate(pair.fluorescence, method="isodata"), pair.nuclei)
-    assert auto[2] == 0 and default[2] > auto[2]
+    auto = detection(pair.nuclei, locate(pair.fluorescence))
+    default = detection(pair.nuclei, locate(pair.fluorescence, method="isodata"))
+    assert auto["fn"] == 0 and default["fn"] > auto["fn"]
 
 
 # -- inputs -------------------------------------------------------------------
