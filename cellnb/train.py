@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import os
 import time
 import warnings
 from pathlib import Path
@@ -139,6 +140,10 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
     resume : bool, default=True
         Continue the run in `out` from its last finished epoch (weights,
         optimizer, scheduler, step). Raising `epochs` extends a finished run.
+        Each resumption is listed in ``trained.json``'s ``"resumed"``: the
+        epoch it went on from, when, and the ``SLURM_JOB_ID`` of the batch
+        job that did (None outside SLURM). A batch job killed by ``scancel``
+        or its walltime is resubmitted with the same command.
     overwrite : bool, default=False
         Delete an existing run in `out` and start again.
     progress : bool, default=True
@@ -185,8 +190,6 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
     rank, world = _distributed.init()
     device = resolve_device(device)
     if world > 1 and device.startswith("cuda"):
-        import os
-
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
         torch.cuda.set_device(device)
     if hasattr(module, "check"):
@@ -212,6 +215,7 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
         info["best_epoch"] = old.get("best_epoch")
         if old.get("stopped_early"):
             info["stopped_early"] = old["stopped_early"]
+        info["resumed"] = list(old.get("resumed", []))
         history = _runs.read_history(out)
     if lead:
         (out / "weights").mkdir(parents=True, exist_ok=True)
@@ -256,6 +260,11 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
             finish(start - 1, {"train_loss": np.nan, "val_loss": np.nan}, np.nan)
         if info.get("stopped_early"):  # early stopping ended the run: nothing left to train
             start = settings["epochs"]
+    if resuming and lead:  # the run folder says when and where it went on
+        info["resumed"].append({"epoch": int(start),
+                                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
+        _runs.write_json(out / _runs.INFO, info)
     with Progress(settings["epochs"] * steps, f"train {recipe}", progress=progress and lead,
                   callback=callback if lead else None, initial=start * steps,
                   unit="step") as bar:

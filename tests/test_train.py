@@ -1,6 +1,7 @@
 """cellnb.train: datasets checked, tiny real runs (U-Net, random-init μSAM), resume, reload."""
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -149,6 +150,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path, 
     monkeypatch.setattr(_common.PatchDataset, "__getitem__", original)
     resumed = train(dataset, recipe="unet", out=out, **TINY)
     assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
+    [entry] = resumed.info["resumed"]  # the run folder says where it went on
+    assert entry["epoch"] == 2 and entry["slurm_job_id"] == os.environ.get("SLURM_JOB_ID")
     import torch
 
     state = torch.load(out / "state" / "checkpoints" / "unet" / "resume.pt", weights_only=True)
