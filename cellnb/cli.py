@@ -225,8 +225,8 @@ def _models(args) -> int:
                 cache = f" --cache {args.cache}" if args.cache else ""
                 print(f"missing or damaged: {', '.join(missing)}; on a machine with internet "
                       f"access run: cellnb models fetch {' '.join(names)}{cache}")
-            print("on the compute nodes, set:")
-            for line in weights.environment_lines(table):
+            print("on the compute nodes, start each job script with (job_script_prologue=):")
+            for line in weights.job_prologue(table):
                 print(f"  {line}")
             return 1 if missing else 0
     return 0

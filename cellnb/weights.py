@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["fetch", "doctor", "required", "environment_lines", "CELLPOSE_MODELS",
-           "TORCHVISION_MODELS"]
+__all__ = ["fetch", "doctor", "required", "environment_lines", "job_prologue", "CELLPOSE_MODELS",
+           "TORCHVISION_MODELS", "JOB_VARIABLES"]
 
 #: cellpose models :func:`fetch` knows (cellpose publishes no hashes for them).
 CELLPOSE_MODELS = ("cpsam",)
@@ -334,4 +334,67 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
 def environment_lines(table: pd.DataFrame) -> list[str]:
     """``export NAME=value`` lines for a job script, from :func:`doctor`'s table."""
     return [f"export {k}={v}" for k, v in table.attrs.get("environment", {}).items()]
+
+
+#: Variables a compute node needs to find cellnb's weights and data (:func:`job_prologue`).
+JOB_VARIABLES = ("MICROSAM_CACHEDIR", "CELLPOSE_LOCAL_MODELS_PATH", "TORCH_HOME",
+                 "CELLNB_DATA_DIR")
+
+
+def job_prologue(plan: pd.DataFrame | None = None) -> list[str]:
+    """The first lines of a batch job that runs cellnb as this Python session does.
+
+    A job on a compute node starts from a login shell, not from this session:
+    it needs this Python environment activated and the variables that say
+    where the weights and the real data are. These lines are what
+    ``dask_jobqueue.SLURMCluster(job_script_prologue=...)`` and a hand-written
+    ``sbatch`` script take; with them a job submitted with
+    ``--export=NONE`` (nothing inherited from the submitting shell) still
+    finds everything.
+
+    Parameters
+    ----------
+    plan : DataFrame, optional
+        A :func:`doctor` table: its cache variables (``MICROSAM_CACHEDIR``,
+        ``CELLPOSE_LOCAL_MODELS_PATH``, ``TORCH_HOME``) come first. The
+        variables of :data:`JOB_VARIABLES` that this session has set and
+        the plan does not name are exported with their current values.
+
+    Returns
+    -------
+    lines : list of str
+        ``source <venv>/bin/activate`` (a virtual environment) or
+        ``source <conda>/etc/profile.d/conda.sh`` + ``conda activate
+        <prefix>`` (a conda environment; nothing when Python is neither),
+        then ``export NAME=value`` lines, values shell-quoted.
+
+    Examples
+    --------
+    >>> import sys
+    >>> lines = job_prologue(doctor(annotate="vit_b_lm", cache="/project/weights"))
+    >>> "export MICROSAM_CACHEDIR=/project/weights" in lines
+    True
+    >>> sys.prefix == sys.base_prefix or lines[0] == f"source {sys.prefix}/bin/activate"
+    True
+    """
+    import os
+    import shlex
+    import sys
+
+    if plan is not None and not isinstance(plan, pd.DataFrame):
+        raise TypeError(f"`plan` must be a table from cellnb.weights.doctor(), got "
+                        f"{type(plan).__name__}.")
+    lines = []
+    conda = os.environ.get("CONDA_EXE")
+    if sys.prefix != sys.base_prefix:  # a virtual environment
+        lines.append(f"source {shlex.quote(sys.prefix + '/bin/activate')}")
+    elif conda and os.environ.get("CONDA_PREFIX") == sys.prefix:
+        base = Path(conda).resolve().parent.parent
+        lines += [f"source {shlex.quote(str(base / 'etc' / 'profile.d' / 'conda.sh'))}",
+                  f"conda activate {shlex.quote(sys.prefix)}"]
+    environment = dict(plan.attrs.get("environment", {})) if plan is not None else {}
+    for name in JOB_VARIABLES:
+        if name not in environment and os.environ.get(name):
+            environment[name] = os.environ[name]
+    return lines + [f"export {k}={shlex.quote(str(v))}" for k, v in environment.items()]
 

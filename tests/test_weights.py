@@ -165,3 +165,45 @@ def test_maskrcnn_finds_the_weights_fetch_put_under_torch_home(monkeypatch, tmp_
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     expected = tmp_path / "torch" / "hub" / "checkpoints" / maskrcnn.coco_weights_file().name
     assert maskrcnn.coco_weights_file() == expected
+
+
+def test_job_prologue_activates_this_environment_and_exports_the_variables(monkeypatch):
+    import sys
+
+    for name in weights.JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CONDA_EXE", raising=False)
+    # a virtual environment, with a space in its path: quoted for the shell
+    monkeypatch.setattr(sys, "prefix", "/home/me/my env")
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    monkeypatch.setenv("CELLNB_DATA_DIR", "/project/data")
+    plan = pd.DataFrame()
+    plan.attrs["environment"] = {"MICROSAM_CACHEDIR": "/project/weights"}
+    assert weights.job_prologue(plan) == ["source '/home/me/my env/bin/activate'",
+                                          "export MICROSAM_CACHEDIR=/project/weights",
+                                          "export CELLNB_DATA_DIR=/project/data"]
+    # the plan's value wins over this session's
+    monkeypatch.setenv("MICROSAM_CACHEDIR", "/elsewhere")
+    assert weights.job_prologue(plan)[1] == "export MICROSAM_CACHEDIR=/project/weights"
+    assert weights.job_prologue()[1:] == ["export MICROSAM_CACHEDIR=/elsewhere",
+                                          "export CELLNB_DATA_DIR=/project/data"]
+
+
+def test_job_prologue_activates_a_conda_environment(monkeypatch):
+    import sys
+
+    for name in weights.JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "prefix", "/opt/conda/envs/cellnb")
+    monkeypatch.setattr(sys, "base_prefix", "/opt/conda/envs/cellnb")
+    monkeypatch.setenv("CONDA_EXE", "/opt/conda/bin/conda")
+    monkeypatch.setenv("CONDA_PREFIX", "/opt/conda/envs/cellnb")
+    assert weights.job_prologue() == ["source /opt/conda/etc/profile.d/conda.sh",
+                                      "conda activate /opt/conda/envs/cellnb"]
+    monkeypatch.setenv("CONDA_PREFIX", "/opt/conda")  # another environment is active: no guess
+    assert weights.job_prologue() == []
+
+
+def test_job_prologue_takes_a_doctor_table_only():
+    with pytest.raises(TypeError, match="table from cellnb.weights.doctor"):
+        weights.job_prologue({"MICROSAM_CACHEDIR": "/x"})
