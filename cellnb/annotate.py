@@ -221,12 +221,13 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
         old = json.loads(existing.read_text())
         if all(old.get(k) == v for k, v in fingerprint.items()):
             moved = {"tl_path": str(tl_path), "fl_path": str(fl_path)}
-            if any(old.get(k) != v for k, v in moved.items()):  # same files, new place
+            relocated = any(old.get(k) != v for k, v in moved.items())
+            if relocated:  # same files, new place
                 with atomic_path(existing) as tmp:
                     tmp.write_text(json.dumps({**old, **moved}, indent=2, default=str))
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
-                    "record": str(folder), "error": ""}
+                    "record": str(folder), "error": "", "relocated": relocated}
         if old.get("curation"):  # a person corrected it: never replaced behind their back
             return {"pair_id": pair_id, "status": "curated", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
@@ -321,8 +322,12 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     worker_timeout : float, default=300
         With a `client`: seconds the cluster may have no worker at all (all
         gone, or none started: a SLURM queue, a crash) before annotate gives
-        up with an error instead of waiting for ever. Records already
-        written stay; a rerun resumes.
+        up with an error instead of waiting for ever (the error lists the
+        SLURM jobs' states from ``squeue``). Records already written stay; a
+        rerun resumes. A dask-jobqueue ``SLURMCluster`` whose job script can
+        never start (more memory or cores than any node has, an unknown
+        partition) fails sooner, after 10 s without workers, with sbatch's
+        reason (``sbatch --test-only``, which submits nothing).
     embeddings : str or Path, optional
         SAM models: keep each TL image's embedding on disk in this folder
         (micro_sam's zarr files, one per model fingerprint and image hash),
@@ -407,13 +412,22 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
             if "object" in spec:  # an in-memory model: ship it to every worker once
                 spec = {**spec, "object": client.scatter(spec["object"], broadcast=True,
                                                          hash=False)}
+            before = _record_stamps(out, jobs)
             futures = [client.submit(_annotate_or_report, *job, str(out), config, spec, errors,
                                      None if embeddings is None else str(embeddings),
                                      pure=False, key=f"annotate-{job[0]}-{time.time_ns()}")
                        for job in jobs]
             for row in _gather(client, futures, worker_timeout):
+                # a worker killed after writing a record but before it reported: dask ran
+                # the pair again elsewhere, which found the record; it was made in this run
+                if (row["status"] == "skipped" and not row.get("relocated")
+                        and before[row["pair_id"]] != _record_stamp(out, row["pair_id"])):
+                    row = {**row, "status": "done"}
                 rows.append(row)
                 bar.update()
+            # a worker killed mid-write (scancel, walltime, out of memory) left its temporary
+            # folder; another worker wrote the record since
+            recover(out / "records")
         status = {row["pair_id"]: row["status"] for row in rows}
         for pair_id, source in later:  # defocused planes: copies of their in-focus record
             rows.append(_reuse_or_report(pair_id, source, reuse[pair_id],
@@ -524,14 +538,29 @@ def _reuse_record(pair_id, source, from_id, out) -> dict:
             "record": str(folder), "error": ""}
 
 
+def _record_stamp(out: Path, pair_id: str):
+    """(size, mtime) of a pair's record.json, or None when it has none."""
+    try:
+        stat = (Path(out) / "records" / pair_id / "record.json").stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _record_stamps(out: Path, jobs) -> dict:
+    return {pair_id: _record_stamp(out, pair_id) for pair_id, _ in jobs}
+
+
 def _gather(client, futures, worker_timeout):
     """Results of `futures` as they finish; an error once the cluster has had no worker
-    for `worker_timeout` seconds (dask would otherwise wait for ever)."""
+    for `worker_timeout` seconds (dask would otherwise wait for ever), or at once when
+    the batch system says that the cluster's worker jobs can never start."""
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise ValueError(f"`worker_timeout` must be a number of seconds > 0, got "
                          f"{worker_timeout!r}.")
     pending = list(futures)
     seen_worker = time.monotonic()
+    asked = False  # the batch system is asked once per spell without workers
     while pending:
         finished = [f for f in pending if f.done()]
         for future in finished:
@@ -540,15 +569,91 @@ def _gather(client, futures, worker_timeout):
         if finished:
             continue
         if client.nthreads():
-            seen_worker = time.monotonic()
-        elif time.monotonic() - seen_worker > worker_timeout:
-            client.cancel(pending)
-            raise RuntimeError(
-                f"the Dask cluster has had no worker for {worker_timeout:g} s, with "
-                f"{len(pending)} of {len(futures)} pair(s) unfinished; start workers (or check "
-                "why they died: memory, walltime) and run annotate again: finished records "
-                "stay and are skipped.")
+            seen_worker, asked = time.monotonic(), False
+        else:
+            waited = time.monotonic() - seen_worker
+            if not asked and waited > min(_ASK_AFTER, worker_timeout / 2):
+                asked = True
+                problem = _jobs_cannot_start(client)
+                if problem:
+                    client.cancel(pending)
+                    _mark_refused_jobs_failed(client)
+                    raise RuntimeError(
+                        f"the cluster's worker jobs can never start; the batch system says: "
+                        f"{problem}\nAsk SLURMCluster(...) for what a node has (memory, cores, "
+                        f"walltime, partition) and run annotate again: finished records stay "
+                        f"and are skipped ({len(futures) - len(pending)} of {len(futures)}).")
+            if waited > worker_timeout:
+                client.cancel(pending)
+                raise RuntimeError(
+                    f"the Dask cluster has had no worker for {worker_timeout:g} s, with "
+                    f"{len(pending)} of {len(futures)} pair(s) unfinished{_jobs_state(client)}; "
+                    "start workers (or check why they died: memory, walltime) and run "
+                    "annotate again: finished records stay and are skipped.")
         time.sleep(0.1)
+
+
+#: Seconds without a worker before annotate asks the batch system whether its jobs can start.
+_ASK_AFTER = 10.0
+
+
+def _slurm_cluster(client):
+    """The client's dask-jobqueue SLURMCluster, or None (another cluster, or a bare address)."""
+    cluster = getattr(client, "cluster", None)
+    job_cls = getattr(cluster, "job_cls", None)
+    if job_cls is None or getattr(job_cls, "submit_command", None) != "sbatch":
+        return None
+    return cluster
+
+
+def _jobs_cannot_start(client) -> str:
+    """sbatch's reason why the cluster's job script can never run ('' when it can, or when
+    there is no SLURM cluster to ask): ``sbatch --test-only`` submits nothing."""
+    import subprocess
+
+    cluster = _slurm_cluster(client)
+    if cluster is None:
+        return ""
+    try:
+        done = subprocess.run(["sbatch", "--test-only"], input=cluster.job_script(),
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if done.returncode == 0:
+        return ""
+    return " ".join(line.removeprefix("sbatch: error: ").strip()
+                    for line in done.stderr.splitlines() if line.strip())
+
+
+def _mark_refused_jobs_failed(client) -> None:
+    """Worker jobs sbatch refused (no job id) are failed, not "created": distributed's
+    ``SpecCluster.close`` asserts on workers that never left "created"."""
+    from distributed.core import Status
+
+    cluster = _slurm_cluster(client)
+    for job in getattr(cluster, "workers", {}).values():
+        if getattr(job, "job_id", True) is None and job.status == Status.created:
+            job.status = Status.failed
+
+
+def _jobs_state(client) -> str:
+    """', its jobs: 12 PENDING (Resources), ...' from squeue, for a SLURM cluster."""
+    import subprocess
+
+    cluster = _slurm_cluster(client)
+    if cluster is None:
+        return ""
+    ids = [str(job.job_id) for job in cluster.workers.values() if getattr(job, "job_id", None)]
+    if not ids:
+        return (f"; none of the cluster's {len(cluster.workers)} worker job(s) was accepted "
+                "by sbatch (the cluster's log says why)")
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T (%r)"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    states = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    return f"; its SLURM jobs: {', '.join(states) or 'none left in the queue'}"
 
 
 def _read_tl(provenance) -> np.ndarray:
