@@ -16,7 +16,7 @@ export CELLNB_DATA_DIR
 # the test suite keeps its executed notebooks here; the docs build reuses the current ones
 EXECUTED := $(CURDIR)/build/executed-notebooks
 
-.PHONY: demo test docs lab install browser clean
+.PHONY: demo test docs lab install browser slurm clean
 
 install: $(STAMP)
 
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cellnb demo --out cellnb-demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser slurm
 	CELLNB_QUICK=1 MPLBACKEND=Agg CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) \
 	  $(BIN)/python -m pytest -m "not gpu and not weights and not slow" cellnb tests
 	$(MAKE) docs
@@ -47,6 +47,14 @@ browser:
 	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium / chromedriver not installed: tests/test_browser.py will be skipped"
+
+# tests/test_slurm.py starts a one-node Slurm on this machine (munge, slurmctld, slurmd):
+# Debian's packages are installed here when we are root on Debian, else those tests are
+# skipped; the packages' own services are not started (the tests run their own daemons)
+slurm:
+	@command -v slurmd >/dev/null 2>&1 || [ -x /usr/sbin/slurmd ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; } || \
+	  echo "Slurm not installed: tests/test_slurm.py will be skipped"
 
 # the tutorials in JupyterLab, served on this machine only
 lab: $(STAMP)
