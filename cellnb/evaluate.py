@@ -265,6 +265,35 @@ def _class_of(item) -> pd.Series | None:
     return column.dropna().astype(str)
 
 
+def _align(t_items: list, p_items: list) -> list:
+    """`p_items` in the order of `t_items`: matched by image id when both sides name
+    every image (records, COCO files), else by position (plain label images)."""
+    t_ids, p_ids = [item[0] for item in t_items], [item[0] for item in p_items]
+    if None in t_ids or None in p_ids:
+        if len(t_items) != len(p_items):
+            raise ValueError(f"`truth` has {len(t_items)} image(s) but `pred` has "
+                             f"{len(p_items)}; pass them in matching order.")
+        return p_items
+    for side, ids in (("truth", t_ids), ("pred", p_ids)):
+        if len(set(ids)) != len(ids):
+            twice = sorted({str(i) for i in ids if ids.count(i) > 1})
+            raise ValueError(f"`{side}` holds image id(s) {twice[:5]} more than once; each "
+                             "image must appear once to be matched with its counterpart.")
+    missing = [i for i in t_ids if i not in set(p_ids)]
+    extra = [i for i in p_ids if i not in set(t_ids)]
+    if missing or extra:
+        raise ValueError(
+            "`truth` and `pred` do not hold the same images (they are matched by id): "
+            + "; ".join(f"{what} {len(ids)}: {[str(i) for i in ids[:5]]}"
+                        + (" ..." if len(ids) > 5 else "")
+                        for what, ids in (("only in truth", missing), ("only in pred", extra))
+                        if ids)
+            + ". Evaluate the images both sides have, or pass plain label images to match "
+              "by position.")
+    by_id = {item[0]: item for item in p_items}
+    return [by_id[i] for i in t_ids]
+
+
 def _as_items(obj, name: str) -> list[tuple[str | None, np.ndarray, pd.Series | None]]:
     """Normalise inputs to a list of (id, label image, scores by label)."""
     return [item[:3] for item in _as_class_items(obj, name)]
@@ -382,12 +411,15 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
         ``(H, W)`` int label images (0 = background), a sequence of them (or
         an ``(N, H, W)`` stack), objects with a ``.labels`` attribute
         (:class:`cellnb.io.Record`, Segmentation), or a COCO json / split
-        folder / dict (read with :func:`cellnb.io.read_coco`). Both sides
-        must hold the same number of images, in the same order.
+        folder / dict (read with :func:`cellnb.io.read_coco`). When both
+        sides name their images (records, COCO files) they are matched by
+        id, whatever their order, and must hold the same images (an error
+        lists those only one side has); plain label images are matched by
+        position.
     thresholds : sequence of float, default=(0.5, 0.55, ..., 0.95)
         IoU thresholds in (0, 1].
     scores : sequence of mapping {label: score}, optional
-        Confidence of each predicted object per image, used to rank
+        Confidence of each predicted object per image (in `pred`'s order), used to rank
         detections for the COCO metrics. Default: the ``score`` column of
         Segmentation / Record tables when present, else all equal.
     by : {"image", "dataset", "class"}, default="image"
@@ -450,13 +482,11 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
         raise ValueError(f"`thresholds` must be non-empty values in (0, 1], got "
                          f"{thresholds.tolist()}.")
     t_items, p_items = _as_items(truth, "truth"), _as_items(pred, "pred")
-    if len(t_items) != len(p_items):
-        raise ValueError(f"`truth` has {len(t_items)} image(s) but `pred` has {len(p_items)}; "
-                         "pass them in matching order.")
-    if scores is not None:
+    if scores is not None:  # in pred's order: attached before the images are matched
         if len(scores) != len(p_items):
             raise ValueError(f"`scores` has {len(scores)} entries for {len(p_items)} image(s).")
         p_items = [(i, lab, pd.Series(s, dtype=float)) for (i, lab, _), s in zip(p_items, scores)]
+    p_items = _align(t_items, p_items)
 
     rows, per_image = [], []
     for k, ((t_id, t_lab, _), (p_id, p_lab, _)) in enumerate(
@@ -506,9 +536,6 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
 def _by_class(truth, pred, *, scores, **kwargs) -> pd.DataFrame:
     """``evaluate(by="class")``: the dataset-level table of each class's cells alone."""
     t_items, p_items = _as_class_items(truth, "truth"), _as_class_items(pred, "pred")
-    if len(t_items) != len(p_items):
-        raise ValueError(f"`truth` has {len(t_items)} image(s) but `pred` has {len(p_items)}; "
-                         "pass them in matching order.")
     for side, items in (("truth", t_items), ("pred", p_items)):
         # images without cells need no class column (a Segmentation of no cell has none)
         if all(item[3] is None for item in items) and any(item[1].max() > 0 for item in items):
@@ -520,6 +547,7 @@ def _by_class(truth, pred, *, scores, **kwargs) -> pd.DataFrame:
             raise ValueError(f"`scores` has {len(scores)} entries for {len(p_items)} image(s).")
         p_items = [(i, lab, pd.Series(s, dtype=float), c)
                    for (i, lab, _, c), s in zip(p_items, scores)]
+    p_items = _align(t_items, p_items)
     names = sorted(set().union(*(set(item[3]) for item in t_items if item[3] is not None)))
 
     def only(items, name):

@@ -429,3 +429,52 @@ def test_5_annotate_with_a_trained_model_that_finds_no_cell(dataset, folder, tmp
     assert (summary["nuclei"] > 0).all()
     records = read_records(tmp_path / "out")
     assert len(records) == 3 and all(r.labels.max() == 0 and len(r.cells) == 0 for r in records)
+
+
+# -- 6. evaluate matches images by id, never by position alone (issue 32, item 3) --------
+def test_6_evaluate_matches_named_images_by_id_whatever_their_order(tmp_path):
+    from cellnb.evaluate import compare, evaluate
+
+    truth = _records(3)
+    shuffled = [truth[2], truth[0], truth[1]]
+    table = evaluate(truth, shuffled, thresholds=[0.5])
+    assert table["image"].tolist() == [r.id for r in truth]
+    assert (table["f1"] == 1.0).all()
+    # a COCO file of the same images, written in another order, against the records
+    coco = export(shuffled, tmp_path / "coco", splits={"test": 3})
+    dataset = evaluate(truth, coco / "test", thresholds=[0.5], by="dataset")
+    assert dataset["f1"].tolist() == [1.0] and dataset["tp"].tolist() == [12]
+    ranked = compare({"shuffled": shuffled, "same": truth}, truth, thresholds=[0.5])
+    assert set(ranked["f1"]) == {1.0}
+
+
+def test_6_evaluate_refuses_collections_of_different_images():
+    from cellnb.evaluate import compare, evaluate
+
+    truth = _records(3)
+    other = [Record("elsewhere", r.image, r.labels, r.cells) for r in truth[:1]] + truth[1:]
+    with pytest.raises(ValueError, match=r"do not hold the same images \(they are matched by "
+                                         r"id\): only in truth 1: \['synthetic_000'\]; only in "
+                                         r"pred 1: \['elsewhere'\]"):
+        evaluate(truth, other)
+    with pytest.raises(ValueError, match=r"only in truth 1: \['synthetic_002'\]"):
+        evaluate(truth, truth[:2])
+    with pytest.raises(ValueError, match=r"`pred` holds image id\(s\) \['synthetic_001'\] more "
+                                         "than once"):
+        evaluate(truth, [truth[0], truth[1], truth[1]])
+    with pytest.raises(ValueError, match="do not hold the same images"):
+        evaluate(truth, other, by="class")
+
+
+def test_6_plain_label_images_are_matched_by_position():
+    from cellnb.evaluate import compare, evaluate
+
+    truth = _records(2)
+    labels = [r.labels for r in truth]
+    assert (evaluate(truth, labels, thresholds=[0.5])["f1"] == 1.0).all()
+    swapped = evaluate(truth, labels[::-1], thresholds=[0.5])
+    # positional, as documented (no id to match by): image 0 against image 1's labels
+    crossed = evaluate(labels[0], labels[1], thresholds=[0.5])
+    assert swapped.loc[0, "tp"] == crossed.loc[0, "tp"] < swapped.loc[0, "n_true"]
+    with pytest.raises(ValueError, match="`truth` has 2 image.s. but `pred` has 1"):
+        evaluate(truth, labels[:1])
