@@ -113,3 +113,51 @@ def as_generator(seed) -> np.random.Generator:
     if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
         return np.random.default_rng(seed)
     raise TypeError(f"`seed` must be an int or numpy.random.Generator, got {type(seed).__name__}.")
+
+
+#: Seconds a pattern given by the user may spend on one string (file name, record id).
+PATTERN_SECONDS = 1.0
+
+
+class BoundedPattern:
+    """A user's regular expression that fails in bounded time instead of backtracking for
+    ever (the ``regex`` package's timeout; its syntax is that of ``re``).
+
+    Examples
+    --------
+    >>> BoundedPattern(r"^(plate\\d+)_", "group").search("plate3_A1").group(1)
+    'plate3'
+    >>> BoundedPattern(r"(a|aa)+$", "group", seconds=0.1).search("a" * 50 + "b")
+    Traceback (most recent call last):
+    ...
+    ValueError: `group` pattern '(a|aa)+$' took more than 0.1 s on 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab' (it backtracks without end, like (a|aa)+$); write a simpler pattern, e.g. r'^(plate\\d+)_'.
+    """
+
+    def __init__(self, pattern: str, name: str, *, seconds: float = PATTERN_SECONDS,
+                 shown: str | None = None,
+                 fix: str = "write a simpler pattern, e.g. r'^(plate\\d+)_'"):
+        import regex
+
+        if not isinstance(pattern, str):
+            raise TypeError(f"`{name}` must be a str pattern, got {type(pattern).__name__}.")
+        self.name, self.seconds, self.fix = name, seconds, fix
+        self.shown = pattern if shown is None else shown
+        try:
+            self._compiled = regex.compile(pattern)
+        except regex.error as err:
+            raise ValueError(f"`{name}` pattern {self.shown!r} is not a valid regular "
+                             f"expression: {err}.") from None
+
+    def _call(self, method: str, text: str):
+        try:
+            return getattr(self._compiled, method)(text, timeout=self.seconds)
+        except TimeoutError:
+            raise ValueError(f"`{self.name}` pattern {self.shown!r} took more than "
+                             f"{self.seconds:g} s on {text!r} (it backtracks without end, like "
+                             f"(a|aa)+$); {self.fix}.") from None
+
+    def search(self, text: str):
+        return self._call("search", text)
+
+    def match(self, text: str):
+        return self._call("match", text)

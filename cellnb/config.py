@@ -240,15 +240,15 @@ class Config(_Checked):
 
     @classmethod
     def from_yaml(cls, source) -> Config:
-        """Read a config from a YAML file path or YAML text (``yaml.safe_load``)."""
-        import yaml
+        """Read a config from a YAML file path or YAML text.
 
-        text = _read_text(source)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"config is not valid YAML: {err}") from err
-        return cls.from_dict(data or {})
+        Parsed safely and within bounds: duplicate keys, alias bombs and
+        files over 4 MiB are refused with the line at fault.
+        """
+        from . import _yaml
+
+        data = _yaml.load(_read_text(source), _source_name(source, "config"))
+        return cls.from_dict({} if data is None else data)
 
     @classmethod
     def from_cellapp(cls, source) -> Config:
@@ -267,9 +267,9 @@ class Config(_Checked):
         >>> Config.from_cellapp(text).locate
         LocateConfig(method='multiotsu', threshold_division=1.0, sigma=3.0, tophat_size=71, erosion_radius=8, min_area=None, max_area=None, model=None)
         """
-        import yaml
+        from . import _yaml
 
-        raw = yaml.safe_load(_read_text(source)) or {}
+        raw = _yaml.load(_read_text(source), _source_name(source, "Cell-APP config")) or {}
         if not isinstance(raw, dict):
             raise TypeError(f"a Cell-APP config must be a mapping, got {type(raw).__name__}.")
         raw = dict(raw)
@@ -323,9 +323,18 @@ class Config(_Checked):
 
 
 # -- helpers -----------------------------------------------------------------
+def _is_path(source) -> bool:
+    return isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
+                                        and source.rstrip().endswith((".yaml", ".yml", ".json")))
+
+
+def _source_name(source, what: str) -> str:
+    """'config file x.yaml' or 'config text', for messages."""
+    return f"{what} file {source}" if _is_path(source) else f"{what} text"
+
+
 def _read_text(source) -> str:
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
-                                    and source.rstrip().endswith((".yaml", ".yml", ".json"))):
+    if _is_path(source):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist.")

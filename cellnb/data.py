@@ -81,13 +81,12 @@ def manifest(name: str) -> dict:
     >>> m["licence"], len(m["files"])
     ('MIT', 589)
     """
-    import yaml
+    from . import _yaml
 
     path = _manifest_dir() / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"unknown dataset {name!r}; available: {available()}.")
-    with open(path) as f:
-        return yaml.safe_load(f)
+    return _yaml.load(path.read_text(), f"data manifest {path}")
 
 
 def data_dir() -> Path:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._files import atomic_dir, atomic_path, recover
-from ._validation import as_generator, check_labels
+from ._validation import BoundedPattern, as_generator, check_labels
 from .classify import CLASS_COLUMN
 from .io import check_pair_id
 
@@ -53,10 +53,10 @@ def _groups(ids, group) -> list[str]:
             raise ValueError(f"`group` has no entry for record(s) {missing[:5]}.")
         return [str(group[i]) for i in ids]
     if isinstance(group, str):
-        regex = re.compile(group)
+        pattern = BoundedPattern(group, "group")
         out = []
         for i in ids:
-            match = regex.search(i)
+            match = pattern.search(i)
             if not match:
                 raise ValueError(f"`group` pattern {group!r} does not match record id {i!r}.")
             out.append(match.group(1) if match.groups() else match.group(0))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ._files import atomic_path
-from ._validation import check_image, check_labels, check_same_shape
+from ._validation import BoundedPattern, check_image, check_labels, check_same_shape
 
 __all__ = ["find_pairs", "check_pair_id", "read_pair", "read_image", "read_labels",
            "write_labels", "Record", "read_coco", "plane_of"]
@@ -32,7 +32,7 @@ _OTHER = {".png", ".jpg", ".jpeg"}
 PAIR_COLUMNS = ["pair_id", "tl_path", "fl_path"]
 
 
-def _pattern_regex(pattern: str) -> re.Pattern:
+def _pattern_regex(pattern: str) -> BoundedPattern:
     """Glob pattern -> regex whose group 1 is what the first ``*`` matched (the stem)."""
     if pattern.count("*") < 1 or "/" in pattern:
         raise ValueError(
@@ -49,7 +49,8 @@ def _pattern_regex(pattern: str) -> re.Pattern:
             parts.append(".")
         else:
             parts.append(re.escape(ch))
-    return re.compile("".join(parts) + r"\Z")
+    return BoundedPattern("".join(parts) + r"\Z", "pattern", shown=pattern,
+                          fix="use fewer '*' (one for the stem is enough)")
 
 
 _ID_PART = re.compile(r"[\w\-. ]+")

@@ -79,7 +79,7 @@ def test_bad_values_raise(data, message):
 def test_from_yaml_bad_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file .*missing.yaml does not exist"):
         Config.from_yaml(tmp_path / "missing.yaml")
-    with pytest.raises(ValueError, match="config is not valid YAML"):
+    with pytest.raises(ValueError, match="config text is not valid YAML"):
         Config.from_yaml("locate: [1, 2")
     with pytest.raises(TypeError, match="a config must be a mapping, got list"):
         Config.from_yaml("- 1\n- 2\n")

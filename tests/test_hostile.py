@@ -1,4 +1,4 @@
-"""Hostile inputs and faults: one case per item of the hardening audit (issue 18).
+"""Hostile inputs and faults: one case per item of the hardening audits (issues 18 and 32).
 
 Each test names the audit item it covers. Cases that held before the audit
 (unpaired, multi-page, NaN, corrupt images...) live in the module tests.
@@ -478,3 +478,68 @@ def test_6_plain_label_images_are_matched_by_position():
     assert swapped.loc[0, "tp"] == crossed.loc[0, "tp"] < swapped.loc[0, "n_true"]
     with pytest.raises(ValueError, match="`truth` has 2 image.s. but `pred` has 1"):
         evaluate(truth, labels[:1])
+
+
+# -- 7. YAML and patterns: bounded, no silent last-key-wins (issue 32, item 2) ------------
+def _bomb(levels: int, width: int, section: str = "measure:\n  properties: ") -> str:
+    """A 'billion laughs' document: `width` ** `levels` strings from a few lines."""
+    lines = ['a0: &a0 ["area", "area", "area", "area", "area", "area", "area", "area"]']
+    for k in range(1, levels + 1):
+        lines.append(f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * width) + "]")
+    return "\n".join(lines) + f"\n{section}*a{levels}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (_bomb(8, 8), r"more than 64 aliases"),  # 8**9 strings: never finishes if followed
+    (_bomb(8, 9, "export:\n  splits: "), r"more than 64 aliases"),
+    (_bomb(7, 6), r"aliases expand to more than 200000 values"),  # under the alias bound
+    ("measure:\n  properties: &p [area, *p]\n", r"a value that holds it"),
+    ("locate:\n  sigma: 2\n  sigma: 3\n", r"line 3.*key 'sigma' appears twice \(first on line 2\)"),
+    ("locate: {sigma: 2}\nlocate: {sigma: 3}\n", r"key 'locate' appears twice"),
+    ("locate: !!python/object/apply:os.system [echo]\n", r"could not determine a constructor"),
+    ("locate: [1, 2", r"line 1.*expected ',' or ']'"),
+])
+def test_7_hostile_yaml_configs_are_refused_quickly(text, message):
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=rf"config text is not valid YAML.*{message}"):
+        Config.from_yaml(text)
+    assert time.monotonic() - t0 < 10
+
+
+def test_7_cellapp_json_with_duplicate_keys_and_huge_files(tmp_path):
+    path = tmp_path / "cellapp.json"
+    path.write_text('{"threshold_type": "single", "threshold_type": "multi"}')
+    with pytest.raises(ValueError, match=rf"Cell-APP config file {path} is not valid YAML.*"
+                                         "key 'threshold_type' appears twice"):
+        Config.from_cellapp(path)
+    big = tmp_path / "big.yaml"
+    big.write_text("locate: {}\n" + "# padding\n" * 500_000)  # 5 MB of comments
+    with pytest.raises(ValueError, match=r"big.yaml is 5000011 bytes; cellnb reads YAML/JSON "
+                                         r"files of at most 4194304 bytes"):
+        Config.from_yaml(big)
+    # anchors within the bounds still work
+    config = Config.from_yaml("locate: {method: isodata, sigma: &s 3, threshold_division: *s}")
+    assert (config.locate.method, config.locate.sigma, config.locate.threshold_division) == \
+        ("isodata", 3.0, 3.0)
+
+
+def test_7_a_group_pattern_that_backtracks_for_ever_fails_in_bounded_time(tmp_path):
+    import time
+
+    from cellnb.export import assign_splits
+
+    ids = ["a" * 40 + "b", "a" * 30]
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"`group` pattern '\(a\|aa\)\+\$' took more than 1 s "
+                                         r"on 'a+b'.*write a simpler pattern"):
+        assign_splits(ids, {"train": 0.5, "test": 0.5}, group=r"(a|aa)+$")
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(ValueError, match=r"`group` pattern '\(plate' is not a valid regular "
+                                         "expression"):
+        assign_splits(ids, {"train": 0.5, "test": 0.5}, group=r"(plate")
+    # an ordinary pattern names the groups as before
+    split = assign_splits(["p1_a", "p1_b", "p2_a", "p2_b"], {"train": 0.5, "test": 0.5},
+                          group=r"^(p\d)_")
+    assert sorted(map(sorted, split.values())) == [["p1_a", "p1_b"], ["p2_a", "p2_b"]]
