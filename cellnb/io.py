@@ -539,6 +539,9 @@ def _coco_source(source):
     """Return (coco dict, json path or None) for a path, split folder or dict."""
     if isinstance(source, Mapping):
         return dict(source), None
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"a COCO source is a .json path, a split folder or a dict, got "
+                        f"{type(source).__name__}.")
     path = Path(source)
     if path.is_dir():
         candidates = sorted(path.glob("*.json"))
@@ -548,10 +551,21 @@ def _coco_source(source):
         path = candidates[0]
     if not path.is_file():
         raise FileNotFoundError(f"COCO file {path} does not exist.")
+
+    def no_repeats(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise ValueError(f"{path} is not a valid COCO file: key(s) {twice} appear twice in "
+                             "one object; keep one.")
+        return dict(pairs)
+
     try:
-        coco = json.loads(path.read_text())
+        coco = json.loads(path.read_text(), object_pairs_hook=no_repeats)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text (UTF-8) JSON file: {err}") from err
     return coco, path
 
 
@@ -635,9 +649,10 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
     from .classify import CLASS_COLUMN
 
     coco, json_path = _coco_source(source)
-    missing = [k for k in ("images", "annotations") if k not in coco]
-    if missing:
-        raise ValueError(f"not a COCO instance dataset: keys {missing} are missing.")
+    # checked before pycocotools (C) sees anything: it crashes on what it does not expect
+    from . import _coco_schema
+
+    _coco_schema.check(coco, f"COCO file {json_path}" if json_path else "the COCO dict")
     if image_root is None and json_path is not None:
         image_root = json_path.parent / "images"
         if not image_root.is_dir():
@@ -646,11 +661,18 @@ def read_coco(source, *, image_root=None, images: bool = True) -> list[Record]:
         raise ValueError("pass image_root= to read images of a COCO dict, or images=False.")
     categories = {c["id"]: c["name"] for c in coco.get("categories", [])}
     by_image: dict = {im["id"]: [] for im in coco["images"]}
+    crowd = 0
     for ann in coco["annotations"]:
-        if ann["image_id"] not in by_image:
-            raise ValueError(f"annotation {ann.get('id')} refers to image_id {ann['image_id']}, "
-                             "which is not in 'images'.")
+        if ann.get("iscrowd", 0):  # a region COCO tells evaluators to ignore: not a cell
+            crowd += 1
+            continue
         by_image[ann["image_id"]].append(ann)
+    if crowd:
+        import warnings
+
+        warnings.warn(f"{crowd} annotation(s) with iscrowd=1 (groups that COCO marks as "
+                      "regions to ignore) are not cells and were left out of the records.",
+                      UserWarning, stacklevel=2)
     records = []
     for info in coco["images"]:
         h, w = int(info["height"]), int(info["width"])

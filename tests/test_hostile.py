@@ -543,3 +543,109 @@ def test_7_a_group_pattern_that_backtracks_for_ever_fails_in_bounded_time(tmp_pa
     split = assign_splits(["p1_a", "p1_b", "p2_a", "p2_b"], {"train": 0.5, "test": 0.5},
                           group=r"^(p\d)_")
     assert sorted(map(sorted, split.values())) == [["p1_a", "p1_b"], ["p2_a", "p2_b"]]
+
+
+# -- 8. COCO files checked before pycocotools sees them (issue 32, items 1, 4, 5) ----------
+def _coco(segmentation=None, **changes):
+    """A one-image, one-cell COCO dict (8 x 8), with `changes` to its parts."""
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+           "segmentation": [[1, 1, 4, 1, 4, 4, 1, 4]] if segmentation is None else segmentation}
+    coco = {"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}],
+            "categories": [{"id": 1, "name": "cell"}], "annotations": [ann]}
+    for part, value in changes.items():
+        where, key = part.split("__")
+        target = coco[where][0] if isinstance(coco[where], list) else coco[where]
+        target[key] = value
+    return coco
+
+
+BAD_COCO = {
+    "nan polygon": (_coco([[1, 1, float("nan"), 3, 5, 5]]), r"polygon 0 holds a non-finite"),
+    "huge polygon": (_coco([[1, 1, 1e30, 3, 5, 5]]), r"polygon 0 reaches x 1\.\.1e\+30"),
+    "far negative polygon": (_coco([[1, 1, -1e30, 3, 5, 5]]), r"outside the 8 x 8 image"),
+    "short polygon": (_coco([[1, 1, 3]]), r"polygon 0 has 3 numbers.*at least 3 points"),
+    "empty polygons": (_coco([]), r"holds no polygon"),
+    "text in polygon": (_coco([["a", 1, 3, 4, 5, 6]]), r"polygon 0, number 0: .*valid number"),
+    "rle short": (_coco({"size": [8, 8], "counts": [10, 5]}), r"add up to 15 pixels, not .* 64"),
+    "rle long": (_coco({"size": [8, 8], "counts": "52203"}), r"add up to 16 pixels"),
+    "rle size": (_coco({"size": [4, 16], "counts": [64]}), r"RLE size \[4, 16\] is not"),
+    "rle negative": (_coco({"size": [-8, 8], "counts": [64]}), r"RLE size.0: .*greater than"),
+    "rle garbage": (_coco({"size": [8, 8], "counts": "a b"}), r"not part of COCO's RLE alphabet"),
+    "rle missing": (_coco({"size": [8, 8]}), r"RLE counts: Field required"),
+    "segmentation text": (_coco("abc"), r"segmentation: Input should be a valid list"),
+    "height as text": (_coco(images__height="8"), r"images\[0\] \(id 1\): height: .*integer"),
+    "negative width": (_coco(images__width=-3), r"width: Input should be greater than 0"),
+    "huge image": (_coco(images__width=2**40), r"width: Input should be less than or equal"),
+    "too many pixels": (_coco(images__width=65536, images__height=65536),
+                        r"more than the 268435456 cellnb rebuilds"),
+    "climbing file name": (_coco(images__file_name="../../etc/passwd"), r"climbs out"),
+    "absolute file name": (_coco(images__file_name="/etc/passwd"), r"is absolute"),
+    "windows file name": (_coco(images__file_name="C:\\x.png"), r"is absolute"),
+    "unknown category": (_coco(annotations__category_id=7),
+                         r"category_id 7 is not in 'categories' \(ids \[1\]\)"),
+    "no category": (_coco(annotations__category_id=None), r"category_id: .*valid integer"),
+    "bool iscrowd": (_coco(annotations__iscrowd=True), r"iscrowd: .*valid integer"),
+    "iscrowd 2": (_coco(annotations__iscrowd=2), r"iscrowd: .*less than or equal to 1"),
+    "nan score": (_coco(annotations__score=float("nan")), r"score: .*finite number"),
+    "images not a list": (_coco(images__id=[1]) | {"images": {"id": 1}}, r"images: .*valid list"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_COCO))
+def test_8_hostile_coco_is_refused_with_the_entry_and_field(name):
+    coco, message = BAD_COCO[name]
+    with pytest.raises(ValueError, match=message):
+        read_coco(coco, images=False)
+
+
+def test_8_repeated_ids_and_keys_are_refused(tmp_path):
+    coco = _coco()
+    coco["images"].append(dict(coco["images"][0], file_name="b.png"))
+    with pytest.raises(ValueError, match=r"images\[1\] \(id 1\): image id 1 is used twice"):
+        read_coco(coco, images=False)
+    coco = _coco()
+    coco["annotations"].append(dict(coco["annotations"][0]))
+    with pytest.raises(ValueError, match=r"annotations\[1\] \(id 1\): annotation id 1 is used "
+                                         "twice"):
+        read_coco(coco, images=False)
+    path = tmp_path / "twice.json"
+    path.write_text('{"images": [], "images": [], "annotations": []}')
+    with pytest.raises(ValueError, match=r"twice.json is not a valid COCO file: key\(s\) "
+                                         r"\['images'\] appear twice"):
+        read_coco(path, images=False)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="list.json must hold a JSON object"):
+        read_coco(tmp_path / "list.json", images=False)
+    with pytest.raises(TypeError, match="a COCO source is a .json path, a split folder or a "
+                                        "dict, got list"):
+        read_coco([1, 2], images=False)
+    (tmp_path / "cut.json").write_text(json.dumps(_coco())[:-20])
+    with pytest.raises(ValueError, match="cut.json is not valid JSON"):
+        read_coco(tmp_path / "cut.json", images=False)
+
+
+def test_8_crowd_regions_are_not_cells():
+    coco = _coco()
+    coco["annotations"].append({"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                                "segmentation": {"size": [8, 8], "counts": [0, 64]}})
+    with pytest.warns(UserWarning, match=r"1 annotation\(s\) with iscrowd=1 .* left out"):
+        [record] = read_coco(coco, images=False)
+    assert record.labels.max() == 1 and (record.labels > 0).sum() == 9
+    assert record.cells["annotation_id"].tolist() == [1]
+
+
+def test_8_the_cases_that_killed_the_process_raise_in_a_subprocess(tmp_path):
+    """Formerly pycocotools allocated without bound (the kernel was killed): now each is a
+    Python ValueError, through read_coco and evaluate alike."""
+    import subprocess
+    import sys
+
+    for k, name in enumerate(("nan polygon", "huge polygon", "far negative polygon")):
+        path = tmp_path / f"case{k}.json"
+        path.write_text(json.dumps(BAD_COCO[name][0]))  # NaN as JSON's NaN, as tools write it
+        code = ("import numpy as np, cellnb\n"
+                f"cellnb.evaluate(r'{path}', [np.zeros((8, 8), np.int32)])\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 1, (name, done.returncode, done.stderr[-500:])
+        assert f"ValueError: COCO file {path} is not a valid COCO dataset" in done.stderr, name

@@ -223,8 +223,10 @@ def test_read_coco_bad_inputs(tmp_path):
         read_coco(tmp_path)
     with pytest.raises(ValueError, match=r"keys \['images', 'annotations'\] are missing"):
         read_coco(tmp_path / "c.json")
-    orphan = {"images": [], "annotations": [{"id": 1, "image_id": 9, "segmentation": []}]}
-    with pytest.raises(ValueError, match="refers to image_id 9, which is not in 'images'"):
+    orphan = {"images": [], "categories": [{"id": 1, "name": "cell"}],
+              "annotations": [{"id": 1, "image_id": 9, "category_id": 1, "segmentation": []}]}
+    with pytest.raises(ValueError, match=r"annotations\[0\] \(id 1\): image_id 9 is not in "
+                                         "'images'"):
         read_coco(orphan, images=False)
     with pytest.raises(ValueError, match="pass image_root= to read images of a COCO dict"):
         read_coco({"images": [], "annotations": []})
