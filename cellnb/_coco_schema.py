@@ -20,10 +20,10 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ._validation import MAX_PIXELS
+
 #: Largest side of an image in a COCO file cellnb reads.
 MAX_SIDE = 65_536
-#: Most pixels of one image: its label image and overlap count take 6 bytes a pixel.
-MAX_PIXELS = 2**28
 #: How far (pixels) a polygon may reach outside its image (tools round outward at edges).
 POLYGON_MARGIN = 1.0
 

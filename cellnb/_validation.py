@@ -54,6 +54,36 @@ def check_image(image, name: str = "image", *, rgb: bool = False) -> np.ndarray:
     return image
 
 
+#: Most pixels of one image cellnb reads or rebuilds (16384 x 16384): its label image and
+#: the overlap tables of matching take several bytes a pixel; larger scans are tiled first.
+MAX_PIXELS = 2**28
+
+
+def check_pixels(shape, dtype, what: str) -> None:
+    """Refuse an image of `shape` before it is decoded or allocated: more than
+    :data:`MAX_PIXELS` pixels, or more bytes than the machine has free.
+
+    >>> check_pixels((100, 100), np.uint16, "image file a.tif")
+    >>> check_pixels((70000, 70000), np.uint8, "image file b.tif")
+    Traceback (most recent call last):
+    ...
+    ValueError: image file b.tif claims 70000 x 70000 pixels (4900000000), more than the 268435456 (16384 x 16384) cellnb reads; crop or tile the image first.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    pixels = height * width
+    if pixels > MAX_PIXELS:
+        raise ValueError(f"{what} claims {height} x {width} pixels ({pixels}), more than the "
+                         f"{MAX_PIXELS} (16384 x 16384) cellnb reads; crop or tile the image "
+                         "first.")
+    import psutil
+
+    need = int(np.prod([int(n) for n in shape])) * np.dtype(dtype).itemsize
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise ValueError(f"{what} needs {need / 2**30:.1f} GiB to read and this machine has "
+                         f"{free / 2**30:.1f} GiB free; crop or tile the image, or free memory.")
+
+
 def check_labels(labels, name: str = "labels") -> np.ndarray:
     """Return `labels` as a (H, W) int32 array after checking kind and values.
 

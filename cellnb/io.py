@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ._files import atomic_path
-from ._validation import BoundedPattern, check_image, check_labels, check_same_shape
+from ._validation import (BoundedPattern, check_image, check_labels, check_pixels,
+                          check_same_shape)
 
 __all__ = ["find_pairs", "check_pair_id", "read_pair", "read_image", "read_labels",
            "write_labels", "Record", "read_coco", "plane_of"]
@@ -288,6 +289,39 @@ def _find_multichannel(folder: Path, files: str, channels, recursive: bool) -> p
     return _plane_table(parts)
 
 
+def _image_header(path: Path, name: str) -> dict:
+    """Shape, dtype and plane count of an image file, read from its header alone (nothing
+    is decoded, so a file that claims a huge image costs nothing)."""
+    try:
+        if path.suffix.lower() in _TIFF:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise ValueError("it holds no image")
+                series = tif.series[0]
+                return {"shape": tuple(series.shape), "dtype": np.dtype(series.dtype),
+                        "planes": len(tif.pages), "axes": series.axes, "bit_depth": None}
+        with open(path, "rb") as f:
+            head = f.read(26)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":  # PNG's own header
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            depth, colour = head[24], head[25]
+            bands = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour, 1)  # grey, RGB, palette, +alpha
+            frames = 1
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:  # reads the header only
+                (width, height), bands = im.size, len(im.getbands())
+                frames, depth = getattr(im, "n_frames", 1), 8
+        shape = (height, width) if bands == 1 else (height, width, bands)
+        return {"shape": shape, "dtype": np.dtype(np.uint16 if depth == 16 else np.uint8),
+                "planes": frames, "axes": None, "bit_depth": depth}
+    except Exception as err:  # corrupt or truncated files: name the file, keep the cause
+        raise ValueError(f"cannot read {name} file {path}: {err}") from err
+
+
 def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
     """Read one 2-D image (TIFF, PNG or JPEG) keeping its dtype.
 
@@ -298,8 +332,8 @@ def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
     name : str, default="image"
         What the image is, for error messages.
     rgb : bool, default=True
-        Accept (H, W, 3) RGB images (an alpha channel is dropped). With
-        False, RGB raises.
+        Accept (H, W, 3) RGB images (an opaque alpha channel is dropped, and
+        16-bit colour PNGs keep their 16 bits). With False, RGB raises.
 
     Returns
     -------
@@ -311,8 +345,10 @@ def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
     FileNotFoundError
         If `path` does not exist.
     ValueError
-        For multi-page TIFFs (time series or stacks), unreadable files,
-        wrong shapes, NaN or inf.
+        For files of several planes (time series, stacks, channels),
+        unreadable files, wrong shapes, NaN or inf, and files whose header
+        claims more than ``MAX_PIXELS`` pixels (16384 x 16384) or more
+        memory than is free (checked before anything is decoded).
     TypeError
         For dtypes other than uint8, uint16, float32.
 
@@ -331,34 +367,46 @@ def read_image(path, *, name: str = "image", rgb: bool = True) -> np.ndarray:
     if suffix not in _TIFF | _OTHER:
         raise ValueError(f"{path.name}: unsupported file type {suffix!r}; expected one of "
                          f"{sorted(_TIFF | _OTHER)}.")
+    header = _image_header(path, name)
+    shape = header["shape"]
+    if header["planes"] > 1 or len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (2, 3, 4)):
+        axes = f", axes {header['axes']!r}" if header.get("axes") else ""
+        raise ValueError(
+            f"{path.name} holds {header['planes']} planes (shape {shape}{axes}: channels, "
+            "time points or z), and read_image reads one 2-D image. Pair it with "
+            "cellnb.io.find_pairs, which makes one pair per plane (time point, position, z), "
+            "or read a plane with cellnb.microscope.read_plane (both need: pip install "
+            "'cellnb[bioio]')."
+        )
+    check_pixels(shape[:2], header["dtype"], f"{name} file {path}")
     try:
         if suffix in _TIFF:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                n_pages, shape = len(tif.pages), tuple(tif.series[0].shape)
-                image = tif.series[0].asarray() if n_pages == 1 else None
-        else:
-            import imageio.v3 as iio
+                image = tif.series[0].asarray()
+        elif header["bit_depth"] == 16:  # Pillow cuts 16-bit colour PNGs to 8 bits
+            import imagecodecs
 
-            n_pages, image = 1, np.asarray(iio.imread(path))
-            shape = image.shape
+            image = imagecodecs.png_decode(path.read_bytes())
+        else:
+            import warnings
+
+            import imageio.v3 as iio
+            from PIL import Image
+
+            with warnings.catch_warnings():  # the size is checked above, against MAX_PIXELS
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = np.asarray(iio.imread(path))
     except Exception as err:  # corrupt or truncated files: name the file, keep the cause
         raise ValueError(f"cannot read {name} file {path}: {err}") from err
-    if n_pages > 1 or len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (3, 4)):
-        raise ValueError(
-            f"{path.name} is a multi-frame image of shape {shape} ({n_pages} pages), and "
-            "read_image reads one frame. Pair it with cellnb.io.find_pairs, which makes one "
-            "pair per plane (time point, position, z), or read a plane with "
-            "cellnb.microscope.read_plane (both need: pip install 'cellnb[bioio]')."
-        )
-    if image.ndim == 3 and image.shape[-1] == 4:
-        alpha = image[..., 3]
-        if alpha.min() != alpha.max():  # a real fourth channel, not an opaque alpha
-            raise ValueError(f"{path.name} has 4 channels and the fourth varies (values "
-                             f"{alpha.min()}-{alpha.max()}), so it is data, not transparency; "
-                             f"save the channel you want as its own {name} file.")
-        image = image[..., :3]
+    if image.ndim == 3 and image.shape[-1] in (2, 4):  # grey + alpha, RGB + alpha
+        alpha = image[..., -1]
+        if alpha.min() != alpha.max():  # a real extra channel, not an opaque alpha
+            raise ValueError(f"{path.name} has {image.shape[-1]} channels and the last varies "
+                             f"(values {alpha.min()}-{alpha.max()}), so it is data, not "
+                             f"transparency; save the channel you want as its own {name} file.")
+        image = image[..., 0] if image.shape[-1] == 2 else image[..., :3]
     try:
         return check_image(image, name, rgb=rgb)
     except (TypeError, ValueError) as err:

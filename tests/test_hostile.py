@@ -305,7 +305,7 @@ def test_10_four_channels_with_data_are_refused(tmp_path):
 
     rgba = np.random.default_rng(0).integers(0, 255, (8, 8, 4), dtype=np.uint8)
     iio.imwrite(tmp_path / "a.png", rgba)
-    with pytest.raises(ValueError, match="has 4 channels and the fourth varies"):
+    with pytest.raises(ValueError, match="has 4 channels and the last varies"):
         cellnb.io.read_image(tmp_path / "a.png")
     rgba[..., 3] = 255  # an opaque alpha channel is dropped
     iio.imwrite(tmp_path / "b.png", rgba)
@@ -649,3 +649,80 @@ def test_8_the_cases_that_killed_the_process_raise_in_a_subprocess(tmp_path):
                               timeout=120)
         assert done.returncode == 1, (name, done.returncode, done.stderr[-500:])
         assert f"ValueError: COCO file {path} is not a valid COCO dataset" in done.stderr, name
+
+
+# -- 9. images: the header is checked before anything is decoded (issue 32, item 1) ---------
+def _png16(path, image):
+    """A 16-bit PNG written byte by byte (Pillow cannot write 16-bit colour)."""
+    import struct
+    import zlib
+
+    height, width, channels = image.shape
+    rows = b"".join(b"\x00" + image[r].astype(">u2").tobytes() for r in range(height))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, {3: 2, 4: 6}[channels], 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_9_sixteen_bit_colour_png_keeps_its_bits_and_is_no_fluorescence(tmp_path):
+    image = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 1000).astype(np.uint16)
+    _png16(tmp_path / "rgb16.png", image)
+    read = cellnb.io.read_image(tmp_path / "rgb16.png")  # Pillow would cut it to uint8
+    assert read.dtype == np.uint16 and np.array_equal(read, image)
+    with pytest.raises(ValueError, match=r"rgb16.png: `fluorescence` must have shape \(H, W\), "
+                                         r"got shape \(4, 5, 3\). An RGB image cannot be used"):
+        cellnb.io.read_image(tmp_path / "rgb16.png", name="fluorescence", rgb=False)
+
+
+def test_9_a_tiff_that_claims_a_huge_image_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.tif"
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8), compression="zlib")
+    with tifffile.TiffFile(path, mode="r+") as tif:  # the header now claims 60000 x 60000
+        tif.pages[0].tags["ImageWidth"].overwrite(60000)
+        tif.pages[0].tags["ImageLength"].overwrite(60000)
+    with pytest.raises(ValueError, match=r"image file .*bomb.tif claims 60000 x 60000 pixels "
+                                         r"\(3600000000\), more than the 268435456"):
+        cellnb.io.read_image(path)
+
+
+def test_9_a_png_that_claims_a_huge_image_is_refused(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (17000, 16000)).save(tmp_path / "big.png")  # 272 M pixels, 0.3 MB file
+    with pytest.raises(ValueError, match=r"big.png claims 16000 x 17000 pixels"):
+        cellnb.io.read_image(tmp_path / "big.png")
+
+
+def test_9_more_than_free_memory_is_refused(tmp_path, monkeypatch):
+    import psutil
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((64, 64), np.uint16))
+    free = type("Free", (), {"available": 4096})()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: free)
+    with pytest.raises(ValueError, match=r"a.tif needs 0.0 GiB to read and this machine has "
+                                         r"0.0 GiB free; crop or tile"):
+        cellnb.io.read_image(tmp_path / "a.tif")
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16), (3, 2, 16, 16)])
+def test_9_two_channel_tl_files_name_their_planes(tmp_path, shape):
+    tifffile.imwrite(tmp_path / "tl.tif", np.ones(shape, np.uint16))
+    with pytest.raises(ValueError, match=rf"tl.tif holds {int(np.prod(shape[:-2]))} planes "
+                                         rf"\(shape \({shape[0]}, .*channels, time points or z"):
+        cellnb.io.read_image(tmp_path / "tl.tif", name="transmitted-light image")
+
+
+def test_9_grey_plus_alpha_png_reads_as_grey_unless_the_alpha_varies(tmp_path):
+    import imageio.v3 as iio
+
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    iio.imwrite(tmp_path / "la.png", np.dstack([grey, np.full_like(grey, 255)]))
+    assert np.array_equal(cellnb.io.read_image(tmp_path / "la.png"), grey)
+    iio.imwrite(tmp_path / "lx.png", np.dstack([grey, grey]))
+    with pytest.raises(ValueError, match="lx.png has 2 channels and the last varies"):
+        cellnb.io.read_image(tmp_path / "lx.png")

@@ -76,7 +76,7 @@ def test_read_image_png_jpeg_rgb(tmp_path):
 
 def test_read_image_rejects_multiframe_tiff(tmp_path):
     tifffile.imwrite(tmp_path / "movie.tif", np.zeros((5, 8, 8), np.uint16))
-    with pytest.raises(ValueError, match=r"movie.tif is a multi-frame image of shape \(5, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"movie.tif holds 5 planes \(shape \(5, 8, 8\)"):
         read_image(tmp_path / "movie.tif")
 
 
