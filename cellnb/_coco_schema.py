@@ -20,7 +20,7 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ._validation import MAX_PIXELS
+from ._validation import MAX_PIXELS, entry_name, is_type_name, schema_problems
 
 #: Largest side of an image in a COCO file cellnb reads.
 MAX_SIDE = 65_536
@@ -65,35 +65,6 @@ class Dataset(_Strict):
     images: list[Image]
     annotations: list[Annotation]
     categories: list[Category] = []
-
-
-def _entry(kind: str, index: int, item) -> str:
-    ident = item.get("id") if isinstance(item, dict) else None
-    return f"{kind}[{index}]" + (f" (id {ident!r})" if ident is not None else "")
-
-
-def _is_type_name(part) -> bool:
-    """pydantic puts the tried type of a union into the location: 'int', 'list[...]'."""
-    return isinstance(part, str) and ("[" in part or part in ("int", "float", "str", "Rle"))
-
-
-def _pydantic_message(err: ValidationError, coco: dict) -> str:
-    lines, seen = [], set()
-    for problem in err.errors():
-        loc = list(problem["loc"])
-        where = ""
-        if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(coco.get(loc[0]), list):
-            where = _entry(loc[0], loc[1], coco[loc[0]][loc[1]])
-            loc = loc[2:]
-        field = ".".join(str(part) for part in loc if not _is_type_name(part)) or "value"
-        if (where, field) in seen:  # one line per field (a union reports each branch)
-            continue
-        seen.add((where, field))
-        got = repr(problem.get("input"))
-        got = got if len(got) <= 60 else got[:57] + "..."
-        lines.append(f"{where + ': ' if where else ''}{field}: {problem['msg']} (got {got})")
-    more = len(lines) - 5
-    return "; ".join(lines[:5]) + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
 def rle_string_total(counts: str) -> int:
@@ -148,7 +119,7 @@ def _segmentation(raw):
         return _POLYGONS.validate_python(raw), ""
     except ValidationError as err:
         problem = err.errors()[0]
-        loc = [p for p in problem["loc"] if not _is_type_name(p)]
+        loc = [p for p in problem["loc"] if not is_type_name(p)]
         if isinstance(raw, dict):
             field = ".".join(map(str, loc))
             return None, (f"RLE {field}: {problem['msg']} (got {problem.get('input')!r:.60}); "
@@ -202,11 +173,11 @@ def check(coco, source: str) -> Dataset:
         data = Dataset.model_validate(coco)
     except ValidationError as err:
         raise ValueError(f"{source} is not a valid COCO dataset: "
-                         f"{_pydantic_message(err, coco)}.") from None
+                         f"{schema_problems(err, coco)}.") from None
     problems = []
     sizes = {}
     for k, image in enumerate(data.images):
-        where = _entry("images", k, coco["images"][k])
+        where = entry_name("images", k, coco["images"][k])
         if image.id in sizes:
             problems.append(f"{where}: image id {image.id!r} is used twice")
         sizes[image.id] = (image.height, image.width)
@@ -224,7 +195,7 @@ def check(coco, source: str) -> Dataset:
         categories[category.id] = category.name
     annotation_ids = set()
     for k, ann in enumerate(data.annotations):
-        where = _entry("annotations", k, coco["annotations"][k])
+        where = entry_name("annotations", k, coco["annotations"][k])
         if ann.id is not None:
             if ann.id in annotation_ids:
                 problems.append(f"{where}: annotation id {ann.id!r} is used twice")

@@ -136,13 +136,68 @@ def check_tiling(tile_shape, halo):
             raise ValueError(f"`{name}` must be two {kind} ints, got {value!r}.")
 
 
-def as_generator(seed) -> np.random.Generator:
-    """Return a numpy Generator for `seed` (int, None or Generator)."""
-    if isinstance(seed, np.random.Generator):
+#: Largest seed: every library cellnb seeds (numpy, torch, scikit-learn) takes 0..2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, *, generator: bool = False) -> int | np.random.Generator:
+    """`seed` as an int in 0..:data:`MAX_SEED` (or a numpy Generator when `generator`).
+
+    >>> check_seed(3)
+    3
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `seed` must be an int from 0 to 4294967295 (2**32 - 1), got -1.
+    """
+    if generator and isinstance(seed, np.random.Generator):
         return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-        return np.random.default_rng(seed)
-    raise TypeError(f"`seed` must be an int or numpy.random.Generator, got {type(seed).__name__}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        kinds = "an int or numpy.random.Generator" if generator else "an int"
+        raise TypeError(f"`seed` must be {kinds}, got {type(seed).__name__}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"`seed` must be an int from 0 to {MAX_SEED} (2**32 - 1), got {seed}.")
+    return int(seed)
+
+
+def as_generator(seed) -> np.random.Generator:
+    """Return a numpy Generator for `seed` (int in 0..2**32 - 1, None or Generator)."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(check_seed(seed, generator=True))
+
+
+# -- file schemas (pydantic errors as one line) ---------------------------------------
+def entry_name(kind: str, index: int, item) -> str:
+    """``annotations[3] (id 7)``: where an item sits in a file, with its id when it has one."""
+    ident = item.get("id") if isinstance(item, dict) else None
+    return f"{kind}[{index}]" + (f" (id {ident!r})" if ident is not None else "")
+
+
+def is_type_name(part) -> bool:
+    """pydantic puts the tried type of a union into the location: 'int', 'list[...]'."""
+    return isinstance(part, str) and ("[" in part or part in ("int", "float", "str", "Rle"))
+
+
+def schema_problems(err, data: dict) -> str:
+    """A pydantic ValidationError as one line: each problem's entry (``annotations[3] (id 7)``),
+    field, what pydantic expected and what came; five at most."""
+    lines, seen = [], set()
+    for problem in err.errors():
+        loc = list(problem["loc"])
+        where = ""
+        if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(data.get(loc[0]), list):
+            where = entry_name(loc[0], loc[1], data[loc[0]][loc[1]])
+            loc = loc[2:]
+        field = ".".join(str(part) for part in loc if not is_type_name(part)) or "value"
+        if (where, field) in seen:  # one line per field (a union reports each branch)
+            continue
+        seen.add((where, field))
+        got = repr(problem.get("input"))
+        got = got if len(got) <= 60 else got[:57] + "..."
+        lines.append(f"{where + ': ' if where else ''}{field}: {problem['msg']} (got {got})")
+    more = len(lines) - 5
+    return "; ".join(lines[:5]) + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
 #: Seconds a pattern given by the user may spend on one string (file name, record id).

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._validation import check_seed
+
 __all__ = ["classify", "name_classes", "CellClassifier", "tl_features", "METHODS",
            "DEFAULT_COLUMNS", "CLASS_COLUMN"]
 
@@ -71,7 +73,8 @@ def classify(features: pd.DataFrame, *, method: str = "gmm", n_classes: int = 2,
         Feature columns; default :data:`DEFAULT_COLUMNS` that are present.
     scale : bool, default=True
         Standardise each column first (not for "threshold").
-    seed : int, default=0
+    seed : int or numpy.random.Generator, default=0
+        Seed of the clustering, 0 to 2**32 - 1.
 
     Returns
     -------
@@ -100,8 +103,8 @@ def classify(features: pd.DataFrame, *, method: str = "gmm", n_classes: int = 2,
                 scale and method != "threshold")
     if len(x) < n_classes and method != "hdbscan":
         raise ValueError(f"{len(x)} cell(s) cannot form {n_classes} classes.")
-    random_state = int(np.random.default_rng(seed).integers(2 ** 31)) if not isinstance(
-        seed, (int, np.integer)) else int(seed)
+    seed = check_seed(seed, generator=True)
+    random_state = seed if isinstance(seed, int) else int(seed.integers(2 ** 31))
     if method == "gmm":
         from sklearn.mixture import GaussianMixture
 
@@ -196,6 +199,7 @@ class CellClassifier:
         Default: a random forest with balanced class weights (robust to
         unscaled features and rare classes such as mitotic cells).
     seed : int, default=0
+        Seed of the default estimator, 0 to 2**32 - 1.
 
     Examples
     --------
@@ -208,7 +212,7 @@ class CellClassifier:
     def __init__(self, columns=None, estimator=None, seed=0):
         self.columns = list(columns) if columns is not None else None
         self.estimator = estimator
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def fit(self, features: pd.DataFrame, classes) -> CellClassifier:
         """Learn classes (Series aligned on the feature index, or a sequence) from features."""

@@ -207,6 +207,11 @@ class Config(_Checked):
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 0
 
+    def _check(self):
+        from ._validation import check_seed
+
+        check_seed(self.seed)
+
     # -- dict / YAML -------------------------------------------------------
     def to_dict(self) -> dict:
         """Plain nested dict (lists for tuples), safe for YAML and JSON."""
@@ -267,20 +272,14 @@ class Config(_Checked):
         >>> Config.from_cellapp(text).locate
         LocateConfig(method='multiotsu', threshold_division=1.0, sigma=3.0, tophat_size=71, erosion_radius=8, min_area=None, max_area=None, model=None)
         """
-        from . import _yaml
+        from . import _cellapp_schema, _yaml
 
-        raw = _yaml.load(_read_text(source), _source_name(source, "Cell-APP config")) or {}
-        if not isinstance(raw, dict):
-            raise TypeError(f"a Cell-APP config must be a mapping, got {type(raw).__name__}.")
-        raw = dict(raw)
+        name = _source_name(source, "Cell-APP config")
+        raw = dict(_cellapp_schema.check(_yaml.load(_read_text(source), name) or {}, name))
         out: dict = {"locate": {}, "prompt": {}, "segment": {}, "measure": {}}
         methods = {"single": "isodata", "multi": "multiotsu", "watershed": "watershed"}
-        if "threshold_type" in raw:
-            kind = raw.pop("threshold_type")
-            if kind not in methods:
-                raise ValueError(
-                    f"Cell-APP threshold_type must be one of {sorted(methods)}, got {kind!r}.")
-            out["locate"]["method"] = methods[kind]
+        if raw.get("threshold_type") is not None:  # its values checked by the schema
+            out["locate"]["method"] = methods[raw.pop("threshold_type")]
         for src, dst in (("threshold_division", "threshold_division"),
                          ("gaussian_sigma", "sigma")):
             if src in raw:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ._validation import check_seed
 from .models import SamModel, load
 
 __all__ = ["random_sam", "random_checkpoint", "train_base", "LEARNING_PLANS", "learning_image",
@@ -50,8 +51,7 @@ def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
     """
     if kind not in _KINDS:
         raise ValueError(f"`kind` must be one of {list(_KINDS)}, got {kind!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
+    check_seed(seed)
     import torch
 
     # micro_sam builds the network again before loading the weights, which draws from
@@ -100,8 +100,7 @@ def random_checkpoint(kind: str, path, *, seed: int = 0, decoder: bool = False) 
     if kind not in _KINDS + CELLPOSE_ARCHITECTURES:
         raise ValueError(f"`kind` must be one of {list(_KINDS + CELLPOSE_ARCHITECTURES)}, got "
                          f"{kind!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
+    check_seed(seed)
     import torch
 
     if kind in CELLPOSE_ARCHITECTURES:  # cellpose's layout: the network's state dict

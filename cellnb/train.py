@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import _distributed, _runs
+from ._validation import check_seed
 from .dataset import TrainingData, read_dataset
 from .recipes import RECIPES
 from .trained import TrainedModel, load_trained
@@ -181,8 +182,7 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
     if unknown:
         raise TypeError(f"recipe {recipe!r} takes no option(s) {unknown}; its options are "
                         f"{sorted(module.OPTIONS)}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}.")
+    check_seed(seed)
     check_callback(callback)
     settings = _settings(module, recipe, model, seed, recipe_options, epochs=epochs,
                          batch_size=batch_size, patch_shape=patch_shape, lr=lr,

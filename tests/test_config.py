@@ -110,8 +110,8 @@ def test_from_cellapp_translates_every_field(tmp_path):
 
 
 def test_from_cellapp_errors_and_warnings():
-    with pytest.raises(ValueError, match=r"threshold_type must be one of \['multi', 'single', "
-                                         r"'watershed'\], got 'otsu'"):
+    with pytest.raises(ValueError, match=r"threshold_type: Input should be 'single', 'multi' or "
+                                         r"'watershed' \(got 'otsu'\)"):
         Config.from_cellapp('{"threshold_type": "otsu"}')
     with pytest.raises(ValueError, match="morphology.erosionstruct must be null or"):
         Config.from_cellapp('{"morphology": {"erosionstruct": {"func": "square", "args": {}}}}')

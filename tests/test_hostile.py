@@ -726,3 +726,61 @@ def test_9_grey_plus_alpha_png_reads_as_grey_unless_the_alpha_varies(tmp_path):
     iio.imwrite(tmp_path / "lx.png", np.dstack([grey, grey]))
     with pytest.raises(ValueError, match="lx.png has 2 channels and the last varies"):
         cellnb.io.read_image(tmp_path / "lx.png")
+
+
+# -- 10. Cell-APP configs and seeds (issue 32, item 1) -----------------------------------------
+BAD_CELLAPP = {
+    "propslist as text": ('{"propslist": "area"}', r"propslist: Input should be a valid list "
+                                                   r"\(got 'area'\)"),
+    "propslist of numbers": ('{"propslist": [1]}', r"propslist\[0\]: .*valid string \(got 1\)"),
+    "morphology as text": ('{"morphology": "tophatstruct"}', r"morphology: .*valid dictionary"),
+    "structure args as text": ('{"morphology": {"tophatstruct": {"func": "square", '
+                               '"args": "size"}}}',
+                               r"morphology.tophatstruct.args: .*valid dictionary"),
+    "bbox as a list": ('{"bbox": [2.5]}', r"bbox: .*valid dictionary"),
+    "sigma as text": ('{"gaussian_sigma": "2"}', r"gaussian_sigma: .*valid number \(got '2'\)"),
+    "sigma nan (YAML)": ("gaussian_sigma: .nan", r"gaussian_sigma: .*finite number"),
+    "prompts as text": ('{"point_prompts": "false"}', r"point_prompts: .*valid boolean"),
+    "threshold as list": ('{"threshold_type": ["single"]}',
+                          r"threshold_type: Input should be 'single', 'multi' or 'watershed'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CELLAPP))
+def test_10_cellapp_configs_of_the_wrong_shape_are_refused(name):
+    text, message = BAD_CELLAPP[name]
+    with pytest.raises(ValueError, match=r"Cell-APP config text is not valid: " + message):
+        Config.from_cellapp(text)
+
+
+def test_10_cellapp_config_file_errors_name_the_file(tmp_path):
+    (tmp_path / "hela.json").write_text('{"propslist": "area", "iou_thresh": 0.9}')
+    with pytest.raises(ValueError, match=r"Cell-APP config file .*hela.json is not valid: "
+                                         "propslist"):
+        Config.from_cellapp(tmp_path / "hela.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(TypeError, match=r"list.json must hold a mapping of Cell-APP's keys, "
+                                        "got list"):
+        Config.from_cellapp(tmp_path / "list.json")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**70])
+def test_10_seeds_outside_what_the_libraries_take_are_refused_everywhere(seed, dataset,
+                                                                          tmp_path):
+    from cellnb.classify import CellClassifier
+
+    message = rf"`seed` must be an int from 0 to 4294967295 \(2\*\*32 - 1\), got {seed}\."
+    features = pd.DataFrame({"area": [1.0, 2.0, 10.0, 11.0]}, index=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match=message):
+        cellnb.classify(features, columns=["area"], seed=seed)
+    with pytest.raises(ValueError, match=message):
+        CellClassifier(seed=seed)
+    with pytest.raises(ValueError, match=message):
+        synthetic_pairs(1, shape=(32, 32), n_cells=1, seed=seed)
+    with pytest.raises(ValueError, match=message):
+        export(_records(2), tmp_path / "ds", splits={"train": 0.5, "test": 0.5}, seed=seed)
+    with pytest.raises(ValueError, match=message):
+        train(dataset, out=tmp_path / "run", recipe="unet", epochs=1, seed=seed)
+    with pytest.raises(ValueError, match="config: " + message):
+        Config.from_dict({"seed": seed})
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "run").exists()
