@@ -283,7 +283,8 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
         write_labels(tmp / "nuclei.tif", nuclei)
         cells.to_csv(tmp / "cells.csv")
         (tmp / "record.json").write_text(json.dumps(provenance, indent=2, default=str))
-    return {"pair_id": pair_id, "status": "done", "nuclei": provenance["nuclei"],
+    return {"pair_id": pair_id, "status": "done" if provenance["cells"] else "empty",
+            "nuclei": provenance["nuclei"],
             "cells": provenance["cells"], "seconds": time.perf_counter() - t0,
             "record": str(folder), "error": ""}
 
@@ -350,7 +351,9 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     Returns
     -------
     summary : DataFrame
-        One row per pair: ``pair_id, status`` ("done", "skipped" when an
+        One row per pair: ``pair_id, status`` ("done", "empty" for a record
+        written with no cell kept (a model that finds none, e.g. an
+        under-trained one; listed in a warning), "skipped" when an
         identical record already existed, "reused" for the defocused
         planes of `focus`, "curated" for a record a person corrected
         (:mod:`cellnb.curate`), kept as it is even when the settings
@@ -422,7 +425,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
                 # the pair again elsewhere, which found the record; it was made in this run
                 if (row["status"] == "skipped" and not row.get("relocated")
                         and before[row["pair_id"]] != _record_stamp(out, row["pair_id"])):
-                    row = {**row, "status": "done"}
+                    row = {**row, "status": "done" if row["cells"] else "empty"}
                 rows.append(row)
                 bar.update()
             # a worker killed mid-write (scancel, walltime, out of memory) left its temporary
@@ -451,6 +454,15 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
                       "replaces corrections. To annotate them again, undo their curation "
                       "(cellnb.curate.undo) or delete their record folders.", UserWarning,
                       stacklevel=2)
+    empty = summary[summary["status"] == "empty"]
+    if len(empty):
+        import warnings
+
+        warnings.warn(f"{len(empty)} of {len(summary)} pair(s) have a record with no cell kept "
+                      f"({', '.join(empty['pair_id'][:5])}{', ...' if len(empty) > 5 else ''}): "
+                      "the model found no cell there (an under-trained model, or settings such "
+                      "as segment.min_area that drop every cell). Their records are written "
+                      "and export leaves them without annotations.", UserWarning, stacklevel=2)
     failed = summary[summary["status"] == "failed"]
     if len(failed):
         import warnings

@@ -424,8 +424,12 @@ def test_5_annotate_with_a_trained_model_that_finds_no_cell(dataset, folder, tmp
     """
     trained = train(dataset, out=tmp_path / "run", epochs=1, **TINY)
     config = Config.from_dict({"segment": {"min_area": 10 ** 6}})
-    summary = annotate(folder, tmp_path / "out", model=trained, config=config, progress=False)
-    assert (summary["status"] == "done").all() and (summary["cells"] == 0).all()
+    with pytest.warns(UserWarning, match=r"3 of 3 pair\(s\) have a record with no cell kept "
+                                         r"\(synthetic_000, synthetic_001, synthetic_002\): the "
+                                         "model found no cell there"):
+        summary = annotate(folder, tmp_path / "out", model=trained, config=config,
+                           progress=False)
+    assert (summary["status"] == "empty").all() and (summary["cells"] == 0).all()
     assert (summary["nuclei"] > 0).all()
     records = read_records(tmp_path / "out")
     assert len(records) == 3 and all(r.labels.max() == 0 and len(r.cells) == 0 for r in records)
