@@ -218,8 +218,13 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     fingerprint = _fingerprint(tl_path, fl_path, plane, config, spec)
     existing = folder / "record.json"
     if existing.is_file():
-        old = json.loads(existing.read_text())
-        if all(old.get(k) == v for k, v in fingerprint.items()):
+        from ._records import read_record_files
+
+        try:
+            old = read_record_files(folder)[0]
+        except (ValueError, FileNotFoundError):  # a damaged record of ours: written again
+            old = {}
+        if old and all(old.get(k) == v for k, v in fingerprint.items()):
             moved = {"tl_path": str(tl_path), "fl_path": str(fl_path)}
             relocated = any(old.get(k) != v for k, v in moved.items())
             if relocated:  # same files, new place
@@ -522,8 +527,13 @@ def _reuse_record(pair_id, source, from_id, out) -> dict:
                    "labels_from_sha256": sha256(origin / "record.json")}
     existing = folder / "record.json"
     if existing.is_file():
-        old = json.loads(existing.read_text())
-        if all(old.get(k) == v for k, v in fingerprint.items()):
+        from ._records import read_record_files
+
+        try:
+            old = read_record_files(folder)[0]
+        except (ValueError, FileNotFoundError):  # a damaged record of ours: written again
+            old = {}
+        if old and all(old.get(k) == v for k, v in fingerprint.items()):
             return {"pair_id": pair_id, "status": "skipped", "nuclei": old["nuclei"],
                     "cells": old["cells"], "seconds": time.perf_counter() - t0,
                     "record": str(folder), "error": ""}
@@ -700,7 +710,8 @@ def read_records(out, *, images: bool = True) -> list:
         ``curated`` column ("added", "edited", "restored") and
         ``provenance["curation"]``, the log of its edits.
     """
-    from .io import Record, read_labels
+    from ._records import read_record_files
+    from .io import Record
 
     root = Path(out)
     root = root / "records" if (root / "records").is_dir() else root
@@ -709,17 +720,15 @@ def read_records(out, *, images: bool = True) -> list:
     records = []
     for folder in sorted(p for p in root.iterdir()
                          if not p.name.startswith(".") and (p / "record.json").is_file()):
-        provenance = json.loads((folder / "record.json").read_text())
+        provenance, cells, labels = read_record_files(folder)
         if images and not Path(provenance["tl_path"]).is_file():
             raise FileNotFoundError(f"record {folder.name}: its TL image {provenance['tl_path']} "
                                     "is gone; run annotate again on the pairs' new folder (it "
                                     "updates the paths without re-annotating), or pass "
                                     "images=False.")
-        cells = pd.read_csv(folder / "cells.csv", index_col="label")
         cells = cells[cells["status"] == "kept"]
         image = _read_tl(provenance) if images else None
-        records.append(Record(id=provenance["pair_id"], image=image,
-                              labels=read_labels(folder / "cells.tif"), cells=cells,
+        records.append(Record(id=provenance["pair_id"], image=image, labels=labels, cells=cells,
                               provenance={k: v for k, v in provenance.items()
                                           if k not in ("config",)} |
                               {"model": provenance["model"]}))

@@ -62,11 +62,10 @@ def _folder(out, pair_id) -> Path:
 
 
 def _load(folder: Path):
+    from ._records import read_record_files
     from .io import read_labels
 
-    provenance = json.loads((folder / "record.json").read_text())
-    cells = pd.read_csv(folder / "cells.csv", index_col="label")
-    labels = read_labels(folder / "cells.tif")
+    provenance, cells, labels = read_record_files(folder)
     auto = read_labels(folder / "cells_auto.tif") if (folder / "cells_auto.tif").is_file() \
         else labels.copy()
     return provenance, cells, labels, auto

@@ -510,6 +510,7 @@ def read_labels(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} does not exist.")
+    check_pixels(_image_header(path, "label")["shape"][:2], np.int32, f"label file {path}")
     if path.suffix.lower() in _TIFF:
         import tifffile
 

@@ -788,3 +788,33 @@ def test_10_seeds_outside_what_the_libraries_take_are_refused_everywhere(seed, d
     with pytest.raises(ValueError, match="config: " + message):
         Config.from_dict({"seed": seed})
     assert not (tmp_path / "ds").exists() and not (tmp_path / "run").exists()
+
+
+# -- 11. damaged record folders name the file, and annotate writes them again (issue 32) ----
+DAMAGE = {
+    "record.json": [("[1]", r"record.json must hold a JSON object, got list"),
+                    ('{"pair_id": ', r"record.json is damaged \(not JSON: "),
+                    ('{"pair_id": "a"}', r"record.json is damaged: tl_path: Field required"),
+                    ("\xff\xfe", r"record.json is damaged \(not JSON")],
+    "cells.csv": [("garbage,\n1,2\n", r"cells.csv has no column\(s\) \['label', 'status'\]"),
+                  ("label,status\nx,kept\n", r"cells.csv: 'label' must hold unique integer ids")],
+    "cells.tif": [("II*\x00garbage", r"record labels .*cells.tif are damaged")],
+}
+
+
+@pytest.mark.parametrize("case", [(f, k) for f, texts in DAMAGE.items() for k in range(len(texts))])
+def test_11_a_damaged_record_is_named_and_annotate_writes_it_again(case, folder, tmp_path):
+    from cellnb.curate import reject
+
+    name, k = case
+    text, message = DAMAGE[name][k]
+    annotate(folder, tmp_path / "out", model="watershed", progress=False)
+    record = tmp_path / "out" / "records" / "synthetic_001"
+    (record / name).write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=message + r".*run annotate again on the same pairs"):
+        read_records(tmp_path / "out", images=False)
+    with pytest.raises(ValueError, match=message):
+        reject(tmp_path / "out", "synthetic_001", 1)
+    summary = annotate(folder, tmp_path / "out", model="watershed", progress=False)
+    assert summary["status"].tolist() == ["skipped", "done", "skipped"]
+    assert len(read_records(tmp_path / "out", images=False)) == 3
