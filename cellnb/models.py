@@ -13,6 +13,12 @@ Every segmenter in cellnb answers the same calls, so :func:`cellnb.segment`,
 ``segment(image, prompts=None, **options)``  -> :class:`cellnb.segment.Segmentation`
 ===========================================  ==================================================
 
+A :class:`SamModel` also segments without prompts (``mode="ais"``, ``"apg"``
+or ``"amg"``: μSAM's automatic instance segmentation, automatic prompt
+generation and SAM's automatic mask generation, through micro_sam's own
+classes); :func:`automatic` wraps it as an automatic model of the protocol
+for :func:`cellnb.annotate` and :func:`cellnb.compare`.
+
 Three kinds implement it:
 
 - :class:`SamModel` (``load("vit_b_lm")``, ``load(arch, checkpoint=path)``,
@@ -51,7 +57,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Segmenter", "SamModel", "Watershed", "ImageEmbedding", "as_model", "load",
+__all__ = ["Segmenter", "SamModel", "AutomaticSam", "Watershed", "ImageEmbedding", "as_model",
+           "load", "automatic", "decoder_models", "AUTOMATIC_MODES",
            "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
            "ModelNotAvailableError", "ARCHITECTURES"]
 
@@ -61,9 +68,15 @@ from ._architectures import TEST_ARCHITECTURE, architecture_of  # noqa: E402
 #: SAM architectures :func:`load` builds: micro_sam's, then cellnb's reduced ``vit_mini``.
 ARCHITECTURES = _architectures.ARCHITECTURES
 
-#: Options :meth:`SamModel.segment` takes.
+#: Options :meth:`SamModel.segment` takes (and, without prompts, those of its `mode`).
 SAM_OPTIONS = frozenset({"embedding", "kind", "multimask", "batch_size", "tile_shape", "halo",
-                         "iou_threshold", "min_area", "progress", "callback"})
+                         "iou_threshold", "min_area", "progress", "callback", "mode"})
+#: Modes of :meth:`SamModel.segment` without prompts: μSAM's automatic instance segmentation
+#: (decoder), automatic prompt generation (decoder + SAM), SAM's automatic mask generation.
+AUTOMATIC_MODES = ("ais", "apg", "amg")
+#: Options of :class:`AutomaticSam` (what its mode takes comes on top).
+AUTOMATIC_SAM_OPTIONS = frozenset({"embedding", "tile_shape", "halo", "min_area", "progress",
+                                   "callback"})
 #: Options :meth:`Watershed.segment` takes.
 WATERSHED_OPTIONS = frozenset({"nuclei", "iou_threshold", "min_area", "progress", "callback"})
 
@@ -252,8 +265,10 @@ class SamModel:
             self._embeddings.move_to_end(key)
             return self._embeddings[key]
         rgb, normalization = normalize_for_sam(image)
-        if tile_shape is not None:
-            normalization = {**normalization, "tiles": "min-max per tile again by micro_sam"}
+        if tile_shape is not None:  # micro_sam maps each tile from the image as it came
+            rgb = image
+            normalization = {**normalization, "tiles": "min-max per tile by micro_sam, from "
+                                                       "the image as it came"}
         data = _precompute(self.predictor, rgb, tile_shape, halo, save_path, progress)
         embedding = ImageEmbedding(key, (h, w), tile_shape, halo, data, normalization,
                                    self.fingerprint, Path(save_path) if save_path else None)
@@ -262,16 +277,49 @@ class SamModel:
             self._embeddings.popitem(last=False)
         return embedding
 
+    def mode_options(self, mode: str = "ais", *, tiled: bool = False) -> dict:
+        """``{option: default}`` that segmenting without prompts in `mode` takes:
+        micro_sam's own names and defaults, read off its class for that mode.
+
+        >>> sorted(SamModel.mode_options(None, "amg"))[:3]
+        ['box_nms_thresh', 'crop_n_layers', 'crop_n_points_downscale_factor']
+        """
+        from ._sam_automatic import mode_options
+
+        return mode_options(mode, tiled=tiled)
+
     def segment(self, image, prompts=None, *, embedding=None, kind=None, multimask=False,
                 batch_size="auto", tile_shape=None, halo=None, iou_threshold=0.85,
-                min_area=None, progress=False, callback=None):
-        """One cell per prompt (the model protocol; see :func:`cellnb.segment`).
+                min_area=None, progress=False, callback=None, mode=None, **mode_options):
+        """Cells of a TL image (the model protocol; see :func:`cellnb.segment`).
 
-        `embedding` is an :class:`ImageEmbedding` of this image (default:
-        :meth:`embed`, which reuses a kept one).
+        With `prompts`: one cell per prompt. Without: automatic, in `mode`
+        (default "ais" for a model with an instance decoder; "apg", "amg"),
+        through micro_sam's own classes, with `mode_options` in micro_sam's
+        names (:meth:`mode_options` lists them). `embedding` is an
+        :class:`ImageEmbedding` of this image (default: :meth:`embed`, which
+        reuses a kept one), shared by both ways.
         """
         from .segment import segment_prompts
 
+        if prompts is None and (mode is not None or self.decoder is not None):
+            from ._sam_automatic import segment_automatic
+
+            prompt_only = {"kind": kind, "multimask": multimask, "batch_size": batch_size,
+                           "iou_threshold": iou_threshold}
+            defaults = {"kind": None, "multimask": False, "batch_size": "auto",
+                        "iou_threshold": 0.85}
+            given = sorted(k for k, v in prompt_only.items() if v != defaults[k])
+            if given:
+                raise TypeError(f"{given} apply to prompts; segmenting without prompts "
+                                f"(mode={mode or 'ais'!r}) takes "
+                                f"{sorted(AUTOMATIC_SAM_OPTIONS)} and the mode's options.")
+            return segment_automatic(self, image, mode=mode or "ais", embedding=embedding,
+                                     tile_shape=tile_shape, halo=halo, min_area=min_area,
+                                     progress=progress, callback=callback, **mode_options)
+        if mode is not None or mode_options:
+            raise TypeError(f"mode={mode!r} and mode options {sorted(mode_options)} are for "
+                            "segmenting without prompts; pass prompts=None, or drop them.")
         return segment_prompts(self, image, prompts, embedding=embedding, kind=kind,
                                multimask=multimask, batch_size=batch_size,
                                tile_shape=tile_shape, halo=halo, iou_threshold=iou_threshold,
@@ -305,6 +353,123 @@ def _precompute(predictor, rgb, tile_shape, halo, save_path, progress):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return run(str(save_path))  # read back: tiled features are read from the file lazily
+
+
+@dataclass
+class AutomaticSam:
+    """A SAM model that segments without prompts, as an automatic model of the protocol.
+
+    Made by :func:`automatic`; :func:`cellnb.annotate` relabels its cells by
+    the nucleus each holds (records join on ``label``) and records the mode
+    in the model name (``"vit_b_lm:ais"``).
+
+    Attributes
+    ----------
+    sam : SamModel
+    mode : {"ais", "apg", "amg"}
+    options : dict
+        The mode's options (micro_sam's names).
+    """
+
+    sam: SamModel
+    mode: str = "ais"
+    options: dict = field(default_factory=dict)
+
+    prompted = False
+    segment_options = AUTOMATIC_SAM_OPTIONS
+
+    @property
+    def name(self) -> str:
+        return f"{self.sam.name}:{self.mode}"
+
+    @property
+    def fingerprint(self) -> str:
+        """The weights' hash, the mode and its options: what decides the cells."""
+        import hashlib
+        import json
+
+        options = json.dumps(self.options, sort_keys=True, default=str)
+        return (f"{self.sam.fingerprint}:{self.mode}:"
+                f"{hashlib.sha256(options.encode()).hexdigest()[:12]}")
+
+    def embed(self, image, **options) -> ImageEmbedding:
+        """The SAM model's :meth:`SamModel.embed` (kept, shared with prompted calls)."""
+        return self.sam.embed(image, **options)
+
+    def segment(self, image, prompts=None, *, embedding=None, tile_shape=None, halo=None,
+                min_area=None, progress=False, callback=None):
+        """All cells of `image`, found without prompts (see :func:`automatic`)."""
+        if prompts is not None:
+            raise ValueError(f"model {self.name!r} segments without prompts; segment with "
+                             f"its SAM model (.sam) to use prompts.")
+        return self.sam.segment(image, None, embedding=embedding, tile_shape=tile_shape,
+                                halo=halo, min_area=min_area, progress=progress,
+                                callback=callback, mode=self.mode, **self.options)
+
+
+def automatic(model, mode: str = "ais", **options) -> AutomaticSam:
+    """A SAM model as an automatic segmenter: μSAM's AIS, APG or SAM's AMG, no prompts.
+
+    Parameters
+    ----------
+    model : SamModel or str
+        A loaded model, or a model-zoo name for :func:`load`.
+    mode : {"ais", "apg", "amg"}, default="ais"
+        "ais" and "apg" need the model's instance-segmentation decoder
+        (:func:`decoder_models` lists the zoo models that ship one).
+    **options
+        The mode's options, micro_sam's names (``SamModel.mode_options``).
+
+    Returns
+    -------
+    model : AutomaticSam
+
+    Raises
+    ------
+    ValueError
+        Unknown mode, or a decoder mode for a model without a decoder.
+    TypeError
+        An option the mode does not take.
+
+    Examples
+    --------
+    >>> from cellnb.testing import random_sam
+    >>> ais = automatic(random_sam("vit_mini", decoder=True), "ais", foreground_threshold=0.6)
+    >>> ais.name, ais.prompted
+    ('random_vit_mini:ais', False)
+    >>> automatic(random_sam("vit_mini"), "ais")
+    Traceback (most recent call last):
+    ...
+    ValueError: mode='ais' needs an instance-segmentation decoder and model 'random_vit_mini' has none. ...
+    """
+    from ._sam_automatic import DECODER_MODES, check_mode, mode_options
+
+    sam = load(model) if isinstance(model, str) else model
+    if not isinstance(sam, SamModel):
+        raise TypeError(f"`model` must be a SamModel or a model-zoo name, got "
+                        f"{type(model).__name__}.")
+    check_mode(mode)
+    if mode in DECODER_MODES and sam.decoder is None:
+        raise ValueError(
+            f"mode={mode!r} needs an instance-segmentation decoder and model {sam.name!r} has "
+            f"none. Models with one: {', '.join(decoder_models())} (or a checkpoint holding "
+            "'decoder_state'); use mode='amg' for SAM's grid of point prompts.")
+    takes = set(mode_options(mode)) | set(mode_options(mode, tiled=True))
+    unknown = sorted(set(options) - takes)
+    if unknown:
+        raise TypeError(f"mode {mode!r} takes no option(s) {unknown}; it takes {sorted(takes)}.")
+    return AutomaticSam(sam, mode, dict(options))
+
+
+def decoder_models() -> list[str]:
+    """Model-zoo names that ship an instance-segmentation decoder (AIS, APG).
+
+    >>> "vit_b_lm" in decoder_models()
+    True
+    """
+    util = _micro_sam_util()
+    registry = util.models().registry
+    return [name for name in _zoo_names(util) if f"{name}_decoder" in registry]
 
 
 @dataclass

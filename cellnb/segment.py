@@ -110,25 +110,28 @@ class Segmentation:
 def normalize_for_sam(image) -> tuple[np.ndarray, dict]:
     """Map a TL image to SAM's input: (H, W, 3) uint8, min-max per channel.
 
-    Returns the image and a record of the mapping (``method``, per-channel
-    ``min`` and ``max``), as micro_sam normalises its inputs.
+    The arithmetic is micro_sam's own (``micro_sam.util._to_image``: float32,
+    minus the minimum, divided by the maximum + 1e-7, times 255, truncated
+    to uint8), so an image segmented through cellnb and through micro_sam
+    meets the same network input. Returns the image and a record of the
+    mapping (``method``, per-channel ``min`` and ``max``).
 
     Examples
     --------
     >>> rgb, record = normalize_for_sam(np.array([[100, 300], [200, 300]], np.uint16))
     >>> rgb.shape, rgb[..., 0].tolist(), record["min"], record["max"]
-    ((2, 2, 3), [[0, 255], [128, 255]], [100.0], [300.0])
+    ((2, 2, 3), [[0, 255], [127, 255]], [100.0], [300.0])
     """
-    from ._normalize import normalize
-
     image = check_image(image, "image", rgb=True)
     channels = image[..., None] if image.ndim == 2 else image
-    out = np.stack([np.round(normalize(channels[..., c], "minmax255")[0]).astype(np.uint8)
-                    for c in range(channels.shape[-1])], axis=-1)
+    scaled = channels.astype(np.float32)
+    scaled -= scaled.min(axis=(0, 1))[None, None]
+    scaled /= scaled.max(axis=(0, 1))[None, None] + np.float32(1e-7)
+    out = (scaled * 255).astype(np.uint8)
     if out.shape[-1] == 1:
         out = np.repeat(out, 3, axis=-1)
     values = channels.reshape(-1, channels.shape[-1])
-    return out, {"method": "min-max per channel to uint8 (micro_sam convention)",
+    return out, {"method": "min-max per channel to uint8, truncated (micro_sam's _to_image)",
                  "min": values.min(axis=0).astype(float).tolist(),
                  "max": values.max(axis=0).astype(float).tolist()}
 
@@ -704,7 +707,8 @@ def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=No
 
 def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=None,
             multimask=None, batch_size=None, tile_shape=None, halo=None, iou_threshold=None,
-            min_area=None, progress: bool = False, callback=None) -> Segmentation:
+            min_area=None, mode=None, progress: bool = False, callback=None,
+            **mode_options) -> Segmentation:
     """Segment the cells of a transmitted-light image with any model.
 
     The verb of the model protocol (:mod:`cellnb.models`): options left at
@@ -717,8 +721,11 @@ def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=Non
         TL image (uint8, uint16 or float32), as read.
     prompts : DataFrame, optional
         Prompt table of :func:`cellnb.prompt`; each cell keeps its ``label``.
-        Required by prompted models (SAM / μSAM, the watershed baseline,
-        ``cellsam`` runs: boxes); refused by automatic ones.
+        Required by prompted models (the watershed baseline, ``cellsam``
+        runs: boxes) and by SAM models without an instance decoder unless
+        `mode` is "amg"; refused by automatic ones. A SAM model with a
+        decoder (``vit_b_lm``) and no prompts runs μSAM's automatic instance
+        segmentation (`mode`).
     model : SamModel, TrainedModel, Watershed or "watershed"
         A loaded SAM model (:func:`cellnb.models.load`,
         :func:`cellnb.testing.random_sam`), a model trained by
@@ -752,11 +759,19 @@ def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=Non
     min_area : int, optional
         Masks with fewer pixels are dropped (trained models: default from
         the recipe).
+    mode : {"ais", "apg", "amg"}, optional
+        SAM models without prompts: μSAM's automatic instance segmentation
+        (default for models with a decoder), automatic prompt generation
+        (decoder + SAM), or SAM's grid-based automatic mask generation
+        (any SAM model), each through micro_sam's own class.
     progress : bool, default=False
         Progress bar over prompts (SAM: also over tiles being embedded).
     callback : callable, optional
         Called as ``callback(done, total)`` after each prompt (automatic
         models: once, at the end).
+    **mode_options
+        With `mode`: its options, micro_sam's names and defaults
+        (``model.mode_options(mode)`` lists them); unknown ones are an error.
 
     Returns
     -------
@@ -793,10 +808,14 @@ def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=Non
     model = as_model(model)
     given = {"nuclei": nuclei, "embedding": embedding, "kind": kind, "multimask": multimask,
              "batch_size": batch_size, "tile_shape": tile_shape, "halo": halo,
-             "iou_threshold": iou_threshold, "min_area": min_area, "callback": callback}
+             "iou_threshold": iou_threshold, "min_area": min_area, "callback": callback,
+             "mode": mode}
     options = {k: v for k, v in given.items() if v is not None}
-    unknown = sorted(set(options) - set(model.segment_options))
+    unknown = set(options) - set(model.segment_options)
+    if not hasattr(model, "mode_options"):
+        unknown |= set(mode_options)
+    unknown = sorted(unknown)
     if unknown:
         raise TypeError(f"model {model.name!r} takes no option(s) {unknown}; it takes "
                         f"{sorted(model.segment_options)}.")
-    return model.segment(image, prompts, progress=progress, **options)
+    return model.segment(image, prompts, progress=progress, **options, **mode_options)

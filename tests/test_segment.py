@@ -55,8 +55,20 @@ def test_crops_and_errors():
 def test_normalize_for_sam_records_mapping():
     rgb, record = normalize_for_sam(np.array([[10, 20], [30, 50]], np.uint16))
     assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
-    assert rgb[..., 0].tolist() == [[0, 64], [128, 255]]
+    assert rgb[..., 0].tolist() == [[0, 63], [127, 255]]  # truncated, as micro_sam does
     assert record["min"] == [10.0] and record["max"] == [50.0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("rgb", [False, True])
+def test_normalize_for_sam_is_micro_sams_own_mapping(dtype, rgb):
+    from micro_sam.util import _to_image
+
+    rng = np.random.default_rng(1)
+    shape = (31, 17, 3) if rgb else (31, 17)
+    image = (rng.random(shape) * 40000 + 33000).astype(dtype) if dtype != np.uint8 else \
+        rng.integers(3, 250, shape, dtype=np.uint8)
+    assert np.array_equal(normalize_for_sam(image)[0], _to_image(image))
 
 
 # -- segment ------------------------------------------------------------------
