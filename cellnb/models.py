@@ -57,17 +57,21 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Segmenter", "SamModel", "AutomaticSam", "Watershed", "ImageEmbedding", "as_model",
-           "load", "automatic", "decoder_models", "AUTOMATIC_MODES",
+__all__ = ["Segmenter", "SamModel", "AutomaticSam", "CellposeSam", "Watershed", "ImageEmbedding",
+           "as_model", "load", "automatic", "decoder_models", "AUTOMATIC_MODES", "CELLPOSE_NAMES",
            "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
            "ModelNotAvailableError", "ARCHITECTURES"]
 
 from . import _architectures  # noqa: E402
 from ._architectures import TEST_ARCHITECTURE, architecture_of  # noqa: E402
+from ._cellpose_model import CellposeSam  # noqa: E402  (zero-shot Cellpose-SAM)
 
 #: SAM architectures :func:`load` builds: micro_sam's, then cellnb's reduced ``vit_mini``.
 ARCHITECTURES = _architectures.ARCHITECTURES
 
+#: Cellpose's model names :func:`load` gives as :class:`CellposeSam` (zero-shot Cellpose-SAM);
+#: ``cpsam_mini`` is cellnb's reduced test network (random weights from a checkpoint).
+CELLPOSE_NAMES = ("cpsam", "cpsam_v2", "cpsam_mini")
 #: Options :meth:`SamModel.segment` takes (and, without prompts, those of its `mode`).
 SAM_OPTIONS = frozenset({"embedding", "kind", "multimask", "batch_size", "tile_shape", "halo",
                          "iou_threshold", "min_area", "progress", "callback", "mode"})
@@ -579,15 +583,18 @@ def available() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> SamModel:
-    """Load a SAM / μSAM model by model-zoo name or from a checkpoint file.
+def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Segmenter:
+    """Load a SAM / μSAM model (or a Cellpose-SAM one) by name or from a checkpoint file.
 
     Parameters
     ----------
     name : str, default="vit_b_lm"
         micro_sam model-zoo name (see :func:`available`). With `checkpoint`,
         the architecture (``"vit_t"``, ``"vit_b"``, ...) or any name you want
-        recorded; the architecture is read from the weights.
+        recorded; the architecture is read from the weights. Cellpose's
+        names (``"cpsam"``, ``"cpsam_v2"``; ``"cpsam_mini"`` with a
+        checkpoint, for tests) load a zero-shot Cellpose-SAM model
+        (:class:`CellposeSam`, needs ``cellnb[cellpose]``).
     checkpoint : str or Path, optional
         Weight file (SAM state dict, or micro_sam / torch_em training
         checkpoint, optionally with ``decoder_state``).
@@ -596,7 +603,10 @@ def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Sa
 
     Returns
     -------
-    model : SamModel
+    model : SamModel or CellposeSam
+        A model of the protocol: :class:`SamModel` for SAM / μSAM, which
+        segments from prompts or, without them, automatically;
+        :class:`CellposeSam` for cellpose's models, automatic only.
 
     Raises
     ------
@@ -614,6 +624,10 @@ def load(name: str = "vit_b_lm", *, checkpoint=None, device: str = "auto") -> Sa
     >>> model.architecture  # doctest: +SKIP
     'vit_b'
     """
+    if isinstance(name, str) and name in CELLPOSE_NAMES:
+        from ._cellpose_model import load_cellpose
+
+        return load_cellpose(name, checkpoint=checkpoint, device=device)
     model_type, checkpoint = resolve(name, checkpoint=checkpoint)
     if checkpoint is not None:
         _check_safe(checkpoint)

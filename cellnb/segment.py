@@ -708,7 +708,7 @@ def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=No
 def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=None,
             multimask=None, batch_size=None, tile_shape=None, halo=None, iou_threshold=None,
             min_area=None, mode=None, progress: bool = False, callback=None,
-            **mode_options) -> Segmentation:
+            **options) -> Segmentation:
     """Segment the cells of a transmitted-light image with any model.
 
     The verb of the model protocol (:mod:`cellnb.models`): options left at
@@ -769,9 +769,12 @@ def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=Non
     callback : callable, optional
         Called as ``callback(done, total)`` after each prompt (automatic
         models: once, at the end).
-    **mode_options
-        With `mode`: its options, micro_sam's names and defaults
-        (``model.mode_options(mode)`` lists them); unknown ones are an error.
+    **options
+        Options of the model itself: with a SAM `mode`, that mode's
+        (micro_sam's names and defaults; ``model.mode_options(mode)`` lists
+        them); for a Cellpose-SAM model (``load("cpsam")``) cellpose's
+        ``diameter``, ``flow_threshold``, ``cellprob_threshold``. Options a
+        model does not take are an error.
 
     Returns
     -------
@@ -810,12 +813,12 @@ def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=Non
              "batch_size": batch_size, "tile_shape": tile_shape, "halo": halo,
              "iou_threshold": iou_threshold, "min_area": min_area, "callback": callback,
              "mode": mode}
-    options = {k: v for k, v in given.items() if v is not None}
-    unknown = set(options) - set(model.segment_options)
-    if not hasattr(model, "mode_options"):
-        unknown |= set(mode_options)
+    common = {k: v for k, v in given.items() if v is not None}
+    unknown = set(common) - set(model.segment_options)
+    if not hasattr(model, "mode_options"):  # a SAM model checks its mode's options itself
+        unknown |= set(options) - set(model.segment_options)
     unknown = sorted(unknown)
     if unknown:
         raise TypeError(f"model {model.name!r} takes no option(s) {unknown}; it takes "
                         f"{sorted(model.segment_options)}.")
-    return model.segment(image, prompts, progress=progress, **options, **mode_options)
+    return model.segment(image, prompts, progress=progress, **common, **options)

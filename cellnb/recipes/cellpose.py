@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cached", "write_layout"]
+__all__ = ["cached", "write_layout", "weights_path"]
 
 DEFAULTS = {"epochs": 100, "batch_size": 1, "patch_shape": (256, 256), "lr": 1e-5,
             "steps_per_epoch": 8}
@@ -72,9 +72,14 @@ def _architecture(settings) -> str:
 
 def _base(settings) -> str:
     """Path of the cellpose model file the run starts from (cellpose's cache, or checkpoint)."""
+    return weights_path(settings["model"], settings["options"].get("checkpoint"))
+
+
+def weights_path(name: str, checkpoint=None) -> str:
+    """The cellpose model file of `name` (cellpose's cache, downloaded by cellpose when
+    missing) or `checkpoint`, checked to hold tensors only; errors say where to put it."""
     models, _, _ = _cellpose()
-    checkpoint = settings["options"].get("checkpoint")
-    if checkpoint is None and settings["model"] == "cpsam_mini":
+    if checkpoint is None and name == "cpsam_mini":
         raise ValueError("'cpsam_mini' is cellnb's reduced test network and has no pretrained "
                          "weights: pass checkpoint=PATH (cellnb.testing.random_checkpoint("
                          "'cpsam_mini', PATH) writes a random-init one).")
@@ -85,7 +90,6 @@ def _base(settings) -> str:
 
         _check_safe(checkpoint)  # cellpose reads it with a plain torch.load
         return str(checkpoint)
-    name = settings["model"]
     if name not in models.MODEL_NAMES:
         raise ValueError(f"unknown cellpose model {name!r}; cellpose has {models.MODEL_NAMES}, "
                          "or pass checkpoint=PATH (a cellpose 4 model file).")
