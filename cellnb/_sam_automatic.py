@@ -35,6 +35,9 @@ _SET_HERE = {"self", "predictor", "decoder", "point_grids", "output_mode", "tile
 
 
 def _generator_class(mode: str, tiled: bool):
+    from .models import _micro_sam_util
+
+    _micro_sam_util()  # micro_sam's first import, with its dependencies' noise silenced
     from micro_sam import instance_segmentation as ms
 
     return {("amg", False): ms.AutomaticMaskGenerator,

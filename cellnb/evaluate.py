@@ -569,8 +569,11 @@ def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:
 
     Parameters
     ----------
-    predictions : mapping {method name: predictions}
-        Each value is anything :func:`evaluate` accepts as `pred`.
+    predictions : mapping {method name: predictions or str}
+        Each value is anything :func:`evaluate` accepts as `pred`, or a str
+        saying why the method could not run (weights not cached, say): its
+        rows stay in the table with empty scores and that ``note``, so a
+        method never vanishes from a comparison without a word.
     truth
         As for :func:`evaluate`.
     **kwargs
@@ -579,23 +582,38 @@ def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:
     Returns
     -------
     table : DataFrame
-        :func:`evaluate`'s columns with a leading ``method`` column.
+        :func:`evaluate`'s columns with a leading ``method`` column and a
+        trailing ``note`` ("" for methods that ran).
 
     Examples
     --------
     >>> truth = np.array([[1, 1, 0, 2]])
-    >>> table = compare({"perfect": truth, "empty": np.zeros_like(truth)}, truth,
-    ...                 thresholds=[0.5])
+    >>> table = compare({"perfect": truth, "empty": np.zeros_like(truth),
+    ...                  "vit_b_lm AIS": "weights not cached"}, truth, thresholds=[0.5])
     >>> table[["method", "tp", "fn", "f1"]]
-        method  tp  fn   f1
-    0  perfect   2   0  1.0
-    1    empty   0   2  0.0
+             method   tp   fn   f1
+    0       perfect  2.0  0.0  1.0
+    1         empty  0.0  2.0  0.0
+    2  vit_b_lm AIS  NaN  NaN  NaN
+    >>> table["note"].tolist()
+    ['', '', 'weights not cached']
     """
     if not isinstance(predictions, Mapping) or not predictions:
         raise TypeError("`predictions` must be a non-empty mapping {method name: predictions}.")
-    tables = []
+    tables, frame = [], None
     for method, pred in predictions.items():
-        table = evaluate(truth, pred, **kwargs)
+        if isinstance(pred, str):
+            if frame is None:  # the rows a method would have: truth scored against itself
+                frame = evaluate(truth, truth, **kwargs)
+            table = frame.copy()
+            keep = {"image", "dataset", "class", "threshold", "n_true"}
+            for column in table.columns:
+                if column not in keep:
+                    table[column] = np.nan
+            table["note"] = pred
+        else:
+            table = evaluate(truth, pred, **kwargs)
+            table["note"] = ""
         table.insert(0, "method", method)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)

@@ -58,7 +58,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Segmenter", "SamModel", "AutomaticSam", "CellposeSam", "Watershed", "ImageEmbedding",
-           "as_model", "load", "automatic", "decoder_models", "AUTOMATIC_MODES", "CELLPOSE_NAMES",
+           "as_model", "load", "automatic", "zero_shot", "decoder_models", "AUTOMATIC_MODES",
+           "CELLPOSE_NAMES",
            "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
            "ModelNotAvailableError", "ARCHITECTURES"]
 
@@ -463,6 +464,66 @@ def automatic(model, mode: str = "ais", **options) -> AutomaticSam:
     if unknown:
         raise TypeError(f"mode {mode!r} takes no option(s) {unknown}; it takes {sorted(takes)}.")
     return AutomaticSam(sam, mode, dict(options))
+
+
+def zero_shot(sam="vit_b_lm", cellpose="cpsam", *, device: str = "auto") -> dict:
+    """The pretrained generalists, out of the box: the "do I need to train?" rows.
+
+    Parameters
+    ----------
+    sam : str or SamModel or None, default="vit_b_lm"
+        A μSAM zoo name (used when micro_sam's cache holds it; nothing is
+        downloaded here: ``cellnb models fetch vit_b_lm``), or a loaded model.
+    cellpose : str or CellposeSam or None, default="cpsam"
+        A cellpose model name (used when cellpose's cache holds it), or a
+        loaded one.
+    device : str, default="auto"
+
+    Returns
+    -------
+    models : dict {row name: model or str}
+        ``"<sam> AIS"`` and ``"<sam> APG"`` (:func:`automatic`; SAM models
+        with a decoder), ``"<sam> prompted"`` (the SAM model itself, to be
+        prompted from the nuclear fluorescence) and ``"<cellpose>"``
+        (:class:`CellposeSam`). A model that cannot be had is a str saying
+        why and what to do, which :func:`cellnb.compare` keeps as a row.
+
+    Examples
+    --------
+    >>> rows = zero_shot("no_such_model", None)
+    >>> rows["no_such_model AIS"]
+    "not available: 'no_such_model' is not in micro_sam's cache (cellnb models fetch no_such_model)"
+    """
+    rows: dict = {}
+    if sam is not None:
+        name = sam if isinstance(sam, str) else sam.name
+        model = sam
+        if isinstance(sam, str):
+            model = (load(sam, device=device) if is_cached(sam) else
+                     f"not available: {sam!r} is not in micro_sam's cache (cellnb models fetch "
+                     f"{sam})")
+        for mode in ("ais", "apg"):
+            if isinstance(model, str):
+                rows[f"{name} {mode.upper()}"] = model
+            elif model.decoder is None:
+                rows[f"{name} {mode.upper()}"] = (f"not available: {name!r} has no instance "
+                                                  "decoder")
+            else:
+                rows[f"{name} {mode.upper()}"] = automatic(model, mode)
+        rows[f"{name} prompted"] = model
+    if cellpose is not None:
+        name = cellpose if isinstance(cellpose, str) else cellpose.name
+        model = cellpose
+        if isinstance(cellpose, str):
+            from .recipes.cellpose import cached
+
+            found = cached(cellpose)
+            model = (load(cellpose, device=device) if found else
+                     "not available: pip install 'cellnb[cellpose]'" if found is None else
+                     f"not available: {cellpose!r} is not in cellpose's cache (cellnb models "
+                     f"fetch {cellpose})")
+        rows[name] = model
+    return rows
 
 
 def decoder_models() -> list[str]:

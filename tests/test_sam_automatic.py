@@ -170,3 +170,32 @@ def test_vit_b_lm_on_cellapps_test_image_equals_micro_sam(mode):
     assert np.array_equal(result.labels, _micro_sam(model, record.image, mode))
     scores = cellnb.evaluate(record.labels, result.labels, thresholds=[0.5])
     assert scores["tp"].iloc[0] > 0
+
+
+def test_zero_shot_rows_run_or_say_why(sam, pair, tmp_path):
+    from cellnb.testing import random_checkpoint
+
+    rows = cellnb.models.zero_shot(sam, None)
+    assert list(rows) == ["random_vit_mini AIS", "random_vit_mini APG", "random_vit_mini prompted"]
+    assert rows["random_vit_mini AIS"].mode == "ais" and rows["random_vit_mini prompted"] is sam
+    plain = cellnb.models.zero_shot(random_sam("vit_mini", seed=1), None)
+    assert plain["random_vit_mini AIS"] == "not available: 'random_vit_mini' has no instance decoder"
+    missing = cellnb.models.zero_shot("vit_b_lm" if not cellnb.models.is_cached("vit_b_lm")
+                                      else "vit_t_lm_missing", None)
+    assert all(isinstance(v, str) and v.startswith("not available") for v in missing.values())
+    pytest.importorskip("cellpose")
+    path = random_checkpoint("cpsam_mini", tmp_path / "cp.pt")
+    cp = cellnb.models.load("cpsam_mini", checkpoint=path, device="cpu")
+    assert cellnb.models.zero_shot(None, cp) == {"cpsam_mini": cp}
+
+
+def test_compare_keeps_a_method_that_could_not_run_as_a_row(sam, pair):
+    truth = pair.cells
+    ais = cellnb.segment(pair.tl, model=sam, mode="ais").labels
+    table = cellnb.compare({"ais": ais, "vit_b_lm AIS": "not available: not cached"}, truth,
+                           thresholds=[0.5, 0.75])
+    assert table["method"].tolist() == ["ais", "ais", "vit_b_lm AIS", "vit_b_lm AIS"]
+    assert table["note"].tolist() == ["", ""] + ["not available: not cached"] * 2
+    missing = table[table["method"] == "vit_b_lm AIS"]
+    assert missing["ap"].isna().all() and missing["f1"].isna().all()
+    assert (missing["n_true"] == truth.max()).all() and missing["threshold"].tolist() == [0.5, 0.75]
