@@ -27,7 +27,18 @@ halo, both from the TL image to labels, embeddings included:
   (f) micro_sam.inference.batched_tiled_inference, micro_sam's own tiled
       prompt inference, at the same batch size
 
+With ``--auto``: μSAM's automatic instance segmentation (AIS) of one 1024 x 1024
+TL image, embedding included, random-init models with micro_sam's decoder,
+median of ``--repeats`` alternating runs (nothing else is timed):
+
+  (i) cellnb.segment(tl, model=sam) (no prompts: AIS; embedding cleared first)
+  (j) micro_sam.automatic_segmentation.automatic_instance_segmentation on the
+      same predictor, decoder and image
+
+Printed: (i), (j), (i)/(j), and whether the two label images are equal.
+
     python benchmarks/bench_segment.py [--models vit_t vit_b] [--cells 100 300] [--tiled 400]
+    python benchmarks/bench_segment.py --auto [--models vit_t vit_b] [--device cuda]
 """
 
 from __future__ import annotations
@@ -105,6 +116,42 @@ def micro_sam_tiled(model, tl, prompts, tile_shape, halo):
                             tile_shape=tile_shape, halo=halo, verbose_embeddings=False)
 
 
+def cellnb_ais(model, tl):
+    model.clear_embeddings()
+    return S.segment(tl, model=model, mode="ais").labels
+
+
+def micro_sam_ais(model, tl):
+    from micro_sam.automatic_segmentation import automatic_instance_segmentation
+    from micro_sam.instance_segmentation import get_instance_segmentation_generator
+    from skimage.segmentation import relabel_sequential
+
+    generator = get_instance_segmentation_generator(model.predictor, False,
+                                                    decoder=model.decoder,
+                                                    segmentation_mode="ais")
+    found = automatic_instance_segmentation(model.predictor, generator, tl, ndim=2,
+                                            verbose=False)
+    return relabel_sequential(found.astype(np.int64))[0]
+
+
+def bench_auto(kinds, device, repeats):
+    tl, _ = scene(300)
+    for kind in kinds:
+        model = random_sam(kind, decoder=True, device=device)
+        cellnb_ais(model, tl)  # warm-up (imports, CUDA context, kernels)
+        ours, theirs = [], []
+        for _ in range(repeats):  # alternating, so drift of the machine hits both alike
+            seconds, _, labels = measure(cellnb_ais, model, tl)
+            ours.append(seconds)
+            seconds, _, expected = measure(micro_sam_ais, model, tl)
+            theirs.append(seconds)
+        i, j = float(np.median(ours)), float(np.median(theirs))
+        print(f"{kind} on {device}, AIS of one 1024 x 1024 image ({labels.max()} cells, "
+              f"median of {repeats}): (i) cellnb.segment {i:.2f} s | (j) micro_sam "
+              f"automatic_instance_segmentation {j:.2f} s | (i)/(j) = {i / j:.3f} | labels "
+              f"equal: {bool(np.array_equal(labels, expected))}")
+
+
 def measure(fn, *args, **kwargs):
     """Seconds, peak memory growth (MB) and the return value.
 
@@ -154,7 +201,14 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiled", type=int, default=0, metavar="N",
                         help="also time tiled segmentation of a 2048 x 2048 pair with ~N cells")
+    parser.add_argument("--auto", action="store_true",
+                        help="time μSAM's automatic instance segmentation against micro_sam's "
+                             "own (nothing else)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.auto:
+        bench_auto(args.models, args.device, args.repeats)
+        return
     scenes = {n: scene(n) for n in args.cells}
     big = scene(args.tiled, size=2048) if args.tiled else None
     for kind in args.models:

@@ -248,10 +248,15 @@ def main(argv=None) -> int:
     p_ann.add_argument("--out", required=True, help="output folder for the records")
     p_ann.add_argument("--config", help="YAML config (cellnb.Config)")
     which = p_ann.add_mutually_exclusive_group()
-    which.add_argument("--model", help="micro_sam model-zoo name, or 'watershed'")
+    which.add_argument("--model", help="micro_sam model-zoo name, a cellpose model (cpsam: "
+                                       "Cellpose-SAM out of the box), or 'watershed'")
     which.add_argument("--checkpoint", help="SAM / μSAM checkpoint file")
     which.add_argument("--trained", metavar="RUN",
                        help="a training run folder (cellnb train): annotate with that model")
+    p_ann.add_argument("--mode", choices=("ais", "apg", "amg"),
+                       help="segment without prompts (TL only): μSAM's automatic instance "
+                            "segmentation, automatic prompt generation or SAM's automatic mask "
+                            "generation, through micro_sam's own classes")
     p_ann.add_argument("--device", default="auto")
     p_ann.add_argument("--scheduler", metavar="ADDRESS|FILE",
                        help="spread pairs over a running Dask cluster: its scheduler address "
@@ -321,6 +326,7 @@ def main(argv=None) -> int:
     elif args.command == "annotate":
         from .annotate import annotate
         from .config import Config
+        from .models import CELLPOSE_NAMES
 
         config = Config.from_yaml(args.config) if args.config else Config()
         model = args.model
@@ -333,10 +339,21 @@ def main(argv=None) -> int:
             from .trained import load_trained
 
             model = load_trained(args.trained, device=args.device)
-        elif model not in (None, "watershed") and args.device != "auto":
+        elif model not in (None, "watershed") and (args.device != "auto" or args.mode):
             from .models import load
 
             model = load(model, device=args.device)  # else annotate loads it when needed
+        elif model in CELLPOSE_NAMES:  # Cellpose-SAM out of the box
+            from .models import load
+
+            model = load(model, device=args.device)
+        if args.mode:
+            from .models import automatic, load
+
+            if model == "watershed" or args.trained:
+                raise SystemExit("--mode is for SAM / μSAM models (--model, --checkpoint).")
+            model = automatic(load(config.segment.model, device=args.device)
+                              if model is None else model, args.mode)
         errors = "skip" if args.skip_errors else "raise"
         focus = None if args.focus is None else (
             "best" if args.focus == "best" else _focus_plane(args.focus))

@@ -385,6 +385,7 @@ class AutomaticSam:
 
     @property
     def name(self) -> str:
+        """The SAM model's name and the mode, as results and records carry it."""
         return f"{self.sam.name}:{self.mode}"
 
     @property

@@ -1,5 +1,6 @@
 import importlib
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -260,3 +261,24 @@ def test_cli_annotate_with_a_checkpoint(folder, tmp_path, capsys):
     assert "done" in capsys.readouterr().out
     records = read_records(tmp_path / "out", images=False)
     assert len(records) == 3
+
+
+def test_cli_annotate_without_prompts_with_mode(folder, tmp_path, capsys):
+    """--mode ais: μSAM's automatic instance segmentation (a checkpoint with a decoder)."""
+    from cellnb.cli import main
+    from cellnb.testing import random_checkpoint
+
+    config = tmp_path / "c.yaml"
+    Config.from_dict({"locate": {"method": "auto"},
+                      "segment": {"model": "vit_mini"}}).to_yaml(config)
+    checkpoint = random_checkpoint("vit_mini", tmp_path / "mini.pt", decoder=True)
+    with warnings.catch_warnings():  # random weights may find no cell in a pair
+        warnings.simplefilter("ignore", UserWarning)
+        assert main(["annotate", str(folder), "--out", str(tmp_path / "out"), "--config",
+                     str(config), "--checkpoint", str(checkpoint), "--mode", "ais",
+                     "--device", "cpu"]) == 0
+    records = read_records(tmp_path / "out", images=False)
+    assert {r.provenance["model_name"] for r in records} == {"vit_mini:ais"}
+    with pytest.raises(SystemExit, match="--mode is for SAM"):
+        main(["annotate", str(folder), "--out", str(tmp_path / "w"), "--model", "watershed",
+              "--mode", "ais"])
