@@ -484,7 +484,9 @@ def zero_shot(sam="vit_b_lm", cellpose="cpsam", *, device: str = "auto") -> dict
     -------
     models : dict {row name: model or str}
         ``"<sam> AIS"`` and ``"<sam> APG"`` (:func:`automatic`; SAM models
-        with a decoder), ``"<sam> prompted"`` (the SAM model itself, to be
+        with a decoder), ``"<sam> AMG"`` (SAM's grid of point prompts, at
+        micro_sam's defaults: slow on a CPU), ``"<sam> prompted"`` (the SAM
+        model itself, to be
         prompted from the nuclear fluorescence) and ``"<cellpose>"``
         (:class:`CellposeSam`). A model that cannot be had is a str saying
         why and what to do, which :func:`cellnb.compare` keeps as a row.
@@ -503,10 +505,10 @@ def zero_shot(sam="vit_b_lm", cellpose="cpsam", *, device: str = "auto") -> dict
             model = (load(sam, device=device) if is_cached(sam) else
                      f"not available: {sam!r} is not in micro_sam's cache (cellnb models fetch "
                      f"{sam})")
-        for mode in ("ais", "apg"):
+        for mode in AUTOMATIC_MODES:
             if isinstance(model, str):
                 rows[f"{name} {mode.upper()}"] = model
-            elif model.decoder is None:
+            elif mode != "amg" and model.decoder is None:
                 rows[f"{name} {mode.upper()}"] = (f"not available: {name!r} has no instance "
                                                   "decoder")
             else:

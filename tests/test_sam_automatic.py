@@ -176,7 +176,9 @@ def test_zero_shot_rows_run_or_say_why(sam, pair, tmp_path):
     from cellnb.testing import random_checkpoint
 
     rows = cellnb.models.zero_shot(sam, None)
-    assert list(rows) == ["random_vit_mini AIS", "random_vit_mini APG", "random_vit_mini prompted"]
+    assert list(rows) == ["random_vit_mini AIS", "random_vit_mini APG", "random_vit_mini AMG",
+                          "random_vit_mini prompted"]
+    assert rows["random_vit_mini AMG"].mode == "amg"
     assert rows["random_vit_mini AIS"].mode == "ais" and rows["random_vit_mini prompted"] is sam
     plain = cellnb.models.zero_shot(random_sam("vit_mini", seed=1), None)
     assert plain["random_vit_mini AIS"] == "not available: 'random_vit_mini' has no instance decoder"
