@@ -26,20 +26,37 @@ Examples
 'isodata'
 """
 
+import sys as _sys
+import types as _types
 from importlib import import_module
 
-from .config import Config
-from .annotate import annotate
-from .classify import classify
-from .evaluate import compare, evaluate
-from .export import export
-from .locate import locate, suggest_locate
-from .measure import culture, measure
-from .model_zoo import export_model
-from .prompt import prompt
-from .segment import Segmentation, segment
-from .train import train
-from .trained import TrainedModel, load_trained
+
+def _keep_tensorflow_out():
+    """torch_em (under micro_sam) imports ``torch.utils.tensorboard``, whose compat layer
+    imports TensorFlow when it is installed (the stardist extra brings it): seconds, memory
+    and TF / absl lines on stderr in every notebook. tensorboard ships a stub for exactly
+    this and uses it when the marker module ``tensorboard.compat.notf`` exists, so the marker
+    is registered here, unless TensorFlow is already in use. TensorFlow is then imported only
+    by ``locate(method="stardist")``, which asks for it."""
+    if "tensorflow" not in _sys.modules:
+        _sys.modules.setdefault("tensorboard.compat.notf",
+                                _types.ModuleType("tensorboard.compat.notf"))
+
+
+_keep_tensorflow_out()
+
+from .config import Config  # noqa: E402
+from .annotate import annotate  # noqa: E402
+from .classify import classify  # noqa: E402
+from .evaluate import compare, evaluate  # noqa: E402
+from .export import export  # noqa: E402
+from .locate import locate, suggest_locate  # noqa: E402
+from .measure import culture, measure  # noqa: E402
+from .model_zoo import export_model  # noqa: E402
+from .prompt import prompt  # noqa: E402
+from .segment import Segmentation, segment  # noqa: E402
+from .train import train  # noqa: E402
+from .trained import TrainedModel, load_trained  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -60,3 +60,38 @@ def test_plot_rejects_mismatched_labels():
     with pytest.raises(ValueError, match=r"`image` \(shape \(4, 4\)\) and `labels` \(shape "
                                          r"\(5, 5\)\) must have the same height and width"):
         overlay(np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.int32))
+
+
+def test_annotate_and_train_keep_tensorflow_out(tmp_path):
+    """No TensorFlow (nor its log lines) unless a TensorFlow locator is asked for (issue 34):
+    torch_em's tensorboard logger would import it through tensorboard's compat layer."""
+    script = tmp_path / "run.py"
+    script.write_text(f"""
+import sys, warnings
+warnings.simplefilter("ignore")
+import cellnb
+from cellnb.data import synthetic_pairs, write_pairs
+from cellnb.io import Record
+from cellnb.testing import random_checkpoint, random_sam
+out = {str(tmp_path)!r}
+pairs = synthetic_pairs(2, shape=(96, 96), n_cells=4, seed=1)
+write_pairs(pairs, out + "/pairs")
+cellnb.annotate(out + "/pairs", out + "/ann", model=random_sam("vit_mini", decoder=True),
+                progress=False)
+ds = cellnb.export([Record(p.id, p.tl, p.cells, p.truth) for p in pairs], out + "/ds",
+                   splits={{"train": 1, "val": 1}})
+cellnb.train(ds, out=out + "/unet", recipe="unet", epochs=1, steps_per_epoch=1, batch_size=1,
+             patch_shape=(64, 64), progress=False, depth=2, initial_features=4)
+cellnb.train(ds, out=out + "/sam", recipe="microsam", model="vit_mini", epochs=1,
+             checkpoint=random_checkpoint("vit_mini", out + "/m.pt", decoder=True),
+             steps_per_epoch=1, batch_size=1, patch_shape=(64, 64), progress=False)
+print("tensorflow imported:", "tensorflow" in sys.modules)
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tensorflow imported: False" in done.stdout
+    noise = [line for line in done.stderr.splitlines()
+             if any(word in line for word in ("tensorflow", "TensorFlow", "absl", "oneDNN",
+                                              "cudart_stub", "TF_ENABLE"))]
+    assert noise == []
