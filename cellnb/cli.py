@@ -1,4 +1,4 @@
-"""Command line: ``cellnb demo`` (and, as they land, annotate | export | train | evaluate)."""
+"""Command line: ``cellnb demo | annotate | train | models``."""
 
 from __future__ import annotations
 
@@ -11,18 +11,6 @@ from pathlib import Path
 from .recipes import RECIPES
 
 __all__ = ["main", "demo"]
-
-# Pipeline stages the demo will chain, and whether this version has them yet.
-_STAGES = {
-    "synthetic pairs + pair IO": True,
-    "locate + prompt (issue #3)": True,
-    "evaluate (issue #7)": True,
-    "segment with μSAM + annotate (issue #4)": True,
-    "measure + classify (issue #5)": True,
-    "export COCO (issue #6)": True,
-    "train (issue #8)": True,
-}
-
 
 def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: int = 0,
          epochs: int = 8, steps_per_epoch: int = 15, say=print) -> dict:
@@ -45,9 +33,6 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
         Paths of what the demo wrote (``pairs``, ``figure``, ``metrics``, ``records``,
         ``cell_metrics``, ``dataset``, ``model``, ``model_metrics``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     import pandas as pd
@@ -161,12 +146,9 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     say(f"  metrics  {out / 'locate_metrics.csv'}, {out / 'cell_metrics.csv'}, "
         f"{out / 'model_metrics.csv'}")
     say(f"  figures  {figure}, {curve}")
-    say("pipeline stages in this version:")
-    for stage, done in _STAGES.items():
-        say(f"  [{'x' if done else ' '}] {stage}")
-    missing = [s for s, done in _STAGES.items() if not done]
-    if missing:
-        say(f"not yet implemented: {len(missing)} stage(s); the demo grows as they land.")
+    say("next: the same pipeline step by step, on your own images, in the tutorial notebooks")
+    say("  make lab   (JupyterLab on 127.0.0.1), then open notebooks/00_quickstart.ipynb;")
+    say("  notebooks/10_review.ipynb checks and corrects annotations by clicking on them")
     return {"pairs": pairs_dir, "figure": figure, "metrics": out / "locate_metrics.csv",
             "records": out / "annotate", "cell_metrics": out / "cell_metrics.csv",
             "dataset": dataset, "model": trained.path, "model_metrics": out / "model_metrics.csv"}
@@ -374,6 +356,9 @@ def main(argv=None) -> int:
     elif args.command == "models":
         return _models(args)
     elif args.command == "demo":
+        import matplotlib
+
+        matplotlib.use("Agg")  # a command line has no display; demo() called in Python keeps yours
         demo(args.out, n_pairs=args.pairs, shape=(args.size, args.size), n_cells=args.cells,
              seed=args.seed, epochs=args.epochs)
     return 0

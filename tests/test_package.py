@@ -41,7 +41,9 @@ def test_demo_writes_pairs_and_figure(tmp_path):
                        steps_per_epoch=2, say=lines.append)
     assert written["figure"].is_file()
     assert len(list(written["pairs"].glob("*_phs.tif"))) == 2
-    assert not any("not yet implemented" in line for line in lines)
+    assert not any("issue" in line or "[x]" in line for line in lines)  # no build order
+    assert lines[-3].startswith("next: the same pipeline step by step")
+    assert "notebooks/00_quickstart.ipynb" in lines[-2]
     assert (written["model"] / "weights" / "best.pt").is_file()
     assert written["model_metrics"].is_file()
     assert any("where things are:" in line for line in lines)
