@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ._validation import schema_problems
+from ._validation import check_schema
 
 Number = Annotated[float, Field(allow_inf_nan=False)]  # strict float takes ints too
 
@@ -52,9 +52,6 @@ def check(raw, source: str) -> dict:
     if not isinstance(raw, dict):
         raise TypeError(f"{source} must hold a mapping of Cell-APP's keys, got "
                         f"{type(raw).__name__}.")
-    try:
-        CellappConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ValueError(f"{source} is not valid: {schema_problems(err, raw)}; "
-                         "see Cell-APP's example configs for each key's form.") from None
+    check_schema(CellappConfig, raw, f"{source} is not valid",
+                 "see Cell-APP's example configs for each key's form")
     return raw

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ._validation import schema_problems
+from ._validation import check_schema
 
 #: What to do about a damaged record: annotate writes it again.
 _FIX = ("run annotate again on the same pairs (it rewrites a damaged record), or delete the "
@@ -47,11 +47,7 @@ def read_provenance(folder: Path) -> dict:
     if not isinstance(provenance, dict):
         raise ValueError(f"record file {path} must hold a JSON object, got "
                          f"{type(provenance).__name__}; {_FIX}.")
-    try:
-        Provenance.model_validate(provenance)
-    except ValidationError as err:
-        raise ValueError(f"record file {path} is damaged: {schema_problems(err, provenance)}; "
-                         f"{_FIX}.") from None
+    check_schema(Provenance, provenance, f"record file {path} is damaged", _FIX)
     return provenance
 
 

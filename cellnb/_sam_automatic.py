@@ -64,11 +64,19 @@ def mode_options(mode: str, *, tiled: bool = False) -> dict:
     return options
 
 
-def check_mode(mode) -> str:
+def check_mode(mode, model=None) -> str:
+    """`mode` checked, and that `model` (a SamModel) has the decoder the mode needs."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {list(MODES)} (micro_sam's automatic instance "
                          f"segmentation, automatic prompt generation, automatic mask "
                          f"generation), got {mode!r}.")
+    if model is not None and mode in DECODER_MODES and model.decoder is None:
+        from .models import decoder_models
+
+        raise ValueError(
+            f"mode={mode!r} needs an instance-segmentation decoder and model {model.name!r} has "
+            f"none. Models with one: {', '.join(decoder_models())} (or a checkpoint holding "
+            "'decoder_state'); use mode='amg' for SAM's grid of point prompts, or pass prompts.")
     return mode
 
 
@@ -91,15 +99,9 @@ def segment_automatic(model, image, *, mode: str = "ais", embedding=None, tile_s
     from micro_sam.instance_segmentation import get_instance_segmentation_generator
     from skimage.segmentation import relabel_sequential
 
-    from .models import decoder_models
     from .segment import Segmentation, _check_common, normalize_for_sam
 
-    check_mode(mode)
-    if mode in DECODER_MODES and model.decoder is None:
-        raise ValueError(
-            f"mode={mode!r} needs an instance-segmentation decoder and model {model.name!r} has "
-            f"none. Models with one: {', '.join(decoder_models())} (or a checkpoint holding "
-            "'decoder_state'); use mode='amg' for SAM's grid of point prompts, or pass prompts.")
+    check_mode(mode, model)
     _check_common(0.5, min_area)
     if embedding is None:
         embedding = model.embed(image, tile_shape=tile_shape, halo=halo, progress=progress)

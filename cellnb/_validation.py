@@ -200,6 +200,17 @@ def schema_problems(err, data: dict) -> str:
     return "; ".join(lines[:5]) + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
+def check_schema(model, data: dict, what: str, fix: str):
+    """`data` validated by the pydantic `model`; a ValueError ``"<what>: <problems>; <fix>."``
+    naming each entry and field otherwise (pydantic's own error is not chained)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{what}: {schema_problems(err, data)}; {fix}.") from None
+
+
 #: Seconds a pattern given by the user may spend on one string (file name, record id).
 PATTERN_SECONDS = 1.0
 

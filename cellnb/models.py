@@ -448,18 +448,13 @@ def automatic(model, mode: str = "ais", **options) -> AutomaticSam:
     ...
     ValueError: mode='ais' needs an instance-segmentation decoder and model 'random_vit_mini' has none. ...
     """
-    from ._sam_automatic import DECODER_MODES, check_mode, mode_options
+    from ._sam_automatic import check_mode, mode_options
 
     sam = load(model) if isinstance(model, str) else model
     if not isinstance(sam, SamModel):
         raise TypeError(f"`model` must be a SamModel or a model-zoo name, got "
                         f"{type(model).__name__}.")
-    check_mode(mode)
-    if mode in DECODER_MODES and sam.decoder is None:
-        raise ValueError(
-            f"mode={mode!r} needs an instance-segmentation decoder and model {sam.name!r} has "
-            f"none. Models with one: {', '.join(decoder_models())} (or a checkpoint holding "
-            "'decoder_state'); use mode='amg' for SAM's grid of point prompts.")
+    check_mode(mode, sam)
     takes = set(mode_options(mode)) | set(mode_options(mode, tiled=True))
     unknown = sorted(set(options) - takes)
     if unknown:
