@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["reject", "restore", "add", "replace", "undo", "curation"]
+__all__ = ["reject", "restore", "add", "replace", "replace_all", "undo", "curation"]
 
 
 def _folder(out, pair_id) -> Path:
@@ -256,6 +256,87 @@ def replace(out, pair_id: str, label: int, mask, *, prompt: dict | None = None,
     cells = _set_cell(cells, label, mask, "kept", "edited", score)
     _save(folder, provenance, cells, labels, auto,
           {"op": "replace", "label": label, "prompt": prompt, "area": int(mask.sum())})
+
+
+def replace_all(out, pair_id: str, labels, *, source=None) -> dict:
+    """Make an edited label image the record's cells, as one curation step (one undo).
+
+    For corrections made elsewhere (Fiji's ROI Manager, QuPath) and read back
+    with :func:`cellnb.io.read_rois` / :func:`cellnb.io.read_geojson`: a cell
+    whose id is gone is rejected, one whose pixels changed is edited, a
+    rejected one that is back is restored, and an id the record does not
+    have is a new cell (renumbered past the record's ids if needed).
+
+    Parameters
+    ----------
+    out : str or Path
+    pair_id : str
+    labels : (H, W) int ndarray
+        The record's image size; 0 is background.
+    source : str or Path, optional
+        Where the labels came from, logged with the edit.
+
+    Returns
+    -------
+    changes : dict
+        ``{"rejected": [...], "edited": [...], "restored": [...], "added": [...]}``
+        (cell ids; added cells by their id in the record).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from cellnb import annotate, data
+    >>> from cellnb.annotate import read_records
+    >>> root = tempfile.mkdtemp()
+    >>> _ = data.write_pairs(data.synthetic_pairs(1, shape=(96, 96), n_cells=4, seed=0),
+    ...                      root + "/p")
+    >>> _ = annotate(root + "/p", root + "/out", model="watershed", progress=False)
+    >>> record = read_records(root + "/out")[0]
+    >>> edited = record.labels.copy()
+    >>> edited[edited == record.cells.index[0]] = 0
+    >>> replace_all(root + "/out", record.id, edited)["rejected"] == [record.cells.index[0]]
+    True
+    """
+    from ._validation import check_labels
+
+    folder = _folder(out, pair_id)
+    provenance, cells, current, auto = _load(folder)
+    labels = check_labels(labels, "labels")
+    if labels.shape != current.shape:
+        raise ValueError(f"`labels` has shape {labels.shape}; record {pair_id!r} is "
+                         f"{current.shape}. Read the file with the record's image shape.")
+    new_ids = [int(v) for v in np.unique(labels) if v > 0]
+    taken = set(cells.index.tolist()) | set(np.unique(auto).tolist())
+    free = int(max(taken | {0})) + 1
+    out_labels = np.zeros_like(current)
+    changes: dict = {"rejected": [], "edited": [], "restored": [], "added": []}
+    cells = cells.copy()
+    if "curated" not in cells:
+        cells["curated"] = ""
+    cells["curated"] = cells["curated"].fillna("")
+    for label in new_ids:
+        mask = labels == label
+        if label in cells.index:
+            status = cells.loc[label, "status"]
+            same = status == "kept" and np.array_equal(mask, current == label)
+            if not same:
+                kind = "restored" if status == "rejected" else "edited"
+                cells = _set_cell(cells, label, mask, "kept", kind, float("nan"))
+                changes[kind].append(label)
+        else:
+            if label in taken:  # an id the record used once: give the new cell a fresh one
+                label, free = free, free + 1
+            cells = _set_cell(cells, label, mask, "kept", "added", float("nan"))
+            changes["added"].append(label)
+        out_labels[mask] = label
+    for label in cells.index[(cells["status"] == "kept")].tolist():
+        if label not in set(new_ids) and not (out_labels == label).any():
+            cells.loc[label, ["status", "curated"]] = ["rejected", "rejected"]
+            changes["rejected"].append(int(label))
+    _save(folder, provenance, cells, out_labels.astype(np.int32), auto,
+          {"op": "replace_all", "source": None if source is None else str(source),
+           **{k: v for k, v in changes.items()}})
+    return changes
 
 
 def undo(out, pair_id: str) -> None:

@@ -36,7 +36,7 @@ from .io import check_pair_id
 __all__ = ["export", "assign_splits", "FORMATS"]
 
 #: What :func:`export` can write besides the COCO json (see the module docstring for the layout).
-FORMATS = ("coco", "labels", "cellapp", "cellpose", "ome-zarr")
+FORMATS = ("coco", "labels", "cellapp", "cellpose", "ome-zarr", "imagej-roi", "qupath-geojson")
 
 
 # ---------------------------------------------------------------------------
@@ -272,8 +272,16 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
         contours, so cells with holes are written as RLE even then (COCO
         allows both in one file; the count is in ``provenance.json`` and a
         warning). Default ``config.export.masks``, else "rle".
-    formats : sequence of {"coco", "labels", "cellapp", "cellpose", "ome-zarr"}, optional
+    formats : sequence of {"coco", "labels", "cellapp", "cellpose", "ome-zarr", \
+"imagej-roi", "qupath-geojson"}, optional
         What to write per split (COCO json and images are always written).
+        ``"imagej-roi"``: one ROI zip per image for Fiji's ROI Manager
+        (polygons along pixel edges; composite ROIs for cells with holes;
+        named by cell id, grouped by class). ``"qupath-geojson"``: one
+        GeoJSON FeatureCollection per image as QuPath imports objects (class
+        = QuPath classification). Both read back exactly with
+        :func:`cellnb.io.read_rois` / :func:`cellnb.io.read_geojson`; napari
+        opens the ``labels`` TIFFs and ``ome-zarr`` as label layers.
         Default ``config.export.formats``, else ``("coco", "labels")``.
     zip : bool, default=False
         Also write ``<out>.zip`` holding the dataset under one top folder.
@@ -481,6 +489,23 @@ def _write_extra(root, stem, record, formats):
                              "this one is RGB.")
         write_ome_zarr(root / "ome-zarr" / f"{stem}.ome.zarr", image, record.labels,
                        pixel_size_um=size[1] if size else None)
+    if "imagej-roi" in formats or "qupath-geojson" in formats:  # objects for Fiji / QuPath
+        from . import _objects
+        from .classify import CLASS_COLUMN
+
+        classes = None
+        if CLASS_COLUMN in record.cells.columns:
+            classes = {int(k): str(v) for k, v in record.cells[CLASS_COLUMN].items()
+                       if isinstance(v, str) and v}
+        if "imagej-roi" in formats:
+            (root / "imagej-roi").mkdir(exist_ok=True)
+            _objects.write_rois(record.labels, root / "imagej-roi" / f"{stem}.zip", classes)
+        if "qupath-geojson" in formats:
+            import json
+
+            (root / "qupath-geojson").mkdir(exist_ok=True)
+            (root / "qupath-geojson" / f"{stem}.geojson").write_text(
+                json.dumps(_objects.to_geojson(record.labels, classes)))
     if "cellpose" in formats:
         (root / "cellpose").mkdir(exist_ok=True)
         tifffile.imwrite(root / "cellpose" / f"{stem}_img.tif", record.image)
