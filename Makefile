@@ -1,12 +1,15 @@
 # Entry points, each working from nothing on a fresh machine:
-#   make demo   create .venv, install cellnb, run the main job (cellnb demo)
-#   make test   same install, run the test suite (notebooks included)
-#   make lab    same install, open the tutorial notebooks in JupyterLab (127.0.0.1)
-#   make docs   same install, build the documentation site into build/docs/html
+#   make demo   create .venv, install cellnb and JupyterLab, run the main job (cellnb demo)
+#   make test   install cellnb with every extra, run the test suite (notebooks included)
+#   make lab    that full install, open the tutorial notebooks in JupyterLab (127.0.0.1)
+#   make docs   that full install, build the documentation site into build/docs/html
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the demo's lighter install (core + JupyterLab): no TensorFlow, cellpose, Sphinx, ...
+DEMO_STAMP := $(VENV)/.installed-demo
+EXTRAS := dev,hpc,cellpose,stardist,bioio,tracking,lab,docs
 
 # Real data for tests and notebooks: an explicit CELLNB_DATA_DIR wins; otherwise the
 # shared read-only copy beside the checkout, if there is one (else pooch downloads).
@@ -20,13 +23,20 @@ EXECUTED := $(CURDIR)/build/executed-notebooks
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,hpc,cellpose,stardist,bioio,tracking,lab,docs]"
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP) $(DEMO_STAMP)
+
+# the full install (make test) serves the demo too
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/cellnb demo --out cellnb-demo
 
 test: $(STAMP) browser slurm
