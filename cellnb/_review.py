@@ -104,6 +104,7 @@ class Review:
         from .io import read_labels
 
         folder = curate._folder(self.out, self.pair_id)
+        self.version = curate.version(self.out, self.pair_id)  # edits refused once stale
         self.provenance, self.cells, self.labels, self.auto = curate._load(folder)
         self.nuclei = read_labels(folder / "nuclei.tif") if (folder / "nuclei.tif").is_file() \
             else None
@@ -169,6 +170,22 @@ class Review:
         self.message = message
         self._status.value = f"<b>{message}</b>"
 
+    def _fail(self, err: Exception) -> None:
+        """An edit that failed: its message in the status line, whatever the exception (a
+        click in a notebook must never fail without a word); a stale record is reloaded."""
+        if isinstance(err, (ValueError, RuntimeError)):
+            message = str(err)
+        else:
+            message = f"{type(err).__name__}: {err}"
+        if isinstance(err, curate.StaleRecordError):
+            try:
+                self._load()
+                self._draw(("rejected", "flagged", "cells"))
+                message += " (reloaded: what you see now is on disk)"
+            except Exception:  # noqa: BLE001  the record itself is gone: say the first error
+                pass
+        self._say(message)
+
     def _changed(self, message: str, t0: float, layers=("rejected", "flagged", "cells")) -> None:
         self._load()
         self._draw(layers)
@@ -201,18 +218,18 @@ class Review:
                 self._negative(y, x, t0)
             elif self.labels[row, col] > 0:
                 label = int(self.labels[row, col])
-                curate.reject(self.out, self.pair_id, label)
+                curate.reject(self.out, self.pair_id, label, version=self.version)
                 self._selected, self._points = None, []
                 self._changed(f"rejected cell {label}", t0, layers=("rejected", "cells"))
             elif self.auto[row, col] > 0 and self.cells.loc[int(self.auto[row, col]),
                                                             "status"] == "rejected":
                 label = int(self.auto[row, col])
-                curate.restore(self.out, self.pair_id, label)
+                curate.restore(self.out, self.pair_id, label, version=self.version)
                 self._changed(f"restored cell {label}", t0, layers=("rejected", "cells"))
             else:
                 self._add([(float(y), float(x), True)], None, t0)
-        except (RuntimeError, ValueError) as err:
-            self._say(str(err))
+        except Exception as err:  # noqa: BLE001  (every failure is shown, none vanishes)
+            self._fail(err)
 
     def _add(self, points, box, t0) -> None:
         mask, score = self._segment(points, box)
@@ -224,7 +241,8 @@ class Review:
         prompt = {"points": [[y, x] for y, x, _ in points], "labels": [int(p) for *_, p in points]}
         if box is not None:
             prompt["box"] = list(box)
-        label = curate.add(self.out, self.pair_id, mask, prompt=prompt, score=score)
+        label = curate.add(self.out, self.pair_id, mask, prompt=prompt, score=score,
+                           version=self.version)
         self._selected, self._points = label, list(points)
         self._changed(f"added cell {label} (SAM score {score:.2f})", t0, layers=("cells",))
 
@@ -242,7 +260,8 @@ class Review:
             return
         curate.replace(self.out, self.pair_id, label, mask,
                        prompt={"points": [[py, px] for py, px, _ in points],
-                               "labels": [int(p) for *_, p in points]}, score=score)
+                               "labels": [int(p) for *_, p in points]}, score=score,
+                       version=self.version)
         self._points = points
         self._changed(f"cell {label} segmented again with {len(points)} points", t0,
                       layers=("cells",))
@@ -252,16 +271,16 @@ class Review:
         t0 = time.perf_counter()
         try:
             self._add([], (y0, x0, y1, x1), t0)
-        except (RuntimeError, ValueError) as err:
-            self._say(str(err))
+        except Exception as err:  # noqa: BLE001  (every failure is shown, none vanishes)
+            self._fail(err)
 
     def undo(self) -> None:
         """Undo the last edit of the record shown."""
         t0 = time.perf_counter()
         try:
-            curate.undo(self.out, self.pair_id)
-        except ValueError as err:
-            self._say(str(err))
+            curate.undo(self.out, self.pair_id, version=self.version)
+        except Exception as err:  # noqa: BLE001  (every failure is shown, none vanishes)
+            self._fail(err)
             return
         self._selected, self._points = None, []
         self._changed("undone", t0)

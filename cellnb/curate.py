@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["reject", "restore", "add", "replace", "replace_all", "undo", "curation"]
+__all__ = ["reject", "restore", "add", "replace", "replace_all", "undo", "curation", "version",
+           "StaleRecordError"]
 
 
 def _folder(out, pair_id) -> Path:
@@ -59,6 +60,30 @@ def _folder(out, pair_id) -> Path:
         raise FileNotFoundError(f"no record {pair_id!r} in {root}; the records there are "
                                 f"{sorted(p.name for p in root.glob('*') if (p / 'record.json').is_file())[:10]}.")
     return folder
+
+
+class StaleRecordError(ValueError):
+    """The record changed on disk since the caller read it (another review widget, or a
+    curate call from code): the edit is refused instead of undoing that change."""
+
+
+def version(out, pair_id: str) -> str:
+    """The record's version: a hash of its ``record.json``, which every edit rewrites.
+
+    Pass it back as ``version=`` to an edit to have the edit refused
+    (:class:`StaleRecordError`) when the record changed in between.
+    """
+    from ._files import sha256
+
+    return sha256(_folder(out, pair_id) / "record.json")[:16]
+
+
+def _check_version(out, pair_id, expected) -> None:
+    if expected is not None and version(out, pair_id) != expected:
+        raise StaleRecordError(
+            f"record {pair_id!r} changed since it was read (another review widget or a curate "
+            "call edited it); nothing was changed. Reload the record (review: go to it again) "
+            "and repeat the edit.")
 
 
 def _load(folder: Path):
@@ -157,7 +182,7 @@ def _set_cell(cells, label, mask, status, curated, score=np.nan):
     return cells
 
 
-def reject(out, pair_id: str, label) -> None:
+def reject(out, pair_id: str, label, *, version: str | None = None) -> None:
     """Reject cell `label` of record `pair_id`: background in the labels, left out of export.
 
     Parameters
@@ -170,6 +195,7 @@ def reject(out, pair_id: str, label) -> None:
         :func:`undo` for all, one logged edit each.
     """
     folder = _folder(out, pair_id)
+    _check_version(out, pair_id, version)
     provenance, cells, labels, auto = _load(folder)
     many = label if isinstance(label, (list, tuple, np.ndarray, pd.Index, pd.Series)) else [label]
     chosen = [_label(cells, one) for one in many]
@@ -188,9 +214,10 @@ def reject(out, pair_id: str, label) -> None:
     _save(folder, provenance, cells, labels, auto, edits)
 
 
-def restore(out, pair_id: str, label: int) -> None:
+def restore(out, pair_id: str, label: int, *, version: str | None = None) -> None:
     """Bring back a rejected cell `label` with its automatic mask (pixels taken since stay taken)."""
     folder = _folder(out, pair_id)
+    _check_version(out, pair_id, version)
     provenance, cells, labels, auto = _load(folder)
     label = _label(cells, label)
     if cells.loc[label, "status"] != "rejected":
@@ -206,7 +233,8 @@ def restore(out, pair_id: str, label: int) -> None:
     _save(folder, provenance, cells, labels, auto, {"op": "restore", "label": label})
 
 
-def add(out, pair_id: str, mask, *, prompt: dict | None = None, score: float = np.nan) -> int:
+def add(out, pair_id: str, mask, *, prompt: dict | None = None, score: float = np.nan,
+        version: str | None = None) -> int:
     """Add a missed cell from its `mask`; return its new id.
 
     The new cell takes only the pixels no other cell has (a click on a
@@ -222,12 +250,17 @@ def add(out, pair_id: str, mask, *, prompt: dict | None = None, score: float = n
         logged with the edit.
     score : float, optional
         The model's score of the mask.
+    version : str, optional
+        The record's :func:`version` when it was read: the edit is refused
+        (:class:`StaleRecordError`) if the record changed since. Every edit
+        takes it.
 
     Returns
     -------
     label : int
     """
     folder = _folder(out, pair_id)
+    _check_version(out, pair_id, version)
     provenance, cells, labels, auto = _load(folder)
     mask = _mask(mask, labels.shape) & (labels == 0)
     if not mask.any():
@@ -242,9 +275,10 @@ def add(out, pair_id: str, mask, *, prompt: dict | None = None, score: float = n
 
 
 def replace(out, pair_id: str, label: int, mask, *, prompt: dict | None = None,
-            score: float = np.nan) -> None:
+            score: float = np.nan, version: str | None = None) -> None:
     """Redraw cell `label` with `mask` (e.g. re-segmented with a negative point)."""
     folder = _folder(out, pair_id)
+    _check_version(out, pair_id, version)
     provenance, cells, labels, auto = _load(folder)
     label = _label(cells, label)
     mask = _mask(mask, labels.shape) & ((labels == 0) | (labels == label))
@@ -258,7 +292,7 @@ def replace(out, pair_id: str, label: int, mask, *, prompt: dict | None = None,
           {"op": "replace", "label": label, "prompt": prompt, "area": int(mask.sum())})
 
 
-def replace_all(out, pair_id: str, labels, *, source=None) -> dict:
+def replace_all(out, pair_id: str, labels, *, source=None, version: str | None = None) -> dict:
     """Make an edited label image the record's cells, as one curation step (one undo).
 
     For corrections made elsewhere (Fiji's ROI Manager, QuPath) and read back
@@ -275,6 +309,8 @@ def replace_all(out, pair_id: str, labels, *, source=None) -> dict:
         The record's image size; 0 is background.
     source : str or Path, optional
         Where the labels came from, logged with the edit.
+    version : str, optional
+        The record's :func:`version` when it was read (see :func:`add`).
 
     Returns
     -------
@@ -300,6 +336,7 @@ def replace_all(out, pair_id: str, labels, *, source=None) -> dict:
     from ._validation import check_labels
 
     folder = _folder(out, pair_id)
+    _check_version(out, pair_id, version)
     provenance, cells, current, auto = _load(folder)
     labels = check_labels(labels, "labels")
     if labels.shape != current.shape:
@@ -339,13 +376,14 @@ def replace_all(out, pair_id: str, labels, *, source=None) -> dict:
     return changes
 
 
-def undo(out, pair_id: str) -> None:
+def undo(out, pair_id: str, *, version: str | None = None) -> None:
     """Undo the last curation edit of record `pair_id`: its previous version comes back whole."""
     import shutil
 
     from ._files import atomic_dir
 
     folder = _folder(out, pair_id)
+    _check_version(out, pair_id, version)
     history = sorted((folder / "history").glob("*/record.json")) if (folder / "history").is_dir() \
         else []
     if not history:

@@ -124,3 +124,36 @@ def test_review_refuses_a_model_that_cannot_click(out):
         review(out, model="watershed")
     with pytest.raises(ValueError, match="outside the image"):
         review(out).click(-5, 3)
+
+
+def test_a_second_widget_on_the_same_folder_cannot_undo_the_firsts_edit(out):
+    """Two reviews of one folder: an edit made through the other is never overwritten or
+    undone by a stale one; the stale one says so and reloads (issue 34)."""
+    first, second = review(out), review(out)
+    label = int(first.cells.index[0])
+    y, x = _inside(first.labels, label)
+    _click(first, y, x)
+    assert first.message.startswith(f"rejected cell {label}")
+    other = int(second.cells.index[1])
+    _click(second, *_inside(second.labels, other))  # second still holds the old version
+    assert "changed since it was read" in second.message and "reloaded" in second.message
+    assert curate.curation(out)["op"].tolist() == ["reject"]  # nothing else was written
+    assert second.cells.loc[label, "status"] == "rejected"  # it now shows what is on disk
+    second.viewer.handle_event({"event": "key", "key": "z"})  # undo: its own, fresh version
+    assert second.message.startswith("undone")
+    with pytest.raises(curate.StaleRecordError, match="changed since it was read"):
+        curate.reject(out, first.pair_id, other, version=first.version)
+
+
+def test_every_failure_of_an_edit_shows_in_the_status_line(out, monkeypatch):
+    import shutil
+
+    panel = review(out)
+    label = int(panel.cells.index[0])
+    y, x = _inside(panel.labels, label)
+    shutil.rmtree(out / "records" / panel.pair_id)  # the record folder is gone
+    _click(panel, y, x)
+    assert panel.message.startswith("FileNotFoundError: no record")
+    monkeypatch.setattr(curate, "undo", lambda *a, **k: 1 / 0)
+    panel.viewer.handle_event({"event": "key", "key": "z"})
+    assert panel.message == "ZeroDivisionError: division by zero"
