@@ -44,7 +44,7 @@ def rings(mask: np.ndarray) -> list[np.ndarray]:
         ring, here, heading = [start], start, None
         while True:
             ends = nxt[here]
-            if len(ends) == 1:
+            if len(ends) == 1 or heading is None:  # (how rings link never changes the fill)
                 end = ends.pop()
             else:  # a corner shared by two diagonal pixels: turn right (keep them apart)
                 right = (heading[1], -heading[0])

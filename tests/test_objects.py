@@ -151,3 +151,16 @@ def test_bad_object_files_and_shapes(tmp_path, dataset):
         write_pairs(synthetic_pairs(1, shape=(96, 96), n_cells=3, seed=1), tmp_path / "p")
         annotate(tmp_path / "p", tmp_path / "o", model="watershed", progress=False)
         replace_all(tmp_path / "o", "synthetic_000", np.zeros((4, 4), np.int32))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_cells_round_trip_through_both_formats(tmp_path, seed):
+    """Salt-and-pepper cells: every kind of corner contact, hole and piece at once."""
+    from cellnb import _objects
+
+    rng = np.random.default_rng(seed)
+    labels = ((rng.random((12, 14)) > 0.45) * rng.integers(1, 4, (12, 14))).astype(np.int32)
+    (tmp_path / "g.geojson").write_text(json.dumps(_objects.to_geojson(labels)))
+    _objects.write_rois(labels, tmp_path / "r.zip")
+    assert np.array_equal(read_geojson(tmp_path / "g.geojson", labels.shape)[0], labels)
+    assert np.array_equal(read_rois(tmp_path / "r.zip", labels.shape)[0], labels)
