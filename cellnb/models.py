@@ -282,6 +282,23 @@ class SamModel:
             self._embeddings.popitem(last=False)
         return embedding
 
+    def has_embedding(self, image, *, tile_shape=None, halo=None) -> bool:
+        """Whether :meth:`embed` would return a kept embedding of `image` (no encoder run).
+
+        What a widget asks before a click, to say "computing the embedding"
+        while the encoder runs the first time.
+        """
+        from ._validation import check_image
+
+        image = check_image(image, "image", rgb=True)
+        h, w = image.shape[:2]
+        if tile_shape is None or (h <= tile_shape[0] and w <= tile_shape[1]):
+            tile_shape, halo = None, None
+        else:
+            tile_shape = tuple(int(v) for v in tile_shape)
+            halo = tuple(int(v) for v in halo or (0, 0))
+        return f"{image_key(image)}:{tile_shape}:{halo}" in self._embeddings
+
     def mode_options(self, mode: str = "ais", *, tiled: bool = False) -> dict:
         """``{option: default}`` that segmenting without prompts in `mode` takes:
         micro_sam's own names and defaults, read off its class for that mode.

@@ -9,6 +9,9 @@ import numpy as np
 
 __all__ = ["tune_locate", "LocateTuner", "review"]
 
+# the locate controls that only Cell-APP's methods read
+CELLAPP_CONTROLS = ("threshold_division", "sigma", "tophat_size", "erosion_radius")
+
 
 def _as_pairs(pairs_or_images) -> list[tuple[str, object]]:
     """(name, loader) per pair; loaders read files lazily and return (tl, fl)."""
@@ -66,7 +69,9 @@ class LocateTuner:
         loc, pro = self.config.locate, self.config.prompt
         from ._learned_locate import LEARNED, learned_available
 
-        style = {"description_width": "initial"}
+        # one description width for every control, so that each slider keeps a track it can
+        # be dragged on (a description as wide as its text left 0-28 px tracks)
+        style = {"description_width": "9.5em"}
         # sliders recompute when released, not on every step of a drag
         slider = {"style": style, "continuous_update": False}
         methods = ["auto", "isodata", "multiotsu", "watershed"]
@@ -95,17 +100,21 @@ class LocateTuner:
         self.save_button = w.Button(description="Save config", icon="save",
                                     layout=w.Layout(flex="0 0 auto"))
         self.status = w.HTML()
+        self.note = w.HTML()  # why some controls are greyed out
         self.output = w.Output()
         for control in self.controls.values():  # "auto": the grid cell's width, margins inside it
             control.layout = w.Layout(width="auto")
             control.observe(lambda change: self.update(), names="value")
+        for name in CELLAPP_CONTROLS:
+            self.controls[name].tooltip = (
+                "a parameter of Cell-APP's methods (isodata, multiotsu, watershed)")
         self.save_button.on_click(lambda _: self.save())
         # controls in as many columns as the notebook column holds; nothing wider than it
         grid = w.GridBox(list(self.controls.values()), layout=w.Layout(
-            grid_template_columns="repeat(auto-fill, minmax(17em, 1fr))", grid_gap="2px 12px"))
+            grid_template_columns="repeat(auto-fill, minmax(24em, 1fr))", grid_gap="2px 12px"))
         save = w.HBox([self.path, self.save_button], layout=w.Layout(flex_flow="row wrap"))
         self.viewer = Viewer(height=520)
-        self.panel = w.VBox([grid, save, self.status, self.viewer, self.output])
+        self.panel = w.VBox([grid, self.note, save, self.status, self.viewer, self.output])
         self._images = {}
         self._shown = None
         self.nuclei = self.prompts = self.figure = None
@@ -138,9 +147,17 @@ class LocateTuner:
         from .prompt import prompt
 
         params = self.parameters()
-        cellapp = params["locate"]["method"] not in ("auto", "stardist", "cellpose")
-        for name in ("threshold_division", "sigma", "tophat_size", "erosion_radius"):
+        method = params["locate"]["method"]
+        cellapp = method not in ("auto", "stardist", "cellpose")
+        for name in CELLAPP_CONTROLS:
             self.controls[name].disabled = not cellapp
+        self.note.value = "" if cellapp else (
+            f"<small><i>threshold division, gaussian sigma, top-hat size and erosion radius "
+            f"are greyed out: they are parameters of Cell-APP's methods (isodata, multiotsu, "
+            f"watershed). <b>{method}</b> "
+            + ("estimates the nucleus scale from the image and needs no tuning."
+               if method == "auto" else "is a learned model and takes none of them.")
+            + " Pick a Cell-APP method to use them.</i></small>")
         tl, fl = self._pair()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -197,10 +214,10 @@ class LocateTuner:
         self.status.value = f"saved {path}"
         return path
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def _repr_mimebundle_(self, **kwargs):
+        from .viewer import panel_bundle
 
-        display(self.panel)
+        return panel_bundle(self.panel, self.viewer, **kwargs)
 
 
 def tune_locate(pairs_or_images, *, config=None) -> LocateTuner:
@@ -243,12 +260,17 @@ def review(out, *, model=None, height: int = 560):
 
     Shows one record at a time in a :class:`cellnb.viewer.Viewer` (TL,
     fluorescence, cells, flagged cells in orange, rejected ones in red).
-    Click a cell to reject it (again to restore it); click empty TL to add a
-    cell from that point and shift-click to give the cell added last a
-    negative point (both need a SAM `model`: decoding on the image's kept
-    embedding, no re-encoding); in box mode drag a box to add a cell from it;
+    Click a cell to reject it (again to restore it). Click empty TL for SAM's
+    cell from that point, drawn as a yellow preview with its size and score
+    (and a warning when its size is far outside the record's cells): Enter
+    keeps it, Esc drops it; shift-click gives the preview a negative point;
+    in box mode drag a box for a preview from it (these need a SAM `model`:
+    decoding on the image's kept embedding, no re-encoding). In brush /
+    eraser mode a drag paints the cell it starts in / erases cell pixels.
     ``z`` undoes. Every edit is written at once, atomically, into the record
     (:mod:`cellnb.curate`), so export and train use it and annotate keeps it.
+    The keys act while the pointer is over the image (the key map is listed
+    under it); the notebook keeps them otherwise.
 
     Parameters
     ----------
@@ -264,6 +286,7 @@ def review(out, *, model=None, height: int = 560):
     -------
     review : Review
         Displays itself; ``review.click(y, x)``, ``review.box(...)``,
+        ``review.accept()``, ``review.discard()``, ``review.paint(...)``,
         ``review.undo()``, ``review.go(pair_id)`` do what the clicks do.
 
     Examples

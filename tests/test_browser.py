@@ -61,8 +61,11 @@ def log(event):
 
 viewer.on_click(log)
 viewer.on_box(log)
+viewer.on_stroke(lambda e: log({{"event": "stroke", "n": len(e["points"]), "erase": e["erase"],
+                                 "area": int(e["mask"].sum())}}))
 viewer.observe(lambda c: log({{"event": "view", **c["new"]}}), names="view")
-viewer.observe(lambda c: log({{"event": "layers", "visible": [l["visible"] for l in c["new"]]}}),
+viewer.observe(lambda c: log({{"event": "layers", "visible": [l["visible"] for l in c["new"]],
+                              "opacity": [l.get("opacity") for l in c["new"]]}}),
                names="layers")
 viewer
 """
@@ -231,6 +234,12 @@ def _drive(browser, base, token, folder):
     def offset(y, x):  # selenium offsets are from the element's centre
         return round((x - SIZE / 2) * scale), round((y - SIZE / 2) * scale)
 
+    viewer = f"{ACTIVE} .cellnb-viewer"
+    # 0. keys: with the pointer over the image (nothing clicked, the canvas unfocused) the
+    # viewer's keys act on the viewer and never on the notebook; away from it, the notebook
+    # has its keys again (issue 34: `0 0` opened "Restart kernel?", `b` inserted a cell)
+    _keys_reach_the_viewer_only_while_pointed_at(browser, canvas, viewer)
+
     # 1. click the middle of a cell: the kernel learns which cell
     pair = synthetic_pairs(1, shape=(SIZE, SIZE), n_cells=6, seed=0)[0]
     from scipy import ndimage
@@ -252,11 +261,11 @@ def _drive(browser, base, token, folder):
 
     # 3. the wheel zooms in about the pointer; the kernel's view follows
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -600).perform()
-    zoomed = _wait_for(folder, "view", lambda e: e.get("scale", 0) > scale * 1.5)
+    # (the wheel zooms 3.3x; the `+` of step 0 zoomed 2x)
+    zoomed = _wait_for(folder, "view", lambda e: e.get("scale", 0) > scale * 2.5)
     assert 0 <= zoomed["cy"] <= SIZE and 0 <= zoomed["cx"] <= SIZE
 
     # 4. hiding a layer from its checkbox
-    viewer = f"{ACTIVE} .cellnb-viewer"
     browser.find_element(By.CSS_SELECTOR, f"{viewer} input[data-layer='cells']").click()
     _wait_for(folder, "layers", lambda e: e["visible"] == [True, True, False])
 
@@ -267,6 +276,64 @@ def _drive(browser, base, token, folder):
     box = _wait_for(folder, "box", lambda e: True)
     assert box["y1"] > box["y0"] and box["x1"] > box["x0"]
     assert (box["x1"] - box["x0"]) == pytest.approx(60 / zoomed["scale"], rel=0.2)
+
+    # 6. the pointer's pixel and every layer's value there, in the status line
+    ActionChains(browser).move_to_element_with_offset(canvas, 3, 2).perform()
+    WebDriverWait(browser, 20).until(lambda d: " · TL " in d.find_element(
+        By.CSS_SELECTOR, f"{viewer}-pointer").text)
+    text = browser.find_element(By.CSS_SELECTOR, f"{viewer}-pointer").text
+    import re
+
+    match = re.search(r"y (\d+), x (\d+) · TL (\d+) · H2B \S+ · cells (\d+)", text)
+    assert match, text
+    py, px, tl_value, label_value = map(int, match.groups())
+    assert int(pair.tl[py, px]) == tl_value and int(pair.cells[py, px]) == label_value
+
+    # 7. opacity from the slider under the image reaches the kernel
+    browser.execute_script(
+        f"const s = document.querySelector('{viewer} input[data-opacity=\"H2B\"]');"
+        "s.value = '0.3'; s.dispatchEvent(new Event('input'));")
+    _wait_for(folder, "layers", lambda e: e["opacity"][1] == 0.3)
+
+    # 8. the brush: a drag in brush mode is a stroke in image pixels
+    browser.find_element(By.CSS_SELECTOR, f"{viewer}-bar button[title^='drag paints']").click()
+    ActionChains(browser).move_to_element_with_offset(canvas, -20, 0).click_and_hold() \
+        .move_by_offset(20, 0).move_by_offset(20, 0).release().perform()
+    stroke = _wait_for(folder, "stroke", lambda e: True)
+    assert stroke["n"] >= 2 and not stroke["erase"] and stroke["area"] > 0
+    browser.save_screenshot(str(folder / "viewer.png"))
+
+
+def _keys_reach_the_viewer_only_while_pointed_at(browser, canvas, viewer):
+    cells = f"{ACTIVE} .jp-Notebook .jp-Cell"
+    toolbar = browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .jp-Toolbar")
+    ActionChains(browser).move_to_element(toolbar).perform()
+    browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .jp-Cell .jp-InputPrompt").click()
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()  # command mode, as a user leaves it
+    n_cells = len(browser.find_elements(By.CSS_SELECTOR, cells))
+    assert "keys-on" not in browser.find_element(By.CSS_SELECTOR, viewer).get_attribute("class")
+    ActionChains(browser).move_to_element(canvas).perform()
+    root = browser.find_element(By.CSS_SELECTOR, viewer)
+    assert "cellnb-viewer-keys-on" in root.get_attribute("class")  # the visible key state
+    keymap = browser.find_element(By.CSS_SELECTOR, f"{viewer}-keymap").text
+    assert keymap.startswith("⌨ keys on:") and "b box" in keymap and "0 whole image" in keymap
+    assert browser.execute_script("return document.activeElement.tagName") != "CANVAS"
+    ActionChains(browser).send_keys("+", "b", "0", "0").perform()  # (z is a review key)
+    time.sleep(1.0)
+    assert not browser.find_elements(By.CSS_SELECTOR, ".jp-Dialog"), "a JupyterLab dialog opened"
+    assert len(browser.find_elements(By.CSS_SELECTOR, cells)) == n_cells
+    box_button = browser.find_element(By.CSS_SELECTOR, f"{viewer}-bar button[title^='drag draws']")
+    assert "active" in box_button.get_attribute("class")  # `b` was the viewer's: box mode
+    browser.find_element(By.CSS_SELECTOR, f"{viewer}-bar button[title^='drag pans']").click()
+    # away from the image the keys are the notebook's again: `b` inserts a cell below
+    ActionChains(browser).move_to_element(toolbar).perform()
+    browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .jp-Cell .jp-InputPrompt").click()
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    assert "keys-on" not in browser.find_element(By.CSS_SELECTOR, viewer).get_attribute("class")
+    ActionChains(browser).send_keys("b").perform()
+    WebDriverWait(browser, 10).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, cells)) == n_cells + 1)
+    assert "active" not in box_button.get_attribute("class")
 
 
 REVIEW = """
@@ -294,6 +361,7 @@ def test_review_in_jupyterlab_rejects_and_adds_cells_on_disk(lab, browser, tmp_p
 
 def _drive_review(browser, base, token, work):
     import pandas as pd
+    from scipy import ndimage
 
     from cellnb.io import read_labels
     from cellnb.segment import segment_click
@@ -311,8 +379,6 @@ def _drive_review(browser, base, token, work):
     record = next((work / "out" / "records").iterdir())
     labels = read_labels(record / "cells.tif")
     label = int(np.bincount(labels.ravel())[1:].argmax()) + 1  # the largest cell
-    from scipy import ndimage
-
     dist = ndimage.distance_transform_edt(labels == label)
     y, x = np.unravel_index(np.argmax(dist), dist.shape)
     click(y, x)
@@ -323,7 +389,27 @@ def _drive_review(browser, base, token, work):
 
     WebDriverWait(browser, 120).until(lambda d: status_of(label) == "rejected")
     assert not (read_labels(record / "cells.tif") == label).any()
-    # a click on empty TL: SAM (the notebook's random-init vit_t, seed 0) draws a new cell
+
+    def edits():
+        provenance = json.loads((record / "record.json").read_text())
+        return [e["op"] for e in provenance.get("curation", {}).get("edits", [])]
+
+    def status():
+        return browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-html").text
+
+    settled = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+    # a double click on a cell is one click: rejected once, not rejected and restored
+    other = int(np.bincount(labels.ravel())[1:].argsort()[-2]) + 1
+    oy, ox = np.unravel_index(np.argmax(ndimage.distance_transform_edt(labels == other)),
+                              labels.shape)
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, round((ox + 0.5 - SIZE / 2) * scale), round((oy + 0.5 - SIZE / 2) * scale)
+    ).double_click().perform()
+    WebDriverWait(browser, 60).until(lambda d: status_of(other) == "rejected")
+    time.sleep(1.5)
+    assert edits() == ["reject", "reject"] and status_of(other) == "rejected"
+
+    # a click on empty TL: SAM (the notebook's random-init vit_t, seed 0) draws a preview
     pair = synthetic_pairs(1, shape=(SIZE, SIZE), n_cells=6, seed=5)[0]
     model = random_sam("vit_t", seed=0)
     current = read_labels(record / "cells.tif")
@@ -338,21 +424,47 @@ def _drive_review(browser, base, token, work):
         if target:
             break
     assert target is not None, "the random-init model draws no mask anywhere on this image"
+    # every text the status lines show from now on (the embedding takes seconds)
+    browser.execute_script(f"""
+        window._seen = [];
+        const panel = document.querySelector('{ACTIVE} .jp-OutputArea-output .widget-vbox');
+        new MutationObserver(() => window._seen.push(
+            panel.querySelector('.widget-html').textContent + ' | ' +
+            panel.querySelector('.cellnb-viewer-work').textContent))
+          .observe(panel, {{subtree: true, childList: true, characterData: true}});""")
     click(*target)
-
-    def edits():
-        provenance = json.loads((record / "record.json").read_text())
-        return [e["op"] for e in provenance.get("curation", {}).get("edits", [])]
-
-    # the first add embeds the image (seconds on a slow machine)
-    WebDriverWait(browser, 120).until(lambda d: edits() == ["reject", "add"])
+    settled.until(lambda d: status().startswith("preview of a new cell"))
+    assert "Enter accepts, Esc discards" in status() and "SAM score" in status()
+    assert edits() == ["reject", "reject"]  # nothing written before Enter
+    seen = browser.execute_script("return window._seen;")
+    assert any("working…" in t for t in seen), seen  # at once, in the browser
+    assert any(t.startswith("computing SAM's image embedding") for t in seen), seen
+    ActionChains(browser).send_keys(Keys.ENTER).perform()  # the pointer is on the image
+    WebDriverWait(browser, 60).until(lambda d: edits() == ["reject", "reject", "add"])
     new = read_labels(record / "cells.tif")
     added = int(new.max())
     assert added > labels.max() and (new == added).sum() > 0
-    # the status line is drawn again as the widget updates: read it once it has settled
-    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-html b").text
-        .startswith(f"added cell {added}"))
+    settled.until(lambda d: status().startswith(f"added cell {added}"))
+    # `z` over the image is the widget's undo, not JupyterLab's
+    n_cells = len(browser.find_elements(By.CSS_SELECTOR, f"{ACTIVE} .jp-Notebook .jp-Cell"))
+    ActionChains(browser).send_keys("z").perform()
+    WebDriverWait(browser, 60).until(lambda d: edits() == ["reject", "reject"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, f"{ACTIVE} .jp-Notebook .jp-Cell")) \
+        == n_cells
+
+    # an edit made elsewhere (another widget, a script): this widget's next edit is refused
+    from cellnb import curate
+
+    curate.restore(work / "out", record.name, other)
+    click(y, x)  # would restore the first cell
+    settled.until(lambda d: "changed since it was read" in status())
+    assert "reloaded" in status() and edits() == ["reject", "reject", "restore"]
+    # any failure shows in the status line: the record folder is gone
+    import shutil
+
+    shutil.rmtree(record)
+    click(oy, ox)
+    settled.until(lambda d: status().startswith("FileNotFoundError: no record"))
 
 
 TUNER = f"""
@@ -390,3 +502,14 @@ def test_locate_tuner_fits_the_column_in_jupyterlab(lab, browser):
             report, browser.execute_script("return window._culprits;"))
         method = browser.find_element(By.CSS_SELECTOR, f"{ACTIVE} .widget-dropdown select")
         assert method.get_attribute("value") is not None
+        # every slider has a track a mouse can drag (issue 34: 0-28 px tracks)
+        tracks = browser.execute_script(f"""
+            return [...document.querySelectorAll('{ACTIVE} .widget-slider')].map(s => {{
+                const t = s.querySelector('.slider-container, .slider');
+                return [s.querySelector('.widget-label').textContent,
+                        Math.round(t.getBoundingClientRect().width)];
+            }});""")
+        assert len(tracks) == 4 and all(width >= 120 for _, width in tracks), tracks
+        # in `auto` the greyed-out controls are explained on screen
+        note = browser.find_element(By.XPATH, "//*[contains(text(), 'are greyed out')]")
+        assert note.is_displayed()

@@ -158,7 +158,9 @@ def test_box_is_clipped_to_the_image_and_keys_are_passed_on(viewer, cells):
     viewer.handle_event({"event": "key", "key": "z", "ctrl": True})
     assert [boxes[0][k] for k in ("y0", "x0", "y1", "x1")] == [0.0, 2.0, 5.0, 10.0]
     assert keys[0]["key"] == "z" and keys[0]["ctrl"] is True
-    with pytest.raises(ValueError, match="unknown viewer event 'hover'"):
+    with pytest.raises(ValueError, match="unknown viewer event 'wiggle'"):
+        viewer.handle_event({"event": "wiggle"})
+    with pytest.raises(ValueError, match="a hover message has numbers 'y' and 'x'"):
         viewer.handle_event({"event": "hover"})
     with pytest.raises(TypeError, match="`callback` must be callable"):
         viewer.on_click("print")
@@ -243,3 +245,104 @@ def test_update_labels_refuses_other_layers_and_shapes(viewer, cells):
         viewer.update_labels("cells", np.zeros((4, 4), np.int32))
     with pytest.raises(KeyError, match="no layer 'nope'"):
         viewer.update_labels("nope", cells)
+
+
+def test_each_event_is_answered_idle_and_a_hover_with_the_values_under_the_pointer(viewer):
+    viewer.add_image(np.arange(12, dtype=np.uint16).reshape(3, 4) * 100, name="TL")
+    labels = np.zeros((3, 4), int)
+    labels[1:, 2:] = 7
+    viewer.add_labels(labels, name="cells")
+    viewer.sent.clear()
+    viewer.handle_event({"event": "hover", "y": 2.5, "x": 3.5})
+    assert viewer.sent == [({"event": "values", "y": 2.5, "x": 3.5,
+                             "text": "TL 1100 · cells 7"}, None)]
+    viewer.sent.clear()
+    viewer.on_click(lambda e: 1 / 0)  # a failing callback: the browser still hears "idle"
+    with pytest.raises(ZeroDivisionError):
+        viewer.handle_event({"event": "click", "y": 0, "x": 0})
+    assert viewer.sent == [({"event": "idle"}, None)]
+    assert viewer.values_at(-1, 0) == {}
+
+
+def test_a_stroke_event_carries_its_mask(viewer):
+    from cellnb.viewer import stroke_mask
+
+    viewer.add_image(np.zeros((6, 8), np.uint8))
+    strokes = []
+    viewer.on_stroke(strokes.append)
+    viewer.handle_event({"event": "stroke", "points": [[1.5, 1.5], [1.5, 20]], "radius": 0.5,
+                         "erase": True})
+    event = strokes[0]
+    assert event["erase"] is True and event["radius"] == 0.5
+    np.testing.assert_array_equal(event["points"], [[1.5, 1.5], [1.5, 8.0]])  # clipped
+    expected = np.zeros((6, 8), bool)
+    expected[1, 1:] = True
+    np.testing.assert_array_equal(event["mask"], expected)
+    np.testing.assert_array_equal(stroke_mask((3, 3), [(1.5, 1.5)], 1.0),
+                                  [[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    with pytest.raises(ValueError, match="`radius` must be a positive number"):
+        stroke_mask((3, 3), [(1, 1)], 0)
+    with pytest.raises(ValueError, match="non-empty"):
+        stroke_mask((3, 3), [], 1)
+
+
+def test_keymap_pixel_size_and_brush_are_checked():
+    import traitlets
+
+    viewer = Viewer()
+    viewer.keymap = {"Enter": "accept"}
+    with pytest.raises(traitlets.TraitError, match="key 'b' is the viewer's own"):
+        viewer.keymap = {"b": "mine"}
+    with pytest.raises(traitlets.TraitError, match="`pixel_size` must be a positive number"):
+        viewer.pixel_size = -0.5
+    viewer.pixel_size = 0.65
+    with pytest.raises(traitlets.TraitError, match="`brush_radius` must be between"):
+        viewer.brush_radius = 0
+    assert viewer.mode == "pan"
+    viewer.mode = "erase"
+
+
+def test_contrast_opacity_and_snapshot(viewer):
+    image = np.array([[0, 100], [200, 1000]], np.uint16)
+    viewer.add_image(image, name="TL", limits=(0, 200))
+    np.testing.assert_array_equal(viewer.snapshot()[..., 0], [[0, 127], [255, 255]])
+    viewer.set_contrast("TL", (0, 1000))
+    np.testing.assert_array_equal(viewer.snapshot()[..., 0], [[0, 25], [51, 255]])
+    assert viewer.sent[-1][0] == {"event": "raster", "name": "TL"}  # sent again
+    labels = np.array([[0, 1], [0, 0]])
+    viewer.add_labels(labels, name="cells", mode="fill", color="#ff0000")
+    viewer.set_opacity("cells", 0.5)
+    assert viewer.layers[1]["opacity"] == 0.5
+    assert viewer.snapshot()[0, 1].tolist() == [140, 12, 12]  # half red over grey 25
+    with pytest.raises(KeyError, match="no image layer 'cells'"):
+        viewer.set_contrast("cells", (0, 1))
+    with pytest.raises(ValueError, match="low < high"):
+        viewer.set_contrast("TL", (5, 5))
+    big = Viewer()
+    big.add_image(np.zeros((1000, 2000), np.uint8))
+    assert big.snapshot(max_size=400).shape == (200, 400, 3)
+    bundle = big._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert bundle["image/png"][:4] == b"\x89PNG"
+
+
+def test_show_stack_slides_through_t_and_z():
+    from cellnb.viewer import show_stack
+
+    stack = np.arange(2 * 3 * 4 * 5, dtype=np.uint16).reshape(2, 3, 4, 5)
+    viewer = show_stack(stack, labels=(stack % 7 == 0).astype(int), axes="TZYX",
+                        pixel_size=0.5)
+    assert list(viewer.sliders) == ["t", "z"] and viewer.viewer.pixel_size == 0.5
+    viewer.sliders["z"].value = 2
+    assert viewer.index == {"t": 0, "z": 2}
+    assert viewer.viewer.values_at(1, 1)["TL"] == stack[0, 2, 1, 1]
+    viewer.viewer.handle_event({"event": "key", "key": "."})  # next t
+    assert viewer.index == {"t": 1, "z": 2}
+    assert viewer.viewer.values_at(1, 1) == {"TL": int(stack[1, 2, 1, 1]),
+                                             "cells": int(stack[1, 2, 1, 1] % 7 == 0)}
+    with pytest.raises(ValueError, match=r"`z` must be an int in \[0, 2\]"):
+        viewer.go(z=3)
+    with pytest.raises(ValueError, match="must have axes TYX"):
+        show_stack(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="they must match"):
+        show_stack(np.zeros((3, 4, 4)), labels=np.zeros((2, 4, 4), int))

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from cellnb import Config
@@ -77,3 +76,17 @@ def test_tuner_keeps_cellapps_odd_tophat_and_recomputes_on_release():
     offered = set(tuner.controls["method"].options)
     assert {"auto", "isodata", "multiotsu", "watershed"} <= offered
     assert ("stardist" in offered) == learned_available("stardist")
+
+
+def test_tuner_says_why_cellapps_controls_are_greyed_out_in_auto():
+    from cellnb.widgets import CELLAPP_CONTROLS
+
+    tuner = tune_locate(synthetic_pairs(1, shape=(128, 128), n_cells=3, seed=0))
+    assert tuner.controls["method"].value == "auto"
+    assert all(tuner.controls[name].disabled for name in CELLAPP_CONTROLS)
+    assert "are greyed out" in tuner.note.value and "needs no tuning" in tuner.note.value
+    tuner.controls["method"].value = "isodata"
+    assert not any(tuner.controls[name].disabled for name in CELLAPP_CONTROLS)
+    assert tuner.note.value == ""
+    bundle = tuner._repr_mimebundle_()
+    assert bundle["image/png"][:4] == b"\x89PNG"  # the docs site shows this picture
