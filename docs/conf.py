@@ -90,6 +90,10 @@ nb_execution_in_temp = True
 nb_merge_streams = True
 nb_execution_show_tb = True
 suppress_warnings = ["mystnb.unknown_mime_type"]   # ipywidgets views: their text is shown
+# a page has no kernel: cellnb's widgets (viewer, review, locate tuner, stack viewer) carry a
+# PNG of their first view beside the live widget, and the page shows that picture instead of
+# blank space (JupyterLab keeps drawing the live widget)
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 
 
 
