@@ -1,4 +1,4 @@
-"""Command line: ``cellnb demo | annotate | train | models``."""
+"""Command line: ``cellnb demo | annotate | export | evaluate | train | models``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .export import FORMATS as EXPORT_FORMATS
 from .recipes import RECIPES
 
 __all__ = ["main", "demo"]
@@ -214,6 +215,73 @@ def _models(args) -> int:
     return 0
 
 
+def _splits(items) -> dict | None:
+    """``["train=0.8", "val=0.2"]`` -> ``{"train": 0.8, "val": 0.2}``, or a clear exit.
+
+    >>> _splits(["train=0.8", "val=0.2"])
+    {'train': 0.8, 'val': 0.2}
+    """
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--split takes NAME=FRACTION, got {item!r}.") from None
+        if not sep or not name:
+            raise SystemExit(f"--split takes NAME=FRACTION, got {item!r}.")
+    return out
+
+
+def _export(args) -> int:
+    """``cellnb export RECORDS --out DATASET``."""
+    from .config import Config
+    from .export import export
+
+    config = Config.from_yaml(args.config) if args.config else None
+    out = export(args.records, args.out, splits=_splits(args.split), seed=args.seed,
+                 masks=args.masks, formats=args.formats, zip=args.zip,
+                 overwrite=args.overwrite, config=config, progress=True)
+    for split in sorted(p for p in Path(out).iterdir() if p.is_dir()):
+        images = [f for f in (split / "images").glob("*")] if (split / "images").is_dir() else []
+        print(f"{split.name}: {len(images)} images")
+    print(f"dataset: {out}")
+    return 0
+
+
+def _annotations(path: str):
+    """What `cellnb evaluate` scores: an annotate folder's records, else the path itself
+    (COCO json or split folder, read by evaluate)."""
+    folder = Path(path)
+    if (folder / "records").is_dir():
+        from .annotate import read_records
+
+        return read_records(folder)
+    if not folder.exists():
+        raise SystemExit(f"cellnb evaluate: {path} does not exist.")
+    return str(folder)
+
+
+def _evaluate(args) -> int:
+    """``cellnb evaluate TRUTH PRED``."""
+    import pandas as pd
+
+    from .evaluate import evaluate
+
+    table = evaluate(_annotations(args.truth), _annotations(args.pred), by=args.by)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.round(3).to_string(index=False))
+    if args.out:
+        from ._files import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            table.to_csv(tmp, index=False)
+        print(f"table: {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``cellnb`` command."""
     parser = argparse.ArgumentParser(prog="cellnb", description=__doc__)
@@ -249,6 +317,32 @@ def main(argv=None) -> int:
     p_ann.add_argument("--skip-errors", action="store_true",
                        help="a pair that cannot be annotated becomes a 'failed' row instead of "
                             "stopping the run")
+    p_exp = sub.add_parser("export", help="an annotate folder as a training dataset (COCO "
+                           "json + images, and label TIFFs, Cellpose, OME-Zarr, Fiji ROI or "
+                           "QuPath GeoJSON files)")
+    p_exp.add_argument("records", help="the folder `cellnb annotate --out` wrote")
+    p_exp.add_argument("--out", required=True, help="dataset folder to create")
+    p_exp.add_argument("--config", help="YAML config (cellnb.Config): its export section")
+    p_exp.add_argument("--format", action="append", dest="formats", choices=EXPORT_FORMATS,
+                       help="what to write per split (repeat the option; COCO is always "
+                            "written; default coco + labels)")
+    p_exp.add_argument("--split", action="append", default=[], metavar="NAME=FRACTION",
+                       help="split fractions, e.g. --split train=0.8 --split val=0.2 "
+                            "(default train 0.8, val 0.1, test 0.1)")
+    p_exp.add_argument("--masks", choices=("rle", "polygon"), help="COCO mask encoding")
+    p_exp.add_argument("--seed", type=int, help="seed of the split assignment")
+    p_exp.add_argument("--zip", action="store_true", help="also write OUT.zip")
+    p_exp.add_argument("--overwrite", action="store_true",
+                       help="replace OUT once the new dataset is complete")
+    p_eval = sub.add_parser("evaluate", help="score predicted cells against reference ones "
+                            "(COCO AP/AR, AP@0.5, F1, SEG / DET)")
+    p_eval.add_argument("truth", help="COCO json, a split folder of an exported dataset, or "
+                                      "an annotate folder")
+    p_eval.add_argument("pred", help="the same kinds, holding the same images")
+    p_eval.add_argument("--by", choices=("dataset", "image", "class"), default="dataset",
+                        help="one row per IoU threshold over all images (default), per image, "
+                             "or per cell class")
+    p_eval.add_argument("--out", help="also write the table as CSV here")
     p_models = sub.add_parser("models", help="pretrained weights: list, fetch (login node), "
                               "doctor (what a plan needs on an offline compute node)")
     models_sub = p_models.add_subparsers(dest="action", required=True)
@@ -353,6 +447,10 @@ def main(argv=None) -> int:
                                focus=focus)
         print(summary.drop(columns="record").to_string(index=False))
         print(f"records: {Path(args.out) / 'records'}")
+    elif args.command == "export":
+        return _export(args)
+    elif args.command == "evaluate":
+        return _evaluate(args)
     elif args.command == "models":
         return _models(args)
     elif args.command == "demo":
