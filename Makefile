@@ -39,10 +39,12 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 demo: $(DEMO_STAMP)
 	$(BIN)/cellnb demo --out cellnb-demo
 
+# CELLNB_DOWNLOAD=0: notebooks never download μSAM weights during the tests (they do when a
+# user runs them online), so CI does not depend on the network
 test: $(STAMP) browser slurm
-	CELLNB_QUICK=1 MPLBACKEND=Agg CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) \
+	CELLNB_QUICK=1 MPLBACKEND=Agg CELLNB_DOWNLOAD=0 CELLNB_EXECUTED_NOTEBOOKS=$(EXECUTED) \
 	  $(BIN)/python -m pytest -m "not gpu and not weights and not slow" cellnb tests
-	$(MAKE) docs
+	CELLNB_DOWNLOAD=0 $(MAKE) docs
 
 # the site, warnings as errors (broken references, undocumented public names, failing
 # notebooks); notebooks that make test executed are reused, the others run here

@@ -10,7 +10,7 @@ of the input, as SAM's), a two-block 64-wide ViT, a 128-wide mask decoder
 (1.1 M parameters against vit_b's 94 M), and micro_sam's UNETR decoder four
 times narrower. Feed it 128 px patches to see cells as SAM sees 512 px
 ones. It has no pretrained weights; everything that takes an architecture
-takes it (``testing.random_checkpoint("vit_mini", path)``,
+takes it (``models.random_checkpoint("vit_mini", path)``,
 ``load("vit_mini", checkpoint=path)``, ``train(..., model="vit_mini",
 checkpoint=path)``).
 
@@ -114,7 +114,7 @@ def load_sam(architecture: str, checkpoint, device):
     if architecture_of(architecture) == TEST_ARCHITECTURE:
         if checkpoint is None:
             raise ValueError("the test architecture 'vit_mini' has no pretrained weights; "
-                             "pass checkpoint=PATH (cellnb.testing.random_checkpoint makes one).")
+                             "pass checkpoint=PATH (cellnb.models.random_checkpoint makes one).")
         from ._torch import load_state
 
         state = dict(load_state(checkpoint))

@@ -453,6 +453,6 @@ class Review:
             self.step(-1)
 
     def _repr_mimebundle_(self, **kwargs):
-        from .viewer import panel_bundle
+        from .viewer import _panel_bundle
 
-        return panel_bundle(self.panel, self.viewer, **kwargs)
+        return _panel_bundle(self.panel, self.viewer, **kwargs)

@@ -319,7 +319,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         Spread pairs over the cluster's workers. A zoo name, a SAM model
         loaded from a checkpoint or a trained model is loaded by each worker
         once, on the model's device; a model that exists only in memory
-        (``cellnb.testing.random_sam``) is sent to every worker once.
+        (``cellnb.models.random_sam``) is sent to every worker once.
     errors : {"raise", "skip"}, default="raise"
         What a pair that cannot be annotated (unreadable file, mismatched
         shapes, ...) does: stop the run (records already written stay;

@@ -22,7 +22,7 @@ for :func:`cellnb.annotate` and :func:`cellnb.compare`.
 Three kinds implement it:
 
 - :class:`SamModel` (``load("vit_b_lm")``, ``load(arch, checkpoint=path)``,
-  :func:`cellnb.testing.random_sam`): prompted. It adds an explicit
+  :func:`cellnb.models.random_sam`): prompted. It adds an explicit
   embedding step, :meth:`SamModel.embed`, whose result is kept in memory
   (the last few images, keyed by image hash and tiling) and optionally on
   disk (micro_sam's zarr embedding files), so segmenting an image again,
@@ -48,6 +48,8 @@ stays light.
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -57,7 +59,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Segmenter", "SamModel", "AutomaticSam", "CellposeSam", "Watershed", "ImageEmbedding",
+__all__ = ["random_sam", "random_checkpoint", "zoo_reachable", "Segmenter", "SamModel", "AutomaticSam", "CellposeSam", "Watershed", "ImageEmbedding",
            "as_model", "load", "automatic", "zero_shot", "decoder_models", "AUTOMATIC_MODES",
            "CELLPOSE_NAMES",
            "load_cached", "resolve", "fingerprint", "available", "is_cached", "cache_dir",
@@ -456,7 +458,7 @@ def automatic(model, mode: str = "ais", **options) -> AutomaticSam:
 
     Examples
     --------
-    >>> from cellnb.testing import random_sam
+    >>> from cellnb.models import random_sam
     >>> ais = automatic(random_sam("vit_mini", decoder=True), "ais", foreground_threshold=0.6)
     >>> ais.name, ais.prompted
     ('random_vit_mini:ais', False)
@@ -751,7 +753,7 @@ def resolve(name: str, *, checkpoint=None, download: bool = True) -> tuple[str, 
     if architecture_of(name) == TEST_ARCHITECTURE:
         raise ValueError(f"{TEST_ARCHITECTURE!r} is cellnb's reduced test architecture and has "
                          "no pretrained weights: pass checkpoint=PATH "
-                         "(cellnb.testing.random_checkpoint writes a random-init one).")
+                         "(cellnb.models.random_checkpoint writes a random-init one).")
     util = _micro_sam_util()
     names = _zoo_names(util)
     if name not in names:
@@ -814,21 +816,63 @@ def is_cached(name: str) -> bool:
     return bool(table.loc[table["name"] == name, "cached"].any())
 
 
-def load_cached(name: str = "vit_b_lm", *, fallback="watershed", device: str = "auto"):
-    """`name` when its weights are cached here, else `fallback`, said loudly.
+def zoo_reachable(name: str = "vit_b_lm", *, timeout: float = 3.0) -> bool:
+    """Whether the server of micro_sam's model zoo answers for `name` (a connection, no download).
 
-    For notebooks, demos and CI that must run with or without downloaded
-    weights: the fallback is announced with a :class:`UserWarning` and
-    recorded in every result through the model's name.
+    What :func:`load_cached` asks before it downloads: on an offline node it
+    costs at most `timeout` seconds, once per process.
+
+    Examples
+    --------
+    >>> zoo_reachable("no_such_model")
+    False
+    """
+    return _zoo_reachable(name, float(timeout))
+
+
+@functools.lru_cache(maxsize=None)
+def _zoo_reachable(name: str, timeout: float) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        url = _micro_sam_util().models().get_url(name)
+    except (ValueError, KeyError):
+        return False
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or (
+                443 if parsed.scheme == "https" else 80)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_cached(name: str = "vit_b_lm", *, fallback="watershed", device: str = "auto",
+                download="auto"):
+    """`name` from micro_sam's cache, downloaded when the network allows, else `fallback`.
+
+    For notebooks, demos and CI that must run with or without the weights:
+    μSAM when it is cached here or can be downloaded now (micro_sam's zoo,
+    verified by its hash), else the fallback, announced with a
+    :class:`UserWarning` that says how to get the real weights, and recorded
+    in every result through the model's name.
 
     Parameters
     ----------
     name : str, default="vit_b_lm"
         micro_sam model-zoo name.
     fallback : "watershed", "random_vit_t" or a model, default="watershed"
-        Used when `name` is not cached: the classical baseline, a random-init
-        vit_t (real architecture, meaningless masks), or any model.
+        Used when `name` is neither cached nor downloadable: the classical
+        baseline, a random-init vit_t (real architecture, meaningless
+        masks, :func:`random_sam`), or any model.
     device : str, default="auto"
+    download : "auto", bool, default="auto"
+        ``"auto"``: download when the zoo's server answers
+        (:func:`zoo_reachable`, a few seconds at most offline), unless the
+        environment variable ``CELLNB_DOWNLOAD`` is ``0`` (the test suite
+        sets it, so CI never depends on the network); True: try to download
+        whatever; False: never download.
 
     Returns
     -------
@@ -839,15 +883,26 @@ def load_cached(name: str = "vit_b_lm", *, fallback="watershed", device: str = "
     >>> import warnings
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
-    ...     model = load_cached("vit_b_lm")
+    ...     model = load_cached("vit_b_lm", download=False)
     >>> model.name in ("vit_b_lm", "watershed")
     True
     """
+    if download not in ("auto", True, False):
+        raise ValueError(f"`download` must be 'auto', True or False, got {download!r}.")
     if is_cached(name):
         return load(name, device=device)
+    if download == "auto" and os.environ.get("CELLNB_DOWNLOAD") == "0":
+        download = False
+    if download is False:
+        why = "downloading is switched off (download=False or CELLNB_DOWNLOAD=0)"
+    elif download == "auto" and not zoo_reachable(name):
+        why = "micro_sam's model zoo cannot be reached from here"
+    else:
+        try:
+            return load(name, device=device)  # downloads into micro_sam's cache, verified
+        except Exception as err:  # noqa: BLE001  (any failure: the fallback, said loudly)
+            why = f"the download failed ({type(err).__name__}: {err})"
     if fallback == "random_vit_t":
-        from .testing import random_sam
-
         model, what = random_sam("vit_t", device="cpu" if device == "auto" else device), (
             "a random-init vit_t (real architecture, meaningless masks)")
     else:
@@ -855,9 +910,9 @@ def load_cached(name: str = "vit_b_lm", *, fallback="watershed", device: str = "
         what = ("the classical watershed baseline" if model.name == "watershed"
                 else repr(model.name))
     warnings.warn(f"μSAM weights {name!r} are not in micro_sam's cache ({cache_dir()}) and "
-                  f"are not downloaded here: using {what} instead. Put the weights in the "
-                  "cache (cellnb.models.load downloads them when online) to use μSAM.",
-                  UserWarning, stacklevel=2)
+                  f"{why}: using {what} instead. To use μSAM, run `cellnb models fetch {name}` "
+                  "where there is internet access (on a cluster: the login node) and run this "
+                  "again.", UserWarning, stacklevel=2)
     return model
 
 
@@ -878,3 +933,121 @@ def _ensure_cached(util, name: str) -> None:
                 f"with internet access and save it as {folder / item} (set MICROSAM_CACHEDIR "
                 f"to use another cache folder), or pass checkpoint=PATH."
             ) from err
+
+
+def random_sam(kind: str = "vit_t", *, seed: int = 0, decoder: bool = False,
+               device: str = "cpu") -> SamModel:
+    """Build a SAM model of architecture `kind` with random weights: the stand-in for weights.
+
+    No pretrained weights are needed: the genuine network (same layers, same
+    compute) is written to a checkpoint and loaded back through :func:`load`,
+    the code path real weights take. Its masks are meaningless; its shapes,
+    dtypes, memory and run time are the real ones (what tests, benchmarks and
+    :func:`load_cached`'s ``fallback="random_vit_t"`` use).
+
+    Parameters
+    ----------
+    kind : {"vit_t", "vit_b", "vit_l", "vit_h", "vit_mini"}, default="vit_t"
+        Encoder architecture (vit_t is MobileSAM's TinyViT, as in micro_sam;
+        vit_mini is cellnb's reduced SAM with a 256 px input, for CPU tests).
+    seed : int, default=0
+        Seed of the initialisation; the global torch RNG is left untouched.
+    decoder : bool, default=False
+        Also build micro_sam's instance-segmentation (UNETR) decoder at
+        random init and store it in the checkpoint as ``decoder_state``.
+    device : str, default="cpu"
+        Torch device.
+
+    Returns
+    -------
+    model : SamModel
+        Named ``"random_<kind>"``; ``weights_hash`` identifies the weights.
+
+    Examples
+    --------
+    >>> model = random_sam("vit_t", seed=0)  # doctest: +SKIP
+    >>> model.architecture  # doctest: +SKIP
+    'vit_t'
+    """
+    import tempfile
+
+    import torch
+
+    from ._architectures import ARCHITECTURES
+    from ._validation import check_seed
+
+    if kind not in ARCHITECTURES:
+        raise ValueError(f"`kind` must be one of {list(ARCHITECTURES)}, got {kind!r}.")
+    check_seed(seed)
+
+    # micro_sam builds the network again before loading the weights, which draws from
+    # torch's global RNG: fork it around the whole construction so callers are unaffected.
+    with torch.random.fork_rng(devices=[]), \
+            tempfile.TemporaryDirectory(prefix="cellnb-random-sam-") as tmp:
+        checkpoint = random_checkpoint(kind, Path(tmp) / f"random_{kind}_seed{seed}.pt",
+                                       seed=seed, decoder=decoder)
+        model = load(kind, checkpoint=checkpoint, device=device)
+    model.name = f"random_{kind}"
+    model.checkpoint = None  # the temporary file is gone; the hash identifies the weights
+    return model
+
+
+def random_checkpoint(kind: str, path, *, seed: int = 0, decoder: bool = False) -> Path:
+    """Write a random-init SAM of architecture `kind` as a micro_sam checkpoint file.
+
+    The file has micro_sam's layout (``model_state``, plus ``decoder_state``
+    when `decoder`), so anything that takes a checkpoint (``models.load``,
+    ``train(..., recipe="microsam", model=kind, checkpoint=path)``) takes it.
+    Cellpose's networks (``"cpsam"``, the reduced ``"cpsam_mini"``) are
+    written as cellpose saves them (the state dict), for
+    ``train(..., recipe="cellpose", model=kind, checkpoint=path)``.
+
+    Parameters
+    ----------
+    kind : {"vit_t", "vit_b", "vit_l", "vit_h", "vit_mini", "cpsam", "cpsam_mini"}
+    path : str or Path
+        File to write.
+    seed : int, default=0
+        Seed of the initialisation; the global torch RNG is left untouched.
+    decoder : bool, default=False
+        Include micro_sam's instance-segmentation (UNETR) decoder.
+
+    Returns
+    -------
+    path : Path
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = random_checkpoint("vit_t", tempfile.mkdtemp() + "/vit_t.pt")  # doctest: +SKIP
+    """
+    from ._architectures import (ARCHITECTURES, CELLPOSE_ARCHITECTURES, build_cellpose_net,
+                                 build_sam, build_unetr)
+    from ._validation import check_seed
+
+    if kind not in ARCHITECTURES + CELLPOSE_ARCHITECTURES:
+        raise ValueError(f"`kind` must be one of {list(ARCHITECTURES + CELLPOSE_ARCHITECTURES)}, "
+                         f"got {kind!r}.")
+    check_seed(seed)
+    import torch
+
+    if kind in CELLPOSE_ARCHITECTURES:  # cellpose's layout: the network's state dict
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            state = build_cellpose_net(kind).state_dict()
+        path = Path(path)
+        torch.save(state, path)
+        return path
+
+    # Building the network draws from torch's global RNG: fork it so callers are unaffected.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = build_sam(kind)
+        state = {"model_state": sam.state_dict()}
+        if decoder:
+            unetr = build_unetr(sam.image_encoder, kind, device="cpu")
+            state["decoder_state"] = {k: v for k, v in unetr.state_dict().items()
+                                      if not k.startswith("encoder")}
+    path = Path(path)
+    torch.save(state, path)
+    return path

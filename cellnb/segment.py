@@ -577,7 +577,7 @@ def segment_click(model, image, points=(), *, box=None, embedding=None, multimas
 
     Examples
     --------
-    >>> from cellnb.testing import random_sam
+    >>> from cellnb.models import random_sam
     >>> from cellnb.data import synthetic_pairs
     >>> pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
     >>> mask, score = segment_click(random_sam("vit_t"), pair.tl, [(30, 30, True)])  # doctest: +SKIP
@@ -728,7 +728,7 @@ def segment(image, prompts=None, *, model, nuclei=None, embedding=None, kind=Non
         segmentation (`mode`).
     model : SamModel, TrainedModel, Watershed or "watershed"
         A loaded SAM model (:func:`cellnb.models.load`,
-        :func:`cellnb.testing.random_sam`), a model trained by
+        :func:`cellnb.models.random_sam`), a model trained by
         :func:`cellnb.train` (automatic instance segmentation, tiled by
         `tile_shape` / `halo`; cells carry ``class_name`` when it was
         trained with classes) or the classical baseline.

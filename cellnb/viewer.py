@@ -862,7 +862,7 @@ def _values_text(values: dict) -> str:
     return " · ".join(f"{name} {fmt(v)}" for name, v in values.items())
 
 
-def panel_bundle(panel, viewer, **kwargs):
+def _panel_bundle(panel, viewer, **kwargs):
     """The MIME bundle of a widget `panel` holding `viewer`, with the viewer's snapshot as PNG.
 
     Live front ends draw the widget; static pages (the docs site, an
@@ -1009,7 +1009,7 @@ class StackViewer:
             self.go(**{axis: (self.index[axis] + step) % n})
 
     def _repr_mimebundle_(self, **kwargs):
-        return panel_bundle(self.panel, self.viewer, **kwargs)
+        return _panel_bundle(self.panel, self.viewer, **kwargs)
 
 
 def show_stack(tl=None, *, fluorescence=None, labels=None, axes: str = "TYX",

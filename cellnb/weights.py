@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["fetch", "doctor", "required", "environment_lines", "job_prologue", "CELLPOSE_MODELS",
+__all__ = ["train_base", "fetch", "doctor", "required", "environment_lines", "job_prologue", "CELLPOSE_MODELS",
            "TORCHVISION_MODELS", "JOB_VARIABLES"]
 
 #: cellpose models :func:`fetch` knows (cellpose publishes no hashes for them).
@@ -398,3 +398,50 @@ def job_prologue(plan: pd.DataFrame | None = None) -> list[str]:
             environment[name] = os.environ[name]
     return lines + [f"export {k}={shlex.quote(str(v))}" for k, v in environment.items()]
 
+
+def train_base(name: str, folder, *, kind: str = "vit_t") -> dict | None:
+    """What a recipe starts from: `name` when its weights are cached, else a random-init `kind`.
+
+    For notebooks and CI that must train with or without downloaded weights:
+    returns the keyword arguments of :func:`cellnb.train` (``model=`` and,
+    for the stand-in, ``checkpoint=`` of a random-init checkpoint written
+    into `folder`; SAM stand-ins carry micro_sam's decoder). The stand-in is
+    announced with a :class:`UserWarning`. `name` is a μSAM zoo name, or a
+    cellpose model (``"cpsam"``, with a cellpose `kind` such as
+    ``"cpsam_mini"``); a cellpose name gives None when cellpose is not
+    installed.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     base = train_base("vit_b_lm", tempfile.mkdtemp(), kind="vit_mini")
+    >>> base["model"] in ("vit_b_lm", "vit_mini")
+    True
+    """
+    import warnings
+
+    from ._architectures import CELLPOSE_ARCHITECTURES
+    from .models import is_cached, random_checkpoint
+
+    if kind in CELLPOSE_ARCHITECTURES:
+        from .recipes.cellpose import cached
+
+        found = cached(name)
+        if found is None:  # cellpose is not installed
+            return None
+        if found:
+            return {"model": name}
+        what = f"cellpose weights {name!r} are not in cellpose's cache"
+    else:
+        if is_cached(name):
+            return {"model": name}
+        what = f"μSAM weights {name!r} are not in micro_sam's cache"
+    path = Path(folder) / f"{kind}_random.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    warnings.warn(f"{what}: training starts from a random-init {kind} (real architecture; its "
+                  "masks mean nothing until trained far longer, or started from real weights).",
+                  UserWarning, stacklevel=2)
+    decoder = kind not in CELLPOSE_ARCHITECTURES
+    return {"model": kind, "checkpoint": str(random_checkpoint(kind, path, decoder=decoder))}

@@ -215,9 +215,9 @@ class LocateTuner:
         return path
 
     def _repr_mimebundle_(self, **kwargs):
-        from .viewer import panel_bundle
+        from .viewer import _panel_bundle
 
-        return panel_bundle(self.panel, self.viewer, **kwargs)
+        return _panel_bundle(self.panel, self.viewer, **kwargs)
 
 
 def tune_locate(pairs_or_images, *, config=None) -> LocateTuner:

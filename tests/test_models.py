@@ -78,6 +78,38 @@ def test_load_cached_falls_back_loudly(monkeypatch, tmp_path):
     assert model.architecture == "vit_t"
 
 
+def test_load_cached_downloads_when_the_zoo_answers(monkeypatch, tmp_path):
+    """Online, the real weights come (micro_sam's download through `load`); offline or when
+    the download fails, the fallback, with the reason and how to get the weights."""
+    monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path))
+    monkeypatch.delenv("CELLNB_DOWNLOAD", raising=False)
+    asked = []
+    monkeypatch.setattr(models, "zoo_reachable", lambda name, **k: asked.append(name) or False)
+    with pytest.warns(UserWarning, match="model zoo cannot be reached from here: using the "
+                                         "classical watershed baseline instead. To use μSAM, "
+                                         "run `cellnb models fetch vit_b_lm`"):
+        assert models.load_cached("vit_b_lm").name == "watershed"
+    assert asked == ["vit_b_lm"]
+    monkeypatch.setattr(models, "zoo_reachable", lambda name, **k: True)
+    loaded = []
+    monkeypatch.setattr(models, "load", lambda name, **k: loaded.append(name) or "the μSAM model")
+    assert models.load_cached("vit_b_lm") == "the μSAM model" and loaded == ["vit_b_lm"]
+
+    def offline(name, **k):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(models, "load", offline)
+    with pytest.warns(UserWarning, match=r"the download failed \(OSError: connection reset\)"):
+        assert models.load_cached("vit_b_lm").name == "watershed"
+    with pytest.warns(UserWarning, match="downloading is switched off"):
+        models.load_cached("vit_b_lm", download=False)
+    monkeypatch.setenv("CELLNB_DOWNLOAD", "0")  # what the test suite sets
+    with pytest.warns(UserWarning, match="downloading is switched off"):
+        models.load_cached("vit_b_lm")
+    with pytest.raises(ValueError, match="`download` must be 'auto', True or False"):
+        models.load_cached("vit_b_lm", download="yes")
+
+
 def test_fingerprint_without_loading(tmp_path):
     from cellnb.testing import random_checkpoint
 

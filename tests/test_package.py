@@ -97,3 +97,36 @@ print("tensorflow imported:", "tensorflow" in sys.modules)
              if any(word in line for word in ("tensorflow", "TensorFlow", "absl", "oneDNN",
                                               "cudart_stub", "TF_ENABLE"))]
     assert noise == []
+
+
+def test_production_code_and_notebooks_never_import_the_test_helpers():
+    """cellnb.testing is for tests and benchmarks; the library and the tutorials use the public
+    API (the stand-ins for missing weights are cellnb.models.random_sam / random_checkpoint and
+    cellnb.weights.train_base)."""
+    import ast
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted((root / "cellnb").rglob("*.py")):
+        if path.name == "testing.py" and path.parent.name == "cellnb":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                names = [a.name for a in node.names]
+                if module in (".testing", "cellnb.testing") or (
+                        module in (".", "cellnb") and "testing" in names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+            elif isinstance(node, ast.Import):
+                if any(a.name.startswith("cellnb.testing") for a in node.names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for k, cell in enumerate(cells):
+            text = "".join(cell["source"])
+            if cell["cell_type"] == "code" and ("cellnb.testing" in text or
+                                                "import testing" in text):
+                offenders.append(f"{path.name} cell {k}")
+    assert offenders == []

@@ -81,7 +81,7 @@ def weights_path(name: str, checkpoint=None) -> str:
     models, _, _ = _cellpose()
     if checkpoint is None and name == "cpsam_mini":
         raise ValueError("'cpsam_mini' is cellnb's reduced test network and has no pretrained "
-                         "weights: pass checkpoint=PATH (cellnb.testing.random_checkpoint("
+                         "weights: pass checkpoint=PATH (cellnb.models.random_checkpoint("
                          "'cpsam_mini', PATH) writes a random-init one).")
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
