@@ -24,12 +24,12 @@ the :meth:`Viewer.on_box` callbacks, and in brush / eraser mode a drag
 calls the :meth:`Viewer.on_stroke` callbacks. Each layer has its opacity
 (and an image layer its contrast) under the image; the status line gives
 the pixel under the pointer and every layer's value there, and a scale bar
-in µm is drawn when :attr:`Viewer.pixel_size` is known.
+in µm is drawn when ``Viewer.pixel_size`` is known.
 
 Keys reach the viewer only while the pointer is over the image or the image
 has the keyboard focus (an outline shows it), and only the keys of its key
 map, which is listed under the image (the viewer's own plus
-:attr:`Viewer.keymap`, which a panel such as the review widget fills): a
+``Viewer.keymap``, which a panel such as the review widget fills): a
 notebook never gets them, and the notebook's own keys (``b``, ``0`` ...) act
 on the notebook again once the pointer leaves.
 
@@ -675,7 +675,7 @@ class Viewer(anywidget.AnyWidget):
     def on_key(self, callback, *, remove: bool = False) -> None:
         """Call ``callback(event)`` on each key of the key map pressed (``key``, ``shift``).
 
-        The browser sends the viewer's own keys and those of :attr:`keymap`,
+        The browser sends the viewer's own keys and those of ``keymap``,
         while the pointer is over the image or the image has the focus.
         """
         self._register("key", callback, remove)
@@ -781,7 +781,7 @@ class Viewer(anywidget.AnyWidget):
         """The visible layers composited as the browser draws them at "fit": an RGB image.
 
         What a static page shows in place of the live widget (the docs site,
-        an exported notebook): :meth:`_repr_mimebundle_` adds it as PNG.
+        an exported notebook): the widget adds it to its MIME bundle as PNG.
 
         Parameters
         ----------
