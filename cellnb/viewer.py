@@ -849,8 +849,17 @@ class Viewer(anywidget.AnyWidget):
         bundle = super()._repr_mimebundle_(**kwargs)
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
         if data is not None and self.shape[0] > 0:  # JupyterLab draws the live widget instead
-            data = {**data, "image/png": _png(self.snapshot())}
+            data = {**data, "image/png": _snapshot_png(self)}
         return (data, metadata) if isinstance(bundle, tuple) else data
+
+
+def _snapshot_png(viewer, *, min_size: int = 480) -> bytes:
+    """PNG of the viewer's snapshot, small images enlarged by whole pixels to `min_size`."""
+    picture = viewer.snapshot()
+    factor = -(-min_size // max(picture.shape[:2]))
+    if factor > 1:
+        picture = picture.repeat(factor, axis=0).repeat(factor, axis=1)
+    return _png(picture)
 
 
 def _values_text(values: dict) -> str:
@@ -873,7 +882,7 @@ def _panel_bundle(panel, viewer, **kwargs):
     if isinstance(data, tuple):
         data = data[0]
     if data is not None and viewer.shape[0] > 0:
-        data = {**data, "image/png": _png(viewer.snapshot())}
+        data = {**data, "image/png": _snapshot_png(viewer)}
     return data
 
 

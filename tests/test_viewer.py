@@ -324,6 +324,15 @@ def test_contrast_opacity_and_snapshot(viewer):
     bundle = big._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
     assert bundle["image/png"][:4] == b"\x89PNG"
+    from PIL import Image
+    import io
+
+    small = Viewer()
+    small.add_image(np.zeros((100, 150), np.uint8))
+    bundle = small._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    # a small image is enlarged by whole pixels for the page (4 x 150 >= 480)
+    assert Image.open(io.BytesIO(bundle["image/png"])).size == (600, 400)
 
 
 def test_show_stack_slides_through_t_and_z():
