@@ -15,6 +15,7 @@ its model once.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -31,8 +32,10 @@ __all__ = ["annotate", "read_records", "SUMMARY_COLUMNS"]
 #: Columns of the summary table :func:`annotate` returns, one row per pair.
 SUMMARY_COLUMNS = ["pair_id", "status", "nuclei", "cells", "seconds", "record", "error"]
 # Models loaded in this process (each Dask worker loads its model once), keyed by the
-# fingerprint of their weights, so a changed weight file is a new key, never a stale hit.
-_LOADED: dict = {}
+# fingerprint of their weights, so a changed weight file is a new key, never a stale hit;
+# the last _KEEP_LOADED are kept (a model on the GPU holds gigabytes), the oldest let go.
+_LOADED: collections.OrderedDict = collections.OrderedDict()
+_KEEP_LOADED = 2
 
 
 def _model_spec(model, config, client) -> dict:
@@ -92,6 +95,9 @@ def _get_model(spec):
                                f"({spec['fingerprint']} when the run started, "
                                f"{model.fingerprint} now); start the run again.")
         _LOADED[key] = model
+        while len(_LOADED) > _KEEP_LOADED:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(key)
     return _LOADED[key]
 
 
@@ -395,6 +401,10 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     check_callback(callback)
     spec = _model_spec(model, config, client)
     _segment_options(spec, config)  # options the model does not take fail before any pair
+    if embeddings is not None and "embedding" not in spec["options"]:  # never ignored
+        raise ValueError(f"`embeddings` keeps SAM's image embeddings on disk, but the model "
+                         f"{spec['name']!r} computes none (it takes {sorted(spec['options'])}); "
+                         f"leave `embeddings` out for it.")
     from ._files import recover
     from .io import check_pair_id
 

@@ -285,15 +285,17 @@ def _tensors(parts, folder: Path):
 
 
 def _cover(parts, labels, path: Path) -> None:
-    """A 2:1 cover: the test image with its cells, and the predicted foreground."""
-    import matplotlib
+    """A 2:1 cover: the test image with its cells, and the predicted foreground.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot), so the
+    user's backend and open figures are left alone.
+    """
+    from matplotlib.figure import Figure
 
     from .plot import overlay
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    fig = Figure(figsize=(8, 4), dpi=100)
+    axes = fig.subplots(1, 2)
     overlay(parts["image"], labels, ax=axes[0], title=f"{int(labels.max())} cells")
     axes[1].imshow(parts["maps"][0], cmap="magma", vmin=0, vmax=1)
     axes[1].set_title("foreground probability")
@@ -301,7 +303,6 @@ def _cover(parts, labels, path: Path) -> None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _steps_in_words(steps) -> str:

@@ -317,6 +317,11 @@ def _settings(module, recipe, model, seed, recipe_options, **given) -> dict:
     settings["patch_shape"] = [int(s) for s in shape]
     if not (isinstance(settings["lr"], (int, float)) and settings["lr"] > 0):
         raise ValueError(f"`lr` must be a positive number, got {settings['lr']!r}.")
+    if model is not None and not module.USES_MODEL:  # an option never silently ignored
+        raise ValueError(f"recipe {recipe!r} trains from random initialisation and starts "
+                         f"from no model; got model={model!r}. Leave `model` out, or pick a "
+                         f"recipe that fine-tunes one (microsam, cellseg1, samcell, cellsam, "
+                         f"cellpose, maskrcnn).")
     if model is None:
         model = getattr(module, "DEFAULT_MODEL", "vit_b_lm")
     settings.update(recipe=recipe, model=model if module.USES_MODEL else None, seed=seed,

@@ -87,8 +87,12 @@ class TrainedModel:
 
     @property
     def segment_options(self) -> frozenset:
-        """Keyword options :meth:`segment` takes."""
-        return PROMPTED_OPTIONS if self.prompted else AUTOMATIC_OPTIONS
+        """Keyword options :meth:`segment` takes (``tile_shape`` / ``halo`` only for the
+        recipes that tile: unet, cellsam)."""
+        from .recipes import get
+
+        options = PROMPTED_OPTIONS if self.prompted else AUTOMATIC_OPTIONS
+        return options if get(self.recipe).TILED else options - {"tile_shape", "halo"}
 
     def __repr__(self) -> str:
         done = len(self.history)
@@ -118,7 +122,10 @@ class TrainedModel:
 
         image = check_image(image, "image", rgb=True)
         check_tiling(tile_shape, halo)
-        unknown = sorted(set(sam_options) - (self.segment_options - AUTOMATIC_OPTIONS))
+        given = {"tile_shape": tile_shape, "halo": halo}
+        unknown = sorted(k for k, v in given.items() if v is not None
+                         and k not in self.segment_options)
+        unknown += sorted(set(sam_options) - (self.segment_options - AUTOMATIC_OPTIONS))
         if unknown:
             raise TypeError(f"a {self.recipe!r} model's segment takes no option(s) {unknown}; "
                             f"it takes {sorted(self.segment_options)}.")

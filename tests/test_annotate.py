@@ -282,3 +282,33 @@ def test_cli_annotate_without_prompts_with_mode(folder, tmp_path, capsys):
     with pytest.raises(SystemExit, match="--mode is for SAM"):
         main(["annotate", str(folder), "--out", str(tmp_path / "w"), "--model", "watershed",
               "--mode", "ais"])
+
+
+def test_embeddings_for_a_model_without_embeddings_is_an_error(folder, tmp_path):
+    """An option the model does not use is refused, never silently ignored (issue 33)."""
+    with pytest.raises(ValueError, match="`embeddings` keeps SAM's image embeddings on disk, "
+                                         "but the model 'watershed' computes none"):
+        annotate(folder, tmp_path / "out", model="watershed", embeddings=tmp_path / "emb",
+                 progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "emb").exists()
+
+
+def test_models_loaded_for_annotate_are_let_go_oldest_first(monkeypatch):
+    """The process keeps the last two loaded models, not every model ever loaded (issue 33)."""
+    import types
+
+    import cellnb.models
+
+    module = importlib.import_module("cellnb.annotate")  # the module, not the verb
+
+    monkeypatch.setattr(module, "_LOADED", type(module._LOADED)())
+    monkeypatch.setattr(cellnb.models, "load", lambda name, **k: types.SimpleNamespace(
+        name=name, fingerprint=f"fp-{name}"))
+    specs = [{"kind": "zoo", "name": n, "fingerprint": f"fp-{n}"} for n in ("a", "b", "c")]
+    first = module._get_model(specs[0])
+    assert module._get_model(specs[0]) is first  # loaded once
+    for spec in specs[1:]:
+        module._get_model(spec)
+    assert [key[1] for key in module._LOADED] == ["b", "c"]
+    module._get_model(specs[1])  # used again: now the newest
+    assert [key[1] for key in module._LOADED] == ["c", "b"]

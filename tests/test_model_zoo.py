@@ -87,7 +87,13 @@ def test_package_validates_runs_and_gives_cellnb_s_cells(recipe, runs, pairs, tm
 
 
 def test_package_describes_the_method_and_the_post_processing(runs, tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
     package = export_model(runs["microsam"], tmp_path / "m.zip")
+    # the cover is drawn without pyplot: the user's backend and figures are left alone
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures
     archive = zipfile.ZipFile(package)
     rdf, readme = archive.read("rdf.yaml").decode(), archive.read("README.md").decode()
     assert "10.1038/s41592-024-02580-4" in rdf  # μSAM's paper

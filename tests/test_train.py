@@ -83,6 +83,9 @@ def test_train_rejects_bad_arguments(dataset, tmp_path):
         train(dataset, recipe="unet", out=tmp_path / "r", epochs=0)
     with pytest.raises(ValueError, match="`patch_shape` must be two ints"):
         train(dataset, recipe="unet", out=tmp_path / "r", patch_shape=(8, 8))
+    with pytest.raises(ValueError, match="recipe 'unet' .* starts from no model; got "
+                                         "model='vit_b_lm'"):  # not silently ignored
+        train(dataset, recipe="unet", out=tmp_path / "r", model="vit_b_lm")
     assert not (tmp_path / "r").exists()
 
 
@@ -126,6 +129,25 @@ def test_trained_model_round_trip_predicts_identically(unet_run):
     pd.testing.assert_frame_equal(first.table, second.table)
     tiled = cellnb.segment(image, model=again, tile_shape=(48, 48), halo=(16, 16))
     assert tiled.labels.shape == image.shape
+
+
+def test_tile_options_only_for_recipes_that_tile(unet_run, monkeypatch):
+    """tile_shape / halo are options of the recipes that tile (unet, cellsam) and an error for
+    the others, never silently ignored (issue 33)."""
+    from cellnb import recipes
+
+    assert {name: recipes.get(name).TILED for name in recipes.RECIPES} == {
+        "unet": True, "microsam": False, "samcell": False, "cellseg1": False, "cellsam": True,
+        "cellpose": False, "maskrcnn": False}
+    assert {"tile_shape", "halo"} <= unet_run.segment_options
+    monkeypatch.setattr(recipes.get("unet"), "TILED", False)  # as a whole-image recipe is
+    assert not {"tile_shape", "halo"} & unet_run.segment_options
+    image = _records(1, seed=5)[0].image
+    with pytest.raises(TypeError, match=r"takes no option\(s\) \['halo', 'tile_shape'\]"):
+        cellnb.segment(image, model=unet_run, tile_shape=(48, 48), halo=(16, 16))
+    with pytest.raises(TypeError, match=r"takes no option\(s\) \['tile_shape'\]"):
+        unet_run.segment(image, tile_shape=(48, 48))
+    assert unet_run.segment(image).labels.shape == image.shape
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path, monkeypatch,

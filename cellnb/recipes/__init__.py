@@ -15,7 +15,9 @@ maskrcnn   Mask R-CNN (Cell-APP's detector family): masks + class    PyTorch loo
 A recipe module defines ``DEFAULTS`` (epochs, batch_size, patch_shape, lr,
 steps_per_epoch), ``OPTIONS`` (its own keyword options with defaults; a
 ``patience`` option turns on early stopping), ``USES_MODEL`` (whether it
-starts from a pretrained model), optionally ``check(settings)`` (fails before
+starts from a pretrained model; ``train(model=)`` is refused otherwise),
+``TILED`` (whether its trained model tiles large images, so that
+``tile_shape`` / ``halo`` are segment options of it), optionally ``check(settings)`` (fails before
 a run folder exists), ``build(data, settings, device, state_dir)`` returning
 a run (``fit_epoch``, ``weights``, ``has_state`` / ``load_state``,
 ``set_epoch``, ``set_rank``, ``optimizer``; or ``whole_run`` + ``fit_all``),

@@ -36,6 +36,8 @@ DEFAULT_MODEL = "cpsam"  # what train() starts from when no model is named
 OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "min_train_masks": 1, "flow_threshold": 0.4,
            "cellprob_threshold": 0.0, "min_size": 15}
 USES_MODEL = True
+#: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
+TILED = False
 WHOLE_RUN = True  # cellpose trains every epoch in one call
 _NORMALIZATION = "cellpose (1st-99th percentile per image)"
 

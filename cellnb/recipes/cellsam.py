@@ -34,6 +34,8 @@ DEFAULTS = {"epochs": 10, "batch_size": 1, "patch_shape": (512, 512), "lr": 1e-4
 OPTIONS = {"checkpoint": None, "weight_decay": 0.01, "n_objects_per_batch": 25, "overlap": 64,
            "min_size": 25}
 USES_MODEL = True
+#: Whether the trained model tiles large images (tile_shape / halo are its segment options).
+TILED = True
 PROMPTED = True
 _NORMALIZATION = "minmax255"
 

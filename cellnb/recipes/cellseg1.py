@@ -220,6 +220,8 @@ OPTIONS = {"checkpoint": None, "lora_rank": 4, "lora_dropout": 0.1, "accumulate"
            "stability_offset": 0.8, "max_area_fraction": 0.1,  # CellSeg1's released config
            "overlap": 64, "min_size": 20}
 USES_MODEL = True
+#: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
+TILED = False
 _NORMALIZATION = "minmax255"
 
 

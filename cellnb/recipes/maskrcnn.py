@@ -51,6 +51,8 @@ OPTIONS = {"checkpoint": None, "pretrained": True, "scale": 1.0, "weight_decay":
            "warmup": 250, "min_score": 0.7, "mask_threshold": 0.5, "max_detections": 500,
            "min_size": 25, "patience": None}
 USES_MODEL = True
+#: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
+TILED = False
 CLASSES = True  # predicts each cell's class itself (no separate TL classifier)
 _NORMALIZATION = "percentile"
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

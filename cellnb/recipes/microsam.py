@@ -33,6 +33,8 @@ OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per
            "n_sub_iteration": 8, "mask_prob": 0.5, "min_size": 25, "overlap": None,
            "patience": 10}  # micro_sam's train_sam stops after 10 epochs without improvement
 USES_MODEL = True
+#: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
+TILED = False
 _NORMALIZATION = "minmax255"
 
 

@@ -116,6 +116,8 @@ DEFAULTS = {"epochs": 30, "batch_size": 4, "patch_shape": (256, 256), "lr": 1e-4
 OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "warmup": 250, "patience": 7,
            "overlap": 32, "peak": 0.47, "fill": 0.09, "min_size": 25}
 USES_MODEL = True
+#: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
+TILED = False
 _NORMALIZATION = "clahe_zscore"
 
 

@@ -19,6 +19,8 @@ DEFAULTS = {"epochs": 20, "batch_size": 4, "patch_shape": (256, 256), "lr": 1e-3
             "steps_per_epoch": 25}
 OPTIONS = {"depth": 4, "initial_features": 16, "min_size": 25}
 USES_MODEL = False
+#: Whether the trained model tiles large images (tile_shape / halo are its segment options).
+TILED = True
 _NORMALIZATION = "percentile"
 
 
