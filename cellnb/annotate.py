@@ -134,39 +134,6 @@ def _fingerprint(tl_path, fl_path, plane, config, spec) -> dict:
             "model_hash": None if spec["kind"] == "watershed" else spec["fingerprint"]}
 
 
-def _relabel_by_nuclei(cells, nuclei) -> np.ndarray:
-    """New id of each automatically found cell: the id of the nucleus it holds most of.
-
-    Records join cells and nuclei on ``label``; prompted models keep the
-    nucleus ids by construction, automatic ones (trained models) get them
-    here. A nucleus goes to one cell (the one covering most of it); cells
-    without a nucleus get ids above the largest nucleus id. Returns the
-    lookup array ``new`` (``new[old_id]``; ``new[0] == 0``).
-
-    >>> cells = np.array([[1, 1, 0, 2, 2]]); nuclei = np.array([[0, 7, 0, 0, 0]])
-    >>> _relabel_by_nuclei(cells, nuclei)[cells].tolist()
-    [[7, 7, 0, 8, 8]]
-    """
-    from scipy import sparse
-
-    mask = (cells > 0) & (nuclei > 0)
-    overlap = sparse.coo_matrix((np.ones(int(mask.sum())), (cells[mask], nuclei[mask])),
-                                shape=(int(cells.max()) + 1, int(nuclei.max()) + 1)).tocsr()
-    new = np.zeros(int(cells.max()) + 1, np.int64)
-    taken = set()
-    pairs = sorted(zip(overlap.data, *overlap.nonzero()), reverse=True)
-    for _, cell, nucleus in pairs:  # the largest overlaps first, each side used once
-        if new[cell] == 0 and nucleus not in taken:
-            new[cell] = nucleus
-            taken.add(nucleus)
-    top = int(nuclei.max())
-    for cell in np.unique(cells[cells > 0]):
-        if new[cell] == 0:
-            top += 1
-            new[cell] = top
-    return new
-
-
 def _reported(pair_id, out, errors, make) -> dict:
     """``make()``'s summary row; with ``errors="skip"`` a failure becomes a "failed" row."""
     from ._files import remove_dir
@@ -208,11 +175,8 @@ def _source(row) -> dict:
 def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     """Annotate one pair and write its record; skip it when an identical record exists."""
     from ._files import atomic_dir
+    from ._pipeline import segment_pair
     from .io import read_pair, write_labels
-    from .locate import locate
-    from .measure import measure
-    from .prompt import prompt
-    from .segment import segment
 
     t0 = time.perf_counter()
     from ._files import atomic_path
@@ -248,18 +212,8 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
         raise ValueError(f"transmitted-light image {tl_path} is constant (every pixel "
                          f"{tl.flat[0]}): there are no cells to segment; check that the file "
                          "holds the right channel and exposure.")
-    loc = config.locate
-    nuclei = locate(fl, method=loc.method, threshold_division=loc.threshold_division,
-                    sigma=loc.sigma, tophat_size=loc.tophat_size,
-                    erosion_radius=loc.erosion_radius, min_area=loc.min_area,
-                    max_area=loc.max_area, **({"model": loc.model} if loc.model else {}))
-    pro = config.prompt
-    prompts = prompt(nuclei, kind=pro.kind, box_scale=pro.box_scale, box_size=pro.box_size,
-                     negatives=pro.negatives)
     model = _get_model(spec)
     options = _segment_options(spec, config)
-    if "nuclei" in model.segment_options:
-        options["nuclei"] = nuclei
     if embeddings is not None and hasattr(model, "embed"):
         from .models import image_key
 
@@ -267,17 +221,8 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
         options["embedding"] = model.embed(tl, tile_shape=config.segment.tile_shape,
                                            halo=config.segment.halo,
                                            save_path=Path(embeddings) / name)
-    result = segment(tl, prompts if model.prompted else None, model=model, **options)
-    if not model.prompted:  # automatic cells take the id of their nucleus (records join on it)
-        new = _relabel_by_nuclei(result.labels, nuclei)
-        # an empty table (no cell found) has no integer column to index with
-        result.table["label"] = new[result.table["label"].to_numpy(dtype=np.int64)]
-        result.labels = new[result.labels].astype(np.int32)
-    cells = result.table.set_index("label")
-    if len(cells):
-        fluorescence = measure(nuclei, fl, properties=[
-            p for p in config.measure.properties])
-        cells = cells.join(fluorescence.add_prefix("nucleus_"))
+    found = segment_pair(tl, fl, model, config, **options)
+    nuclei, result, cells = found.nuclei, found.segmentation, found.cells
     from ._provenance import versions
 
     provenance = {**fingerprint, "pair_id": pair_id, "tl_path": str(tl_path),

@@ -99,12 +99,14 @@ def segment_movie(tl, *, model, fluorescence=None, config=None, progress: bool =
                   callback=None, **options) -> MovieSegmentation:
     """Segment every frame of a TL movie with any model of the protocol.
 
-    Prompted models (SAM / μSAM, the watershed baseline, cellsam runs) are
-    prompted, frame by frame, from the nuclei that :func:`cellnb.locate`
-    finds in `fluorescence` with the config's locate and prompt settings, as
-    :func:`cellnb.annotate` does for single images. Automatic models (those
-    :func:`cellnb.train` returns) need the TL movie only; with a fluorescence
-    movie their cells also get the nucleus features.
+    With a fluorescence movie each frame goes through the chain
+    :func:`cellnb.annotate` runs for single images (the same code): the
+    nuclei that :func:`cellnb.locate` finds with the config's locate
+    settings prompt a prompted model (SAM / μSAM, the watershed baseline,
+    cellsam runs); an automatic model's cells (those :func:`cellnb.train`
+    returns) take the id of the nucleus they hold; every cell gets its
+    nucleus features and centroid (``nucleus_y``, ``nucleus_x``), which
+    :func:`track` links. Automatic models also segment the TL movie alone.
 
     Parameters
     ----------
@@ -137,14 +139,10 @@ def segment_movie(tl, *, model, fluorescence=None, config=None, progress: bool =
     >>> result.labels.shape, sorted(result.table["t"].unique().tolist())
     ((3, 96, 96), [0, 1, 2])
     """
-    from scipy import ndimage
-
+    from ._pipeline import segment_pair
     from ._progress import Progress, check_callback
     from .config import Config
-    from .locate import locate
-    from .measure import measure
     from .models import as_model
-    from .prompt import prompt
     from .segment import segment
 
     config = Config() if config is None else config
@@ -161,33 +159,19 @@ def segment_movie(tl, *, model, fluorescence=None, config=None, progress: bool =
     elif model.prompted:
         raise ValueError(f"model {model.name!r} is prompted: pass the nuclear `fluorescence` "
                          "movie, whose nuclei prompt it in every frame.")
-    loc, pro = config.locate, config.prompt
     labels, tables, all_nuclei = [], [], []
     with Progress(len(tl), "segment movie", progress=progress, callback=callback,
                   unit="frame") as bar:
         for t, frame in enumerate(tl):
-            nuclei = None
-            if fluorescence is not None:
-                nuclei = locate(fluorescence[t], method=loc.method,
-                                threshold_division=loc.threshold_division, sigma=loc.sigma,
-                                tophat_size=loc.tophat_size, erosion_radius=loc.erosion_radius,
-                                min_area=loc.min_area, max_area=loc.max_area,
-                                **({"model": loc.model} if loc.model else {}))
-                all_nuclei.append(nuclei)
-            frame_options = dict(options)
-            if "nuclei" in model.segment_options and nuclei is not None:
-                frame_options["nuclei"] = nuclei
-            prompts = (prompt(nuclei, kind=pro.kind, box_scale=pro.box_scale,
-                              box_size=pro.box_size, negatives=pro.negatives)
-                       if model.prompted else None)
-            result = segment(frame, prompts, model=model, **frame_options)
-            table = result.table[result.table["status"] == "kept"].set_index("label")
-            if nuclei is not None and len(table) and model.prompted:
-                features = measure(nuclei, fluorescence[t],
-                                   properties=list(config.measure.properties))
-                table = table.join(features.add_prefix("nucleus_"))
-                centres = ndimage.center_of_mass(np.ones_like(nuclei), nuclei, table.index)
-                table[["nucleus_y", "nucleus_x"]] = np.array(centres).reshape(-1, 2)
+            if fluorescence is not None:  # annotate's chain, frame by frame
+                found = segment_pair(frame, fluorescence[t], model, config, centroids=True,
+                                     **options)
+                all_nuclei.append(found.nuclei)
+                result, cells = found.segmentation, found.cells
+            else:
+                result = segment(frame, model=model, **options)
+                cells = result.table.set_index("label")
+            table = cells[cells["status"] == "kept"]
             tables.append(table.reset_index().assign(t=t))
             labels.append(result.labels.astype(np.int32))
             bar.update()
@@ -269,8 +253,9 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
         (``nucleus_y, nucleus_x``) when `table` has them, because a nucleus
         moves more steadily than the outline of its cell (on
         :func:`cellnb.data.synthetic_movie` with watershed cells: 15 tracks
-        for 15 cells from the nuclei, 17 from the cell centroids), else the
-        cells. ``y, x`` in the result are always the cells' centroids.
+        for 15 cells from the nuclei, 17 from the cell centroids; a cell
+        without a nucleus is linked at its own centroid), else the cells.
+        ``y, x`` in the result are always the cells' centroids.
 
     Returns
     -------
@@ -318,7 +303,8 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
         if extra.duplicated(["t", "label"]).any():
             raise ValueError("`table` has more than one row for some (t, label).")
         cells = cells.merge(extra, on=["t", "label"], how="left")
-    if isinstance(link_on, str) and link_on == "auto":
+    auto = isinstance(link_on, str) and link_on == "auto"
+    if auto:
         link_on = ("nucleus_y", "nucleus_x") if {"nucleus_y", "nucleus_x"} <= set(cells) \
             else "cells"
     if isinstance(link_on, str) and link_on == "cells":
@@ -327,7 +313,10 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
             and all(c in cells.columns for c in link_on)):
         raise ValueError(f"`link_on` must be 'auto', 'cells' or two (y, x) columns of `table`; "
                          f"got {link_on!r} (table columns: {sorted(cells.columns)}).")
-    if cells[list(link_on)].isna().any(axis=None):
+    ys, xs = cells[link_on[0]], cells[link_on[1]]
+    if auto:  # a cell without a nucleus is linked at its own centroid
+        ys, xs = ys.fillna(cells["y"]), xs.fillna(cells["x"])
+    if ys.isna().any() or xs.isna().any():
         raise ValueError(f"{list(link_on)} are missing for some cells; give every cell of "
                          "`labels` a row in `table`, or link_on='cells'.")
     if search_range is None:
@@ -339,9 +328,8 @@ def track(labels, *, table=None, tracker: str = "laptrack", search_range: float 
     parents = {}
     if len(cells):
         link = _link_trackpy if tracker == "trackpy" else _link_laptrack
-        positions = pd.DataFrame({"frame": cells["t"].to_numpy(),
-                                  "_py": cells[link_on[0]].to_numpy(),
-                                  "_px": cells[link_on[1]].to_numpy()})
+        positions = pd.DataFrame({"frame": cells["t"].to_numpy(), "_py": ys.to_numpy(),
+                                  "_px": xs.to_numpy()})
         segment, links = link(positions, float(search_range), int(memory))
         cells = cells.assign(_segment=segment).sort_values(["t", "label"])
         # track ids from 1, in order of appearance

@@ -203,6 +203,40 @@ def test_segment_movie_with_an_automatic_model_and_its_errors(movie):
     assert seen == [(1, 2), (2, 2)]
 
 
+def test_an_automatic_model_with_fluorescence_runs_annotates_chain(movie, tmp_path):
+    """segment_movie and annotate share one per-image chain (issue 33): an automatic model's
+    cells take the id of the nucleus they hold, get its features, and the frame's labels are
+    the ones annotate writes for the same pair."""
+    import tifffile as tf
+
+    from cellnb import annotate
+    from cellnb.annotate import read_records
+
+    config = Config()
+    config.locate.method = "auto"
+    result = movies.segment_movie(movie.tl[:2], model=_Threshold(),
+                                  fluorescence=movie.fluorescence[:2], config=config,
+                                  progress=False)
+    nuclei, labels, table = result.nuclei[0], result.labels[0], result.table
+    first = table[table["t"] == 0].set_index("label")
+    with_nucleus = first.index[first.index <= nuclei.max()]
+    assert len(with_nucleus) and first.loc[with_nucleus, "nucleus_area"].notna().all()
+    for label in with_nucleus:  # the id of the nucleus the cell holds most of
+        inside = nuclei[labels == label]
+        assert np.bincount(inside[inside > 0]).argmax() == label
+    without = first.index[first.index > nuclei.max()]
+    assert first.loc[without, "nucleus_y"].isna().all()
+    tracks = movies.track(result.labels, table=table)  # nucleus centroids, cell ones if none
+    assert tracks.table["track_id"].notna().all()
+    (tmp_path / "pairs").mkdir()
+    tf.imwrite(tmp_path / "pairs" / "f0_phs.tif", movie.tl[0])
+    tf.imwrite(tmp_path / "pairs" / "f0_Texas Red.tif", movie.fluorescence[0])
+    annotate(tmp_path / "pairs", tmp_path / "out", model=_Threshold(), config=config,
+             progress=False)
+    record = read_records(tmp_path / "out")[0]
+    np.testing.assert_array_equal(record.labels, labels)
+
+
 def test_track_summary_time_in_each_class(movie):
     tracks = movies.track(movie.cells, table=movie.truth[["t", "label", "class_name"]])
     summary = movies.track_summary(tracks, frame_interval=10.0)
