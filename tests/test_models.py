@@ -37,10 +37,23 @@ def test_random_sam_is_deterministic_and_leaves_global_rng_alone():
     assert random_sam("vit_t", seed=2).weights_hash != a.weights_hash
 
 
-def test_random_sam_with_decoder_loads_instance_decoder():
+def test_random_sam_with_decoder_loads_instance_decoder(tmp_path):
+    """The decoder micro_sam builds holds exactly the weights of the checkpoint's
+    decoder_state (micro_sam's adapter renames the keys: compared tensor by tensor)."""
+    import torch
+
+    from cellnb.models import random_checkpoint
+
     model = random_sam("vit_t", seed=0, decoder=True)
-    assert model.decoder is not None
     assert "with instance decoder" in repr(model)
+    path = random_checkpoint("vit_t", tmp_path / "c.pt", seed=0, decoder=True)
+    saved = torch.load(path, weights_only=True)["decoder_state"]
+    loaded = model.decoder.state_dict()
+
+    def tensors(state):
+        return sorted((tuple(v.shape), float(v.double().sum())) for v in state.values())
+
+    assert len(loaded) == len(saved) == 66 and tensors(loaded) == tensors(saved)
 
 
 def test_random_vit_b_size():

@@ -14,6 +14,45 @@ sys.path.insert(0, str(ROOT / "docs"))
 import notebook_outputs  # noqa: E402  (the executed copies the docs build reuses)
 
 
+#: The numbers a notebook's story rests on, read from its kernel after the last cell: an
+#: expression (a dict) and the check it must pass, in the quick configuration and at the
+#: defaults alike. "No error and a figure" alone would let a tutorial that annotates nothing pass.
+KEY_NUMBERS = {
+    "00_quickstart": ("{'pairs': len(summary), 'done': int((summary['status'] == 'done').sum()),"
+                      " 'N_PAIRS': N_PAIRS}",
+                      lambda k: k["pairs"] == k["N_PAIRS"] == k["done"]),
+    # real nuclei: issue 30's floor for the DSB2018 image
+    "02_locate_prompt": ("{'f1': float(detection(dsb.nuclei, located['auto'])['f1'])}",
+                         lambda k: k["f1"] >= 0.94),
+    "11_movies": ("{'frames': int(seg.labels.shape[0]), 'N_FRAMES': N_FRAMES, "
+                  "'tracks': int(tracks.table['track_id'].nunique()), "
+                  "'cells': int(seg.labels[0].max())}",
+                  lambda k: k["frames"] == k["N_FRAMES"] and k["tracks"] > 0 and k["cells"] > 0),
+}
+_MARK = "CELLNB_KEY_NUMBERS="
+
+
+def _with_key_numbers(nb, stem):
+    """`nb` with a last cell that prints its key numbers (see :data:`KEY_NUMBERS`)."""
+    if stem in KEY_NUMBERS:
+        code = f"import json as _json\nprint({_MARK!r} + _json.dumps({KEY_NUMBERS[stem][0]}))"
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def _check_key_numbers(nb, stem):
+    """Read and check the printed key numbers; the extra cell is taken off again."""
+    import json
+
+    if stem not in KEY_NUMBERS:
+        return
+    cell = nb.cells.pop()
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+    assert _MARK in text, f"{stem}: the key numbers were not printed: {cell.get('outputs')}"
+    numbers = json.loads(text.split(_MARK, 1)[1].splitlines()[0])
+    assert KEY_NUMBERS[stem][1](numbers), f"{stem}: key numbers out of range: {numbers}"
+
+
 def test_notebooks_found():
     assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
 
@@ -29,12 +68,13 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws figures
     # warnings are shown, not errors, inside notebooks: they are for people
     monkeypatch.delenv("PYTHONWARNINGS", raising=False)
-    client = NotebookClient(nb, timeout=1800, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
     source_sha256 = notebook_outputs.notebook_sha256(nb.cells)
+    client = NotebookClient(_with_key_numbers(nb, path.stem), timeout=1800,
+                            kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    _check_key_numbers(nb, path.stem)
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert figures, "a tutorial shows pictures"
     if "CELLNB_EXECUTED_NOTEBOOKS" in os.environ:  # make test: kept for the docs build
@@ -60,7 +100,8 @@ def test_notebook_runs_at_its_defaults(path, tmp_path, monkeypatch):
     monkeypatch.delenv("CELLNB_QUICK", raising=False)
     monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.delenv("PYTHONWARNINGS", raising=False)
-    NotebookClient(nb, timeout=1800, kernel_name="python3",
+    NotebookClient(_with_key_numbers(nb, path.stem), timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    _check_key_numbers(nb, path.stem)
