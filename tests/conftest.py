@@ -12,6 +12,24 @@ from cellnb.data import DataNotAvailableError, fetch, synthetic_pairs
 if os.environ.get("CELLNB_DATA_DIR"):
     os.environ["CELLNB_DATA_DIR"] = str(Path(os.environ["CELLNB_DATA_DIR"]).resolve())
 
+# distributed's Nanny writes its pre-spawn environment (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1,
+# OPENBLAS_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_) into os.environ of the process that starts a
+# worker, for good: after the first Dask test every notebook kernel the suite starts would
+# inherit them and run torch on one thread. Each test starts with them as pytest found them.
+_NANNY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MALLOC_TRIM_THRESHOLD_")
+_STARTED_WITH = {name: os.environ.get(name) for name in _NANNY_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def _threads_as_pytest_started():
+    for name, value in _STARTED_WITH.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    yield
+
 
 @pytest.fixture(scope="session")
 def pair():
