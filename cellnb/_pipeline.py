@@ -37,13 +37,20 @@ class PairResult:
 
 def locate_nuclei(fluorescence, config) -> np.ndarray:
     """:func:`cellnb.locate` with the config's ``locate`` section."""
-    from .locate import locate
+    import warnings
+
+    from .locate import locate, method_options
 
     loc = config.locate
-    return locate(fluorescence, method=loc.method, threshold_division=loc.threshold_division,
-                  sigma=loc.sigma, tophat_size=loc.tophat_size,
-                  erosion_radius=loc.erosion_radius, min_area=loc.min_area,
-                  max_area=loc.max_area, **({"model": loc.model} if loc.model else {}))
+    options, ignored = method_options(loc.method, {
+        "threshold_division": loc.threshold_division, "sigma": loc.sigma,
+        "tophat_size": loc.tophat_size, "erosion_radius": loc.erosion_radius,
+        "min_area": loc.min_area, "max_area": loc.max_area, "model": loc.model})
+    if ignored:
+        warnings.warn(f"the config's locate section sets {ignored}, which method "
+                      f"{loc.method!r} does not use; they have no effect (reset them, or pick a "
+                      "Cell-APP method to use them).", UserWarning, stacklevel=3)
+    return locate(fluorescence, method=loc.method, **options)
 
 
 def segment_pair(tl, fluorescence, model, config, *, centroids: bool = False,

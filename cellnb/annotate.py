@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import sha256
+from ._shared.files import sha256
 
 __all__ = ["annotate", "read_records", "SUMMARY_COLUMNS"]
 
@@ -44,7 +44,9 @@ def _model_spec(model, config, client) -> dict:
     Nothing is loaded here: a name's fingerprint comes from micro_sam's registry or the
     checkpoint file, so pairs that turn out to be finished load nothing.
     """
-    from .models import SAM_OPTIONS, WATERSHED_OPTIONS, SamModel, as_model, fingerprint
+    from .models import SamModel, as_model, fingerprint
+    from .models._sam import SAM_OPTIONS
+    from .models._watershed import WATERSHED_OPTIONS
 
     if model is None:
         model = config.segment.model
@@ -136,7 +138,7 @@ def _fingerprint(tl_path, fl_path, plane, config, spec) -> dict:
 
 def _reported(pair_id, out, errors, make) -> dict:
     """``make()``'s summary row; with ``errors="skip"`` a failure becomes a "failed" row."""
-    from ._files import remove_dir
+    from ._shared.files import remove_dir
     from .io import check_pair_id
 
     t0 = time.perf_counter()
@@ -174,12 +176,12 @@ def _source(row) -> dict:
 
 def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     """Annotate one pair and write its record; skip it when an identical record exists."""
-    from ._files import atomic_dir
+    from ._shared.files import atomic_dir
     from ._pipeline import segment_pair
     from .io import read_pair, write_labels
 
     t0 = time.perf_counter()
-    from ._files import atomic_path
+    from ._shared.files import atomic_path
     from .io import check_pair_id
 
     folder = Path(out) / "records" / check_pair_id(pair_id)
@@ -188,7 +190,7 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     fingerprint = _fingerprint(tl_path, fl_path, plane, config, spec)
     existing = folder / "record.json"
     if existing.is_file():
-        from ._records import read_record_files
+        from .io._records import read_record_files
 
         try:
             old = read_record_files(folder)[0]
@@ -215,7 +217,7 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
     model = _get_model(spec)
     options = _segment_options(spec, config)
     if embeddings is not None and hasattr(model, "embed"):
-        from .models import image_key
+        from .models._sam import image_key
 
         name = f"{model.fingerprint.replace(':', '-')}/{image_key(tl)}.zarr"
         options["embedding"] = model.embed(tl, tile_shape=config.segment.tile_shape,
@@ -223,7 +225,7 @@ def _annotate_one(pair_id, source, out, config, spec, embeddings=None) -> dict:
                                            save_path=Path(embeddings) / name)
     found = segment_pair(tl, fl, model, config, **options)
     nuclei, result, cells = found.nuclei, found.segmentation, found.cells
-    from ._provenance import versions
+    from ._shared.provenance import versions
 
     provenance = {**fingerprint, "pair_id": pair_id, "tl_path": str(tl_path),
                   "fl_path": str(fl_path),
@@ -293,7 +295,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     focus : None, "best" or int, optional
         Focus series (planes of one position and time point that differ in
         z, from :func:`cellnb.io.find_pairs`): annotate one plane of each,
-        the sharpest by :func:`cellnb.microscope.focus_score` ("best") or
+        the sharpest by :func:`cellnb.io.microscope.focus_score` ("best") or
         plane ``z=focus``, and give every other plane of the series the same
         cells (status "reused"; ``provenance["labels_from"]`` names the
         source). Defocused TL planes with in-focus labels are the
@@ -328,7 +330,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
     >>> annotate(folder, folder + "/out", model="watershed", progress=False)["status"].tolist()
     ['skipped', 'skipped']
     """
-    from ._progress import Progress, check_callback
+    from ._shared.progress import Progress, check_callback
     from .config import Config
     from .io import find_pairs
 
@@ -350,7 +352,7 @@ def annotate(pairs, out, *, config=None, model=None, client=None, errors: str = 
         raise ValueError(f"`embeddings` keeps SAM's image embeddings on disk, but the model "
                          f"{spec['name']!r} computes none (it takes {sorted(spec['options'])}); "
                          f"leave `embeddings` out for it.")
-    from ._files import recover
+    from ._shared.files import recover
     from .io import check_pair_id
 
     out = Path(out)
@@ -443,7 +445,7 @@ def _focus_sources(pairs, focus, progress) -> dict:
     if "position" not in pairs or pairs["z"].isna().all():
         raise ValueError("`focus` needs planes with z (a find_pairs table of microscope files "
                          "or stacks); these pairs are single images.")
-    from .microscope import choose_focus
+    from .io.microscope import choose_focus
 
     chosen = choose_focus(pairs, z=None if focus == "best" else int(focus), progress=progress)
     reuse = {}
@@ -469,7 +471,7 @@ def _reuse_record(pair_id, source, from_id, out) -> dict:
     """The record of a defocused plane: its own TL plane, the cells of the in-focus record."""
     import shutil
 
-    from ._files import atomic_dir
+    from ._shared.files import atomic_dir
     from .io import check_pair_id, read_labels
 
     t0 = time.perf_counter()
@@ -482,7 +484,7 @@ def _reuse_record(pair_id, source, from_id, out) -> dict:
                    "labels_from_sha256": sha256(origin / "record.json")}
     existing = folder / "record.json"
     if existing.is_file():
-        from ._records import read_record_files
+        from .io._records import read_record_files
 
         try:
             old = read_record_files(folder)[0]
@@ -637,7 +639,7 @@ def _read_tl(provenance) -> np.ndarray:
     """A record's TL image: its file, or its plane of a microscope file."""
     plane = provenance.get("plane")
     if plane:
-        from .microscope import read_plane
+        from .io.microscope import read_plane
 
         return read_plane(provenance["tl_path"], scene=plane["scene"], t=plane["t"],
                           z=plane["z"], channel=plane["tl_channel"],
@@ -665,16 +667,11 @@ def read_records(out, *, images: bool = True) -> list:
         ``curated`` column ("added", "edited", "restored") and
         ``provenance["curation"]``, the log of its edits.
     """
-    from ._records import read_record_files
     from .io import Record
+    from .io._records import read_record_files, record_folders, records_root
 
-    root = Path(out)
-    root = root / "records" if (root / "records").is_dir() else root
-    if not root.is_dir():
-        raise FileNotFoundError(f"{out} holds no annotate records (no records/ folder).")
     records = []
-    for folder in sorted(p for p in root.iterdir()
-                         if not p.name.startswith(".") and (p / "record.json").is_file()):
+    for folder in record_folders(out):
         provenance, cells, labels = read_record_files(folder)
         if images and not Path(provenance["tl_path"]).is_file():
             raise FileNotFoundError(f"record {folder.name}: its TL image {provenance['tl_path']} "
@@ -688,5 +685,5 @@ def read_records(out, *, images: bool = True) -> list:
                                           if k not in ("config",)} |
                               {"model": provenance["model"]}))
     if not records:
-        raise FileNotFoundError(f"no records in {root}.")
+        raise FileNotFoundError(f"no records in {records_root(out)}.")
     return records

@@ -17,14 +17,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._validation import check_seed
+from ._shared.validation import check_seed
+from .io._coco import CLASS_COLUMN as _CLASS_COLUMN
 
 __all__ = ["classify", "name_classes", "CellClassifier", "tl_features", "METHODS",
            "DEFAULT_COLUMNS", "CLASS_COLUMN"]
 
 #: The one name of the per-cell class column, in records, datasets read back and
 #: segmentations of trained models.
-CLASS_COLUMN = "class_name"
+CLASS_COLUMN = _CLASS_COLUMN  # defined with the record format, in cellnb.io._coco
 
 #: Unsupervised methods :func:`classify` takes.
 METHODS = ("gmm", "kmeans", "hdbscan", "threshold")

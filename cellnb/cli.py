@@ -274,7 +274,7 @@ def _evaluate(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(3).to_string(index=False))
     if args.out:
-        from ._files import atomic_path
+        from ._shared.files import atomic_path
 
         with atomic_path(args.out) as tmp:
             table.to_csv(tmp, index=False)

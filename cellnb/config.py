@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ._files import atomic_path
+from ._shared.files import atomic_path
 
 __all__ = ["Config", "PairsConfig", "LocateConfig", "PromptConfig", "SegmentConfig",
            "MeasureConfig", "ExportConfig", "CELLAPP_PROPERTIES"]
@@ -208,7 +208,7 @@ class Config(_Checked):
     seed: int = 0
 
     def _check(self):
-        from ._validation import check_seed
+        from ._shared.validation import check_seed
 
         check_seed(self.seed)
 
@@ -250,7 +250,7 @@ class Config(_Checked):
         Parsed safely and within bounds: duplicate keys, alias bombs and
         files over 4 MiB are refused with the line at fault.
         """
-        from . import _yaml
+        from ._shared import safe_yaml as _yaml
 
         data = _yaml.load(_read_text(source), _source_name(source, "config"))
         return cls.from_dict({} if data is None else data)
@@ -272,7 +272,8 @@ class Config(_Checked):
         >>> Config.from_cellapp(text).locate
         LocateConfig(method='multiotsu', threshold_division=1.0, sigma=3.0, tophat_size=71, erosion_radius=8, min_area=None, max_area=None, model=None)
         """
-        from . import _cellapp_schema, _yaml
+        from .io import _cellapp_schema
+        from ._shared import safe_yaml as _yaml
 
         name = _source_name(source, "Cell-APP config")
         raw = dict(_cellapp_schema.check(_yaml.load(_read_text(source), name) or {}, name))

@@ -46,20 +46,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .io._records import read_record, record_folder
+
 __all__ = ["reject", "restore", "add", "replace", "replace_all", "undo", "curation", "version",
            "StaleRecordError"]
-
-
-def _folder(out, pair_id) -> Path:
-    from .io import check_pair_id
-
-    root = Path(out)
-    root = root / "records" if (root / "records").is_dir() else root
-    folder = root / check_pair_id(pair_id)
-    if not (folder / "record.json").is_file():
-        raise FileNotFoundError(f"no record {pair_id!r} in {root}; the records there are "
-                                f"{sorted(p.name for p in root.glob('*') if (p / 'record.json').is_file())[:10]}.")
-    return folder
 
 
 class StaleRecordError(ValueError):
@@ -73,9 +63,9 @@ def version(out, pair_id: str) -> str:
     Pass it back as ``version=`` to an edit to have the edit refused
     (:class:`StaleRecordError`) when the record changed in between.
     """
-    from ._files import sha256
+    from ._shared.files import sha256
 
-    return sha256(_folder(out, pair_id) / "record.json")[:16]
+    return sha256(record_folder(out, pair_id) / "record.json")[:16]
 
 
 def _check_version(out, pair_id, expected) -> None:
@@ -84,16 +74,6 @@ def _check_version(out, pair_id, expected) -> None:
             f"record {pair_id!r} changed since it was read (another review widget or a curate "
             "call edited it); nothing was changed. Reload the record (review: go to it again) "
             "and repeat the edit.")
-
-
-def _load(folder: Path):
-    from ._records import read_record_files
-    from .io import read_labels
-
-    provenance, cells, labels = read_record_files(folder)
-    auto = read_labels(folder / "cells_auto.tif") if (folder / "cells_auto.tif").is_file() \
-        else labels.copy()
-    return provenance, cells, labels, auto
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -118,8 +98,8 @@ def _save(folder: Path, provenance, cells, labels, auto, edits: dict | list) -> 
     The version being replaced is kept under ``history/<n>/`` (for :func:`undo`:
     the edits of one call are undone together).
     """
-    from ._files import atomic_dir
-    from ._provenance import versions
+    from ._shared.files import atomic_dir
+    from ._shared.provenance import versions
     from .io import write_labels
 
     stamp = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -194,9 +174,9 @@ def reject(out, pair_id: str, label, *, version: str | None = None) -> None:
         The cell's id (its nucleus' id), or several: one rewrite, one
         :func:`undo` for all, one logged edit each.
     """
-    folder = _folder(out, pair_id)
+    folder = record_folder(out, pair_id)
     _check_version(out, pair_id, version)
-    provenance, cells, labels, auto = _load(folder)
+    provenance, cells, labels, auto = read_record(folder)
     many = label if isinstance(label, (list, tuple, np.ndarray, pd.Index, pd.Series)) else [label]
     chosen = [_label(cells, one) for one in many]
     chosen = [one for one in dict.fromkeys(chosen) if cells.loc[one, "status"] != "rejected"]
@@ -216,9 +196,9 @@ def reject(out, pair_id: str, label, *, version: str | None = None) -> None:
 
 def restore(out, pair_id: str, label: int, *, version: str | None = None) -> None:
     """Bring back a rejected cell `label` with its automatic mask (pixels taken since stay taken)."""
-    folder = _folder(out, pair_id)
+    folder = record_folder(out, pair_id)
     _check_version(out, pair_id, version)
-    provenance, cells, labels, auto = _load(folder)
+    provenance, cells, labels, auto = read_record(folder)
     label = _label(cells, label)
     if cells.loc[label, "status"] != "rejected":
         raise ValueError(f"cell {label} is not rejected (status {cells.loc[label, 'status']!r}); "
@@ -259,9 +239,9 @@ def add(out, pair_id: str, mask, *, prompt: dict | None = None, score: float = n
     -------
     label : int
     """
-    folder = _folder(out, pair_id)
+    folder = record_folder(out, pair_id)
     _check_version(out, pair_id, version)
-    provenance, cells, labels, auto = _load(folder)
+    provenance, cells, labels, auto = read_record(folder)
     mask = _mask(mask, labels.shape) & (labels == 0)
     if not mask.any():
         raise ValueError("every pixel of `mask` belongs to another cell already; reject or "
@@ -277,9 +257,9 @@ def add(out, pair_id: str, mask, *, prompt: dict | None = None, score: float = n
 def replace(out, pair_id: str, label: int, mask, *, prompt: dict | None = None,
             score: float = np.nan, version: str | None = None) -> None:
     """Redraw cell `label` with `mask` (e.g. re-segmented with a negative point)."""
-    folder = _folder(out, pair_id)
+    folder = record_folder(out, pair_id)
     _check_version(out, pair_id, version)
-    provenance, cells, labels, auto = _load(folder)
+    provenance, cells, labels, auto = read_record(folder)
     label = _label(cells, label)
     mask = _mask(mask, labels.shape) & ((labels == 0) | (labels == label))
     if not mask.any():
@@ -333,11 +313,11 @@ def replace_all(out, pair_id: str, labels, *, source=None, version: str | None =
     >>> replace_all(root + "/out", record.id, edited)["rejected"] == [record.cells.index[0]]
     True
     """
-    from ._validation import check_labels
+    from ._shared.validation import check_labels
 
-    folder = _folder(out, pair_id)
+    folder = record_folder(out, pair_id)
     _check_version(out, pair_id, version)
-    provenance, cells, current, auto = _load(folder)
+    provenance, cells, current, auto = read_record(folder)
     labels = check_labels(labels, "labels")
     if labels.shape != current.shape:
         raise ValueError(f"`labels` has shape {labels.shape}; record {pair_id!r} is "
@@ -380,9 +360,9 @@ def undo(out, pair_id: str, *, version: str | None = None) -> None:
     """Undo the last curation edit of record `pair_id`: its previous version comes back whole."""
     import shutil
 
-    from ._files import atomic_dir
+    from ._shared.files import atomic_dir
 
-    folder = _folder(out, pair_id)
+    folder = record_folder(out, pair_id)
     _check_version(out, pair_id, version)
     history = sorted((folder / "history").glob("*/record.json")) if (folder / "history").is_dir() \
         else []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import sha256
+from ._shared.files import sha256
 
 __all__ = ["read_dataset", "TrainingData"]
 

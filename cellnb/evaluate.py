@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ._validation import check_labels
+from ._shared.validation import check_labels
 
 __all__ = ["evaluate", "compare", "detection", "overlap_table", "DEFAULT_THRESHOLDS",
            "METRIC_COLUMNS"]
@@ -347,7 +347,7 @@ def _coco_metrics(pairs_of_images, scores_per_image, max_dets: int) -> dict:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from .io import label_rles
+    from .io._coco import label_rles
 
     def encode(labels, image_id, scores, start_id):
         anns = []

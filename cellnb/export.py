@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import atomic_dir, atomic_path, recover
-from ._validation import BoundedPattern, as_generator, check_labels
+from ._shared.files import atomic_dir, atomic_path, recover
+from ._shared.validation import BoundedPattern, as_generator, check_labels
 from .classify import CLASS_COLUMN
 from .io import check_pair_id
 
@@ -177,7 +177,7 @@ def _annotations(record, image_id, start_id, categories, masks_kind):
     from pycocotools import mask as mask_utils
     from scipy import ndimage
 
-    from .io import label_rles
+    from .io._coco import label_rles
 
     labels = record.labels
     classes = record.cells[CLASS_COLUMN].astype(str) if CLASS_COLUMN in record.cells else None
@@ -237,7 +237,7 @@ def _check_records(records):
 
 def export(records, out, *, name=None, splits=None, group=None, seed=None, classes=None,
            masks=None, formats=None, zip: bool = False, overwrite: bool = False, config=None,
-           progress: bool = False, callback=None) -> Path:
+           progress: bool = True, callback=None) -> Path:
     """Write annotated records as a COCO dataset with train/val/test splits.
 
     Parameters
@@ -290,8 +290,9 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
     config : cellnb.Config, optional
         Its ``export`` section gives the defaults of the options above
         (explicit arguments win); recorded in ``provenance.json``.
-    progress : bool, default=False
-        Progress bar over records.
+    progress : bool, default=True
+        Progress bar over records (on by default, as for every verb that loops over
+        many pairs, files or epochs).
     callback : callable, optional
         Called as ``callback(done, total)`` after each record is written.
 
@@ -314,7 +315,7 @@ def export(records, out, *, name=None, splits=None, group=None, seed=None, class
     >>> bool((back[0].labels == labels).all())
     True
     """
-    from ._progress import Progress, check_callback
+    from ._shared.progress import Progress, check_callback
     from .config import Config, ExportConfig
 
     if config is not None and not isinstance(config, Config):
@@ -420,7 +421,7 @@ def _export_key(records, by_split, name, masks, formats, categories) -> str:
     """What identifies an export: its settings and every record's pixels, labels and classes."""
     import hashlib
 
-    from .models import image_key
+    from .models._sam import image_key
 
     digest = hashlib.sha256(json.dumps([name, masks, list(formats), categories, by_split],
                                        sort_keys=True, default=str).encode())
@@ -480,7 +481,7 @@ def _write_extra(root, stem, record, formats):
             iio.imwrite(root / "annotations" / f"{stem}_cell{lab}.png",
                         ((record.labels == lab) * 255).astype(np.uint8))
     if "ome-zarr" in formats:  # NGFF: the image, labels/cells, the pixel size if known
-        from .microscope import write_ome_zarr
+        from .io.microscope import write_ome_zarr
 
         size = record.provenance.get("pixel_size_um")
         image = record.image if record.image.ndim == 2 else None
@@ -490,7 +491,7 @@ def _write_extra(root, stem, record, formats):
         write_ome_zarr(root / "ome-zarr" / f"{stem}.ome.zarr", image, record.labels,
                        pixel_size_um=size[1] if size else None)
     if "imagej-roi" in formats or "qupath-geojson" in formats:  # objects for Fiji / QuPath
-        from . import _objects
+        from .io import _objects
         from .classify import CLASS_COLUMN
 
         classes = None
@@ -514,7 +515,7 @@ def _write_extra(root, stem, record, formats):
 
 
 def _provenance(records, by_split, counts, name, masks, formats, config, seed):
-    from ._provenance import versions
+    from ._shared.provenance import versions
 
     models = sorted({(r.provenance.get("model"), r.provenance.get("model_hash"))
                      for r in records if r.provenance.get("model")}, key=str)

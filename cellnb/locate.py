@@ -20,7 +20,7 @@ Four methods:
   kept; uneven background is removed at the measured scale), joins pieces
   only where neither an intensity dip nor a neck parts them, and cuts a
   piece whose outline is pinched between two nuclei. Details in
-  ``cellnb._locate_auto``.
+  ``cellnb._nuclei.auto``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._learned_locate import LEARNED, learned_available, learned_nuclei
-from ._locate_auto import auto_nuclei, estimate_nucleus_radius
-from ._validation import check_image
+from ._nuclei.auto import auto_nuclei, estimate_nucleus_radius
+from ._nuclei.fluorescence import as_float
+from ._nuclei.learned import LEARNED, learned_available, learned_nuclei
 
 __all__ = ["locate", "suggest_locate", "estimate_nucleus_radius", "learned_available", "METHODS"]
 
@@ -40,18 +40,34 @@ __all__ = ["locate", "suggest_locate", "estimate_nucleus_radius", "learned_avail
 CELLAPP_METHODS = ("isodata", "multiotsu", "watershed")
 #: Every ``method`` of :func:`locate`: the tuning-free default, Cell-APP's modes, learned detectors.
 METHODS = ("auto", *CELLAPP_METHODS, *LEARNED)
+#: Options only Cell-APP's modes use, with their defaults.
+_CELLAPP_OPTIONS = {"threshold_division": 0.75, "sigma": 2.0, "tophat_size": 71,
+                    "erosion_radius": 8}
 
 
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-def _as_float(fluorescence) -> np.ndarray:
-    image = check_image(fluorescence, "fluorescence")
-    image = image.astype(np.float32, copy=False)
-    if image.max() == image.min():
-        raise ValueError(f"`fluorescence` is constant (every pixel is {image.flat[0]}); "
-                         "check that the right channel and frame were read.")
-    return image
+def method_options(method: str, options: dict) -> tuple[dict, list]:
+    """Split locate `options` into those `method` uses and those it would ignore.
+
+    Returns the keyword options to pass and the names of options set to a
+    value other than their default that `method` does not use (Cell-APP's
+    filters under "auto" or a learned method; ``radius`` outside "auto";
+    ``model`` outside the learned methods). :func:`locate` refuses those;
+    the annotate chain warns about them in a saved config.
+
+    >>> method_options("auto", {"sigma": 3.0, "radius": None, "min_area": 20})
+    ({'radius': None, 'min_area': 20}, ['sigma'])
+    >>> method_options("isodata", {"sigma": 3.0, "radius": None})
+    ({'sigma': 3.0}, [])
+    """
+    uses, ignored = {}, []
+    for name, value in options.items():
+        used = (name not in _CELLAPP_OPTIONS or method in CELLAPP_METHODS) and \
+            (name != "radius" or method == "auto") and (name != "model" or method in LEARNED)
+        if used:
+            uses[name] = value
+        elif value != _CELLAPP_OPTIONS.get(name):
+            ignored.append(name)
+    return uses, ignored
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +157,7 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
         are Cell-APP's "single", "multi" and "watershed" modes (see the
         module docstring); "stardist" and "cellpose" run those packages'
         pretrained networks (extras ``cellnb[stardist]``,
-        ``cellnb[cellpose]``; see ``cellnb._learned_locate``).
+        ``cellnb[cellpose]``; see ``cellnb._nuclei.learned``).
     threshold_division : float, default=0.75
         Cell-APP modes: the isodata threshold is divided by this (< 1 is
         more aggressive). Cell-APP advises 1 for "multi" and "watershed".
@@ -198,7 +214,16 @@ def locate(fluorescence, *, method: str = "auto", threshold_division: float = 0.
         raise ValueError(f"`radius` must be a finite number > 0, got {radius}.")
     if min_area is not None and max_area is not None and min_area > max_area:
         raise ValueError(f"`min_area` ({min_area}) must not exceed `max_area` ({max_area}).")
-    image = _as_float(fluorescence)
+    _, ignored = method_options(method, {"threshold_division": threshold_division,
+                                         "sigma": sigma, "tophat_size": tophat_size,
+                                         "erosion_radius": erosion_radius, "radius": radius})
+    if ignored:  # an option is never silently ignored
+        raise TypeError(f"method={method!r} does not use {ignored}: "
+                        + ("those are options of Cell-APP's methods "
+                           f"{list(CELLAPP_METHODS)}" if "radius" not in ignored else
+                           "`radius` is an option of method='auto'")
+                        + "; leave them out, or pick a method that uses them.")
+    image = as_float(fluorescence)
     _check_scale(image.shape, method, sigma, tophat_size, erosion_radius, radius)
     if method == "auto":
         labels, _ = auto_nuclei(image, radius)
@@ -244,7 +269,7 @@ def suggest_locate(fluorescence) -> pd.DataFrame:
     >>> list(table.index)
     ['sigma', 'tophat_size', 'erosion_radius', 'threshold_division', 'min_area', 'max_area']
     """
-    image = _as_float(fluorescence)
+    image = as_float(fluorescence)
     r = estimate_nucleus_radius(image)
     if not np.isfinite(r):
         raise ValueError("no nuclei stand out of the noise in `fluorescence`; cannot measure "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._validation import check_image, check_labels, check_same_shape
+from ._shared.validation import check_image, check_labels, check_same_shape
 from .config import CELLAPP_PROPERTIES  # one list, shared with Config
 
 __all__ = ["measure", "culture", "CELLAPP_PROPERTIES", "INTENSITY_FEATURES"]

@@ -17,7 +17,7 @@ What the format describes, per recipe:
   are multiples of 16 (at least 32). Output: the three maps (foreground,
   centre distance, boundary distance).
 - ``microsam``: SAM's image encoder + micro_sam's UNETR decoder (the
-  architecture file ``_bioimageio_sam.py`` travels in the package: torch,
+  architecture file ``bioimageio_sam.py`` travels in the package: torch,
   segment_anything and torch_em, no cellnb), min-max to 0-255 as
   pre-processing, on windows of the training patch (the scale it learnt
   at). Output: the same three maps.
@@ -159,7 +159,7 @@ def _microsam_parts(trained, image, folder: Path) -> dict:
     state = {k: v.detach().cpu() for k, v in net.unetr.state_dict().items()}
     torch.save(state, folder / "weights.pt")
     source = folder / "sam_unetr.py"
-    shutil.copyfile(Path(__file__).with_name("_bioimageio_sam.py"), source)
+    shutil.copyfile(Path(__file__).parent / "_training" / "bioimageio_sam.py", source)
     conv_transpose = any(".block." in k for k in state if k.startswith("decoder.samplers"))
     architecture = ArchitectureFromFileDescr(
         source=source, callable="SamUNETR",
@@ -214,7 +214,7 @@ def cells_from_maps(maps, *, min_size: int = 25) -> np.ndarray:
 # ---------------------------------------------------------------------------
 def _test_image(trained, test_image) -> np.ndarray:
     """The image the package is tested on: `test_image`, else the run's first validation image."""
-    from ._validation import check_image
+    from ._shared.validation import check_image
 
     if test_image is not None:
         image = check_image(test_image, "test_image", rgb=True)
@@ -451,7 +451,7 @@ def export_model(trained, path, *, format: str = "bioimageio", name: str | None 
         _check(descr)
         from bioimageio.spec import save_bioimageio_package
 
-        from ._files import atomic_path
+        from ._shared.files import atomic_path
 
         built = save_bioimageio_package(descr, output_path=folder / "package.zip")
         with atomic_path(path) as out:

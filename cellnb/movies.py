@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._validation import check_image, check_labels
+from ._shared.validation import check_image, check_labels
 
 __all__ = ["segment_movie", "MovieSegmentation", "track", "Tracks", "track_summary",
            "write_ctc", "truth_tracks", "score_tracks", "TRACK_COLUMNS", "CTC_METRICS"]
@@ -140,7 +140,7 @@ def segment_movie(tl, *, model, fluorescence=None, config=None, progress: bool =
     ((3, 96, 96), [0, 1, 2])
     """
     from ._pipeline import segment_pair
-    from ._progress import Progress, check_callback
+    from ._shared.progress import Progress, check_callback
     from .config import Config
     from .models import as_model
     from .segment import segment
@@ -467,7 +467,7 @@ def write_ctc(tracks, folder, *, overwrite: bool = False) -> Path:
     >>> (out / "res_track.txt").read_text()
     '1 0 0 0\\n2 2 2 1\\n'
     """
-    from ._files import atomic_dir
+    from ._shared.files import atomic_dir
 
     if not isinstance(tracks, Tracks):
         raise TypeError(f"`tracks` must be the Tracks that track() returns, got "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_image, check_labels, check_same_shape
+from ._shared.validation import check_image, check_labels, check_same_shape
 
 __all__ = ["overlay", "pair", "ap_curve", "errors", "error_types", "class_examples", "tracks",
            "track_classes"]
@@ -411,7 +411,7 @@ def class_examples(image, labels, classes, *, n: int = 6, size: int = 48, names=
     import matplotlib.pyplot as plt
     from scipy import ndimage
 
-    from ._validation import as_generator
+    from ._shared.validation import as_generator
 
     image = check_image(image, "image", rgb=True)
     labels = check_labels(labels)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._validation import check_labels
+from ._shared.validation import check_labels
 
 __all__ = ["prompt", "prompt_counts", "KINDS", "PROMPT_COLUMNS"]
 

@@ -42,7 +42,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ._validation import check_labels
+from ._shared.validation import check_labels
 
 __all__ = ["FLAGS", "flag_cells", "triage", "reject_flagged"]
 
@@ -172,23 +172,14 @@ def flag_cells(record, *, nuclei=None, min_score: float = 0.7, area_mads: float 
 
 def _from_folder(out) -> tuple[list, dict]:
     """Records of an annotate folder with every prompt's row (dropped ones too) and their nuclei."""
-    import json
-    from pathlib import Path
-
     from .io import Record, read_labels
+    from .io._records import read_record_files, record_folders
 
-    root = Path(out)
-    root = root / "records" if (root / "records").is_dir() else root
-    if not root.is_dir():
-        raise FileNotFoundError(f"{out} holds no annotate records (no records/ folder).")
     records, nuclei = [], {}
-    for folder in sorted(p for p in root.iterdir()
-                         if not p.name.startswith(".") and (p / "record.json").is_file()):
-        provenance = json.loads((folder / "record.json").read_text())
+    for folder in record_folders(out):
+        provenance, cells, labels = read_record_files(folder)
         pair_id = provenance["pair_id"]
-        cells = pd.read_csv(folder / "cells.csv", index_col="label")
-        records.append(Record(pair_id, None, read_labels(folder / "cells.tif"), cells,
-                              provenance))
+        records.append(Record(pair_id, None, labels, cells, provenance))
         if (folder / "nuclei.tif").is_file():
             nuclei[pair_id] = read_labels(folder / "nuclei.tif")
     return records, nuclei

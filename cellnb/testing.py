@@ -103,8 +103,8 @@ def stand_in_checkpoint(microsam_run, path, *, reinitialise: str | None = None,
     """
     import torch
 
-    from ._architectures import build_sam
-    from ._torch import load_state
+    from .models._architectures import build_sam
+    from ._shared.torchutil import load_state
 
     folder = Path(getattr(microsam_run, "path", microsam_run))
     state = load_state(folder / "weights" / "last.pt")

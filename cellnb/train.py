@@ -6,8 +6,8 @@ epoch at a time, evaluates the validation split with :func:`cellnb.evaluate`
 after every epoch, keeps the best and last weights, stops early when a recipe
 sets ``patience``, resumes from ``state/`` after an interruption, and
 returns the run loaded as a :class:`cellnb.TrainedModel` (:mod:`cellnb.trained`).
-The run folder's layout is described in ``cellnb/_runs.py``; data
-parallelism under torchrun in ``cellnb/_distributed.py``.
+The run folder's layout is described in ``cellnb/_training/runs.py``; data
+parallelism under torchrun in ``cellnb/_training/distributed.py``.
 
 Recipes train with torch_em trainers (micro_sam's for ``microsam``), a plain
 PyTorch loop (``samcell``, ``cellseg1``, ``cellsam``) or cellpose's own
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import _distributed, _runs
-from ._validation import check_seed
+from ._training import distributed as _distributed
+from ._training import runs as _runs
+from ._shared.validation import check_seed
 from .dataset import TrainingData, read_dataset
 from .recipes import RECIPES
 from .trained import TrainedModel, load_trained
@@ -64,7 +65,7 @@ def _validate(net, recipe, settings, records) -> dict:
     from .evaluate import evaluate
 
     # Prompted recipes (cellsam) are validated from the true cells' boxes.
-    prompted = getattr(recipe, "PROMPTED", False)
+    prompted = recipe.PROMPTED
     preds = [recipe.predict(net, r.image, settings,
                             **({"prompts": recipe.box_prompts(r.labels)} if prompted else {}))[0]
              for r in records]
@@ -170,9 +171,9 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
     """
     import torch
 
-    from ._progress import Progress, check_callback
-    from ._provenance import versions
-    from ._torch import resolve_device, seeded
+    from ._shared.progress import Progress, check_callback
+    from ._shared.provenance import versions
+    from ._shared.torchutil import resolve_device, seeded
     from .recipes import get
 
     if recipe not in RECIPES:
@@ -294,7 +295,7 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
         info["distributed"]["checksums_equal"] = len(set(sums)) == 1
     if lead:
         _runs.plot_history(history, out / "learning_curve.png")
-        if len(data.classes) > 1 and not getattr(module, "CLASSES", False):
+        if len(data.classes) > 1 and not module.CLASSES:
             _runs.save_classifier(out, *_classifier_table(data))
         info["status"] = "finished"
         _runs.write_json(out / _runs.INFO, info)
@@ -323,7 +324,7 @@ def _settings(module, recipe, model, seed, recipe_options, **given) -> dict:
                          f"recipe that fine-tunes one (microsam, cellseg1, samcell, cellsam, "
                          f"cellpose, maskrcnn).")
     if model is None:
-        model = getattr(module, "DEFAULT_MODEL", "vit_b_lm")
+        model = module.DEFAULT_MODEL
     settings.update(recipe=recipe, model=model if module.USES_MODEL else None, seed=seed,
                     options={**module.OPTIONS, **recipe_options})
     return settings
@@ -331,7 +332,7 @@ def _settings(module, recipe, model, seed, recipe_options, **given) -> dict:
 
 def _fit_whole(run, module, settings, data, out, info, bar, seed) -> pd.DataFrame:
     """Recipes whose trainer runs every epoch in one call (cellpose): train, validate once."""
-    from ._torch import seeded
+    from ._shared.torchutil import seeded
 
     t0 = time.perf_counter()
     with seeded(_seed_value(seed, 0)), warnings.catch_warnings():

@@ -83,7 +83,7 @@ class TrainedModel:
         """Whether the model segments from prompts (cellsam: boxes) rather than automatically."""
         from .recipes import get
 
-        return bool(getattr(get(self.recipe), "PROMPTED", False))
+        return bool(get(self.recipe).PROMPTED)
 
     @property
     def segment_options(self) -> frozenset:
@@ -116,7 +116,7 @@ class TrainedModel:
             the network itself for recipes that learn classes (maskrcnn), else
             from the TL classifier trained with the run.
         """
-        from ._validation import check_image, check_tiling
+        from ._shared.validation import check_image, check_tiling
         from .recipes import get
         from .segment import Segmentation
 
@@ -150,7 +150,7 @@ class TrainedModel:
                                  "prompts=None.")
             kwargs = dict(tile_shape=tile_shape, halo=halo, min_area=min_area, progress=progress)
             classes = None
-            if getattr(recipe, "CLASSES", False):  # the network predicts each cell's class
+            if recipe.CLASSES:  # the network predicts each cell's class
                 labels, scores, classes, normalization = recipe.predict_classes(
                     self._net, grey, self.settings, **kwargs)
             else:
@@ -207,8 +207,8 @@ def load_trained(path, *, device: str = "auto", weights: str = "best") -> Traine
     >>> trained = load_trained("runs/unet")  # doctest: +SKIP
     >>> cellnb.segment(image, model=trained)  # doctest: +SKIP
     """
-    from . import _runs
-    from ._torch import resolve_device
+    from ._training import runs as _runs
+    from ._shared.torchutil import resolve_device
     from .recipes import get
 
     folder = Path(path)

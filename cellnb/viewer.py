@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ._validation import check_image, check_labels
+from ._shared.validation import check_image, check_labels
 
 __all__ = ["Viewer", "show", "show_stack", "StackViewer", "image_png", "labels_png",
            "stroke_mask"]

@@ -45,7 +45,7 @@ def _registry(cache=None):
     """micro_sam's pooch registry, pointed at `cache` (its MICROSAM_CACHEDIR) when given."""
     import pooch
 
-    from .models import _micro_sam_util
+    from .models._architectures import _micro_sam_util
 
     zoo = _micro_sam_util().models()
     if cache is None:
@@ -103,7 +103,8 @@ def required(*, annotate=None, recipes=(), model: str = "vit_b_lm") -> pd.DataFr
     >>> plan["file"].tolist(), plan["needed_by"].tolist()
     (['vit_b_lm', 'vit_b_lm_decoder'], ['annotate, cellsam', 'annotate, cellsam'])
     """
-    from .models import _micro_sam_util, _zoo_names
+    from .models._architectures import _micro_sam_util
+    from .models._zoo import _zoo_names
     from .recipes import RECIPES
 
     unknown = sorted(set(recipes) - set(RECIPES))
@@ -228,7 +229,7 @@ def _retrieve(name: str, url: str, path: Path, progress: bool) -> bool:
 
 
 def _fetch_cellpose(name, cache, progress) -> dict:
-    from ._files import sha256
+    from ._shared.files import sha256
 
     if not _cellpose_installed():
         raise ValueError(f"{name!r} is a cellpose model: install the extra first "
@@ -245,7 +246,7 @@ def _fetch_cellpose(name, cache, progress) -> dict:
 
 def _fetch_torch(name, cache, progress) -> dict:
     """torchvision weights into torch's hub cache, checked against the file name's sha256 prefix."""
-    from ._files import sha256
+    from ._shared.files import sha256
     from .models import ModelNotAvailableError
 
     folder = _torch_dir(cache)
@@ -291,7 +292,7 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
     >>> table["present"].tolist(), table.attrs["missing"]
     ([False, False], ['vit_b_lm', 'vit_b_lm_decoder'])
     """
-    from .models import _micro_sam_util
+    from .models._architectures import _micro_sam_util
 
     plan = required(annotate=annotate, recipes=recipes, model=model)
     registry, xxh128 = _registry(cache), _micro_sam_util()._compute_hash
@@ -299,7 +300,7 @@ def doctor(*, annotate=None, recipes=(), model: str = "vit_b_lm", cache=None) ->
     environment = {}
     for row in plan.itertuples():
         if row.name in TORCHVISION_MODELS:
-            from ._files import sha256
+            from ._shared.files import sha256
 
             folder = _torch_dir(cache)
             path, prefix = folder / row.file, _torch_file(row.name)[1]
@@ -422,7 +423,7 @@ def train_base(name: str, folder, *, kind: str = "vit_t") -> dict | None:
     """
     import warnings
 
-    from ._architectures import CELLPOSE_ARCHITECTURES
+    from .models._architectures import CELLPOSE_ARCHITECTURES
     from .models import is_cached, random_checkpoint
 
     if kind in CELLPOSE_ARCHITECTURES:

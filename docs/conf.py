@@ -128,7 +128,8 @@ def _copy_tutorials():
 # -----------------------------------------------------------------------------------------
 #: Public modules, in the order of the pipeline; each page lists its ``__all__``.
 API_MODULES = [
-    "cellnb.io", "cellnb.config", "cellnb.data", "cellnb.microscope", "cellnb.locate",
+    "cellnb.io", "cellnb.config", "cellnb.data", "cellnb.io.microscope", "cellnb.microscope",
+    "cellnb.locate",
     "cellnb.prompt", "cellnb.models", "cellnb.segment", "cellnb.annotate", "cellnb.measure",
     "cellnb.classify", "cellnb.qc", "cellnb.curate", "cellnb.export", "cellnb.dataset",
     "cellnb.train", "cellnb.trained", "cellnb.recipes", "cellnb.recipes.unet",
@@ -149,14 +150,16 @@ def _public_names(module):
 def _home(module, name):
     """The module where `name` (listed in `module`'s __all__) is documented.
 
-    A class or function is documented in the public module that defines it;
-    a value listed by several modules, in the first of them.
+    A class or function is documented in the public module that defines and lists
+    it; anything else (a value, or code re-exported from a private module such as
+    ``cellnb.models._sam``) in the first public module that lists it.
     """
     obj = getattr(module, name)
     defined = getattr(obj, "__module__", None)
-    if (inspect.isclass(obj) or inspect.isfunction(obj)) and defined in API_MODULES:
+    if (inspect.isclass(obj) or inspect.isfunction(obj)) and defined in API_MODULES \
+            and name in _public_names(importlib.import_module(defined)):
         return defined
-    if not (inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj)):
+    if not inspect.ismodule(obj):
         for other in API_MODULES:
             candidate = importlib.import_module(other)
             if name in _public_names(candidate) and getattr(candidate, name) is obj:

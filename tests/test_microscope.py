@@ -9,7 +9,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from cellnb import annotate, export, microscope
+from cellnb import annotate, export
+from cellnb.io import microscope
 from cellnb.annotate import read_records
 from cellnb.data import synthetic_movie, synthetic_pairs, write_ome_tiff, write_pairs
 from cellnb.io import find_pairs, plane_of, read_image, read_pair

@@ -97,21 +97,22 @@ def test_load_cached_downloads_when_the_zoo_answers(monkeypatch, tmp_path):
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path))
     monkeypatch.delenv("CELLNB_DOWNLOAD", raising=False)
     asked = []
-    monkeypatch.setattr(models, "zoo_reachable", lambda name, **k: asked.append(name) or False)
+    loading = models._loading  # load_cached's module: what it calls is looked up there
+    monkeypatch.setattr(loading, "zoo_reachable", lambda name, **k: asked.append(name) or False)
     with pytest.warns(UserWarning, match="model zoo cannot be reached from here: using the "
                                          "classical watershed baseline instead. To use μSAM, "
                                          "run `cellnb models fetch vit_b_lm`"):
         assert models.load_cached("vit_b_lm").name == "watershed"
     assert asked == ["vit_b_lm"]
-    monkeypatch.setattr(models, "zoo_reachable", lambda name, **k: True)
+    monkeypatch.setattr(loading, "zoo_reachable", lambda name, **k: True)
     loaded = []
-    monkeypatch.setattr(models, "load", lambda name, **k: loaded.append(name) or "the μSAM model")
+    monkeypatch.setattr(loading, "load", lambda name, **k: loaded.append(name) or "the μSAM model")
     assert models.load_cached("vit_b_lm") == "the μSAM model" and loaded == ["vit_b_lm"]
 
     def offline(name, **k):
         raise OSError("connection reset")
 
-    monkeypatch.setattr(models, "load", offline)
+    monkeypatch.setattr(loading, "load", offline)
     with pytest.warns(UserWarning, match=r"the download failed \(OSError: connection reset\)"):
         assert models.load_cached("vit_b_lm").name == "watershed"
     with pytest.warns(UserWarning, match="downloading is switched off"):
@@ -137,7 +138,7 @@ def test_fingerprint_without_loading(tmp_path):
 def test_every_model_answers_the_protocol(vit_t):
     assert isinstance(vit_t, models.Segmenter) and vit_t.prompted
     assert isinstance(models.Watershed(), models.Segmenter)
-    assert models.as_model("watershed").segment_options == models.WATERSHED_OPTIONS
+    assert models.as_model("watershed").segment_options == models._watershed.WATERSHED_OPTIONS
     assert "embedding" in vit_t.segment_options and "nuclei" not in vit_t.segment_options
 
 

@@ -156,7 +156,7 @@ def test_bad_object_files_and_shapes(tmp_path, dataset):
 @pytest.mark.parametrize("seed", range(4))
 def test_random_cells_round_trip_through_both_formats(tmp_path, seed):
     """Salt-and-pepper cells: every kind of corner contact, hole and piece at once."""
-    from cellnb import _objects
+    from cellnb.io import _objects
 
     rng = np.random.default_rng(seed)
     labels = ((rng.random((12, 14)) > 0.45) * rng.integers(1, 4, (12, 14))).astype(np.int32)

@@ -233,7 +233,7 @@ def test_tiled_embeddings_come_from_micro_sam(scene, vit_t, monkeypatch):
 def test_lowres_decoding_matches_sam_predictor(vit_t, shape):
     """cellnb's batched low-res decoding + windowed upsampling against SAM's own
     full-resolution `SamPredictor.predict` for each prompt."""
-    from cellnb.segment import _decode, _upsample_window
+    from cellnb.models._sam import _decode, _upsample_window
 
     pair = synthetic_pairs(1, shape=shape, n_cells=6, seed=5)[0]
     prompts = prompt(locate(pair.fluorescence), kind="points")

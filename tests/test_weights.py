@@ -38,7 +38,7 @@ def zoo(server, monkeypatch):
     """micro_sam's registry with vit_b_lm (+ decoder) served locally, real hashes of the files."""
     import pooch
 
-    from cellnb.models import _micro_sam_util
+    from cellnb.models._architectures import _micro_sam_util
 
     util = _micro_sam_util()  # imported with its dependencies' deprecation noise silenced
     root, url = server

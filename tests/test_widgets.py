@@ -71,7 +71,7 @@ def test_tuner_keeps_cellapps_odd_tophat_and_recomputes_on_release():
     assert tuner.parameters()["locate"]["tophat_size"] is None  # 0 switches it off
     assert all(not c.continuous_update for name, c in tuner.controls.items()
                if hasattr(c, "continuous_update") and name != "tophat_size")
-    from cellnb._learned_locate import learned_available
+    from cellnb._nuclei.learned import learned_available
 
     offered = set(tuner.controls["method"].options)
     assert {"auto", "isodata", "multiotsu", "watershed"} <= offered

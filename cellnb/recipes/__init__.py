@@ -12,10 +12,13 @@ cellpose   Cellpose-SAM via ``cellpose.train.train_seg``             cellpose
 maskrcnn   Mask R-CNN (Cell-APP's detector family): masks + class    PyTorch loop
 =========  ========================================================  ====================
 
-A recipe module defines ``DEFAULTS`` (epochs, batch_size, patch_shape, lr,
+A recipe module follows one protocol (:data:`REQUIRED`, checked by :func:`get`).
+It defines ``DEFAULTS`` (epochs, batch_size, patch_shape, lr,
 steps_per_epoch), ``OPTIONS`` (its own keyword options with defaults; a
 ``patience`` option turns on early stopping), ``USES_MODEL`` (whether it
-starts from a pretrained model; ``train(model=)`` is refused otherwise),
+starts from a pretrained model; ``train(model=)`` is refused otherwise) and
+``DEFAULT_MODEL`` (that model's default name, None when it uses none),
+``PROMPTED`` and ``CLASSES`` (both below),
 ``TILED`` (whether its trained model tiles large images, so that
 ``tile_shape`` / ``halo`` are segment options of it), optionally ``check(settings)`` (fails before
 a run folder exists), ``build(data, settings, device, state_dir)`` returning
@@ -37,20 +40,59 @@ The registry lives here and nowhere else; :mod:`cellnb.train` imports it.
 
 from importlib import import_module
 
-__all__ = ["get", "RECIPES"]
+__all__ = ["get", "RECIPES", "check_recipe", "REQUIRED"]
 
 #: Every recipe :func:`cellnb.train` knows, in the order the docs list them.
 RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose", "maskrcnn")
 
 
+#: The recipe protocol: what every recipe module defines, and what ``PROMPTED`` and
+#: ``CLASSES`` recipes define on top. :func:`get` checks it, so train.py and
+#: :class:`cellnb.TrainedModel` read these names without per-recipe branches or defaults.
+REQUIRED = {
+    "every": ("DEFAULTS", "OPTIONS", "USES_MODEL", "DEFAULT_MODEL", "TILED", "PROMPTED",
+              "CLASSES", "build", "load_net", "predict"),
+    "PROMPTED": ("box_prompts", "prompt_model", "segment"),
+    "CLASSES": ("predict_classes",),
+}
+
+
+def check_recipe(module) -> None:
+    """Raise a TypeError naming what `module` lacks of the recipe protocol (:data:`REQUIRED`).
+
+    Examples
+    --------
+    >>> import types
+    >>> check_recipe(types.SimpleNamespace(__name__="mine", DEFAULTS={}))
+    Traceback (most recent call last):
+    ...
+    TypeError: recipe mine does not follow the recipe protocol: it lacks ['OPTIONS', ...
+    """
+    needed = list(REQUIRED["every"])
+    for flag in ("PROMPTED", "CLASSES"):
+        if getattr(module, flag, False):
+            needed += REQUIRED[flag]
+    missing = [n for n in needed if not hasattr(module, n)]
+    if missing:
+        raise TypeError(f"recipe {module.__name__} does not follow the recipe protocol: it lacks "
+                        f"{missing} (see cellnb.recipes).")
+    if module.USES_MODEL != (module.DEFAULT_MODEL is not None):
+        raise TypeError(f"recipe {module.__name__}: DEFAULT_MODEL must be a model name exactly "
+                        "when USES_MODEL is True.")
+
+
 def get(name: str):
-    """Return the recipe module `name` (one of :data:`RECIPES`).
+    """Return the recipe module `name` (one of :data:`RECIPES`), checked against the protocol.
 
     Examples
     --------
     >>> get("unet").DEFAULTS["patch_shape"]
     (256, 256)
+    >>> get("cellsam").PROMPTED, get("maskrcnn").CLASSES
+    (True, True)
     """
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {list(RECIPES)}.")
-    return import_module(f"{__name__}.{name}")
+    module = import_module(f"{__name__}.{name}")
+    check_recipe(module)
+    return module

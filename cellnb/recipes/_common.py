@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._normalize import normalize  # noqa: F401  (the recipes' normalisation)
-from .._tiling import predict_tiled  # noqa: F401  (the recipes' tiled inference)
+from .._shared.normalize import normalize  # noqa: F401  (the recipes' normalisation)
+from .._shared.tiling import predict_tiled  # noqa: F401  (the recipes' tiled inference)
 
 
 # ---------------------------------------------------------------------------
@@ -276,7 +276,7 @@ class TorchEmRun:
         """What torch_em's save_checkpoint saves, minus its pickled ``init``; "latest" only."""
         import torch
 
-        from .._files import atomic_path
+        from .._shared.files import atomic_path
 
         trainer = self.trainer
         if name != "latest" or getattr(trainer, "rank", 0):  # cellnb keeps its own best weights
@@ -299,7 +299,7 @@ class TorchEmRun:
 
     def load_state(self) -> int:
         """Load weights, optimizer, scheduler and step; return the next epoch."""
-        from .._torch import load_state
+        from .._shared.torchutil import load_state
 
         self.trainer.load_checkpoint(load_state(self.state_file))
         return int(self.trainer._epoch)

@@ -1,7 +1,7 @@
 """What the SAM-based recipes (cellseg1, samcell, cellsam) share.
 
 - loading SAM (a micro_sam zoo name, or an architecture + checkpoint;
-  cellnb's reduced ``vit_mini`` too, :mod:`cellnb._architectures`),
+  cellnb's reduced ``vit_mini`` too, ``cellnb.models._architectures``),
 - **the scale rule**: the network sees every window of ``patch_shape``
   pixels resized to its own input side (:func:`input_size`: 1024 for SAM,
   256 for vit_mini), at training and at inference alike. Training crops of
@@ -23,17 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .._architectures import input_size  # noqa: F401  (the side of the network's input)
-from .._tiling import pad_to, window_starts  # noqa: F401  (the SAM recipes' windows)
+from ..models._architectures import input_size  # noqa: F401  (the side of the network's input)
+from .._shared.tiling import pad_to, window_starts  # noqa: F401  (the SAM recipes' windows)
 
 
 # ---------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------
+def base(settings, download=True):
+    """(model_type, checkpoint path) a SAM run starts from (:func:`cellnb.models.resolve`)."""
+    from ..models._zoo import resolve
+
+    return resolve(settings["model"], checkpoint=settings["options"].get("checkpoint"),
+                   download=download)
+
+
 def check(settings) -> None:
     """Fail before a run folder exists: unknown model, missing checkpoint, non-square patch."""
-    from .microsam import base
-
     base(settings, download=False)
     h, w = settings["patch_shape"]
     if h != w:
@@ -41,21 +47,19 @@ def check(settings) -> None:
                          f"`patch_shape` must be square, got {tuple(settings['patch_shape'])}.")
 
 
-def load_sam(settings, device, *, return_state: bool = False):
-    """The SAM network (segment_anything ``Sam``) the run starts from, and its architecture.
-
-    With `return_state`, also the checkpoint's state (a zoo model's
-    ``decoder_state`` is in it).
+def load_sam(settings, device):
+    """``(sam, architecture, state)``: the SAM network (segment_anything ``Sam``) the run
+    starts from, its architecture and the checkpoint's state (a zoo model's
+    ``decoder_state`` is in it; recipes that do not need it ignore it).
     """
-    from .._architectures import architecture_of
-    from .._architectures import load_sam as load
-    from .microsam import base
+    from ..models._architectures import architecture_of
+    from ..models._architectures import load_sam as load
 
     model_type, checkpoint = base(settings)
     sam, state = load(model_type, checkpoint, device)
     freeze_batchnorm(sam)
     architecture = architecture_of(model_type)
-    return (sam, architecture, state) if return_state else (sam, architecture)
+    return sam, architecture, state
 
 
 def freeze_batchnorm(module) -> int:
@@ -88,7 +92,7 @@ def empty_sam(architecture: str):
     """SAM of `architecture` without loading weights (for :func:`load_net`)."""
     import torch
 
-    from .._architectures import build_sam
+    from ..models._architectures import build_sam
 
     with torch.random.fork_rng(devices=[]):
         return build_sam(architecture)
@@ -191,7 +195,7 @@ def decode(sam, embedding, *, points=None, labels=None, boxes=None):
 
     :func:`cellnb.segment`'s SAM call, with one mask per prompt.
     """
-    from ..segment import _sam_decode
+    from ..models._sam import _sam_decode
 
     return _sam_decode(sam, embedding, points=points, labels=labels, boxes=boxes)
 
@@ -393,7 +397,7 @@ class LoopRun:
     def load_state(self) -> int:
         import torch
 
-        from .._torch import load_state
+        from .._shared.torchutil import load_state
 
         state = load_state(self.state_file)
         params = dict(self._module().named_parameters())
@@ -429,7 +433,7 @@ class LoopRun:
     def fit_epoch(self, progress) -> dict:
         import torch
 
-        from .._files import atomic_path
+        from .._shared.files import atomic_path
 
         train_loader, val_loader = self.loaders
         module = self._module()

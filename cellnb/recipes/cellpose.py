@@ -19,14 +19,12 @@ interrupted run starts again.
 
 from __future__ import annotations
 
-import contextlib
-import io as _io
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ..models._cellpose import cached, import_cellpose, quiet, weights_path
 
 __all__ = ["cached", "write_layout", "weights_path"]
 
@@ -38,33 +36,10 @@ OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "min_train_masks": 1, "flow_
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
 TILED = False
+PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
+CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 WHOLE_RUN = True  # cellpose trains every epoch in one call
 _NORMALIZATION = "cellpose (1st-99th percentile per image)"
-
-
-def _cellpose():
-    try:
-        from cellpose import io as cp_io
-        from cellpose import models, train
-    except ImportError as err:
-        raise ImportError("the 'cellpose' recipe needs cellpose >= 4: pip install "
-                          "'cellnb[cellpose]' (or pip install cellpose).") from err
-    return models, train, cp_io
-
-
-def cached(name: str = "cpsam") -> bool | None:
-    """Whether cellpose's cache holds the model `name`; None when cellpose is not installed.
-
-    Examples
-    --------
-    >>> cached("no_such_model") in (False, None)
-    True
-    """
-    try:
-        from cellpose import models
-    except ImportError:
-        return None
-    return (models.MODEL_DIR / name).is_file()
 
 
 def _architecture(settings) -> str:
@@ -77,44 +52,9 @@ def _base(settings) -> str:
     return weights_path(settings["model"], settings["options"].get("checkpoint"))
 
 
-def weights_path(name: str, checkpoint=None) -> str:
-    """The cellpose model file of `name` (cellpose's cache, downloaded by cellpose when
-    missing) or `checkpoint`, checked to hold tensors only; errors say where to put it."""
-    models, _, _ = _cellpose()
-    if checkpoint is None and name == "cpsam_mini":
-        raise ValueError("'cpsam_mini' is cellnb's reduced test network and has no pretrained "
-                         "weights: pass checkpoint=PATH (cellnb.models.random_checkpoint("
-                         "'cpsam_mini', PATH) writes a random-init one).")
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
-        from ..models import _check_safe
-
-        _check_safe(checkpoint)  # cellpose reads it with a plain torch.load
-        return str(checkpoint)
-    if name not in models.MODEL_NAMES:
-        raise ValueError(f"unknown cellpose model {name!r}; cellpose has {models.MODEL_NAMES}, "
-                         "or pass checkpoint=PATH (a cellpose 4 model file).")
-    path = models.MODEL_DIR / name
-    if not path.is_file():
-        try:
-            models.cache_model_path(name)
-        except Exception as err:  # urllib / ssl / http errors
-            raise FileNotFoundError(
-                f"cellpose model {name!r} is not cached and could not be downloaded "
-                f"({type(err).__name__}: {err}). Download {models._MODEL_URL + name} on a "
-                f"machine with internet access and save it as {path} (or set "
-                "CELLPOSE_LOCAL_MODELS_PATH; `cellnb models fetch cpsam` does both), or pass "
-                "checkpoint=PATH.") from err
-    from ..models import _check_safe
-
-    _check_safe(path)
-    return str(path)
-
-
 def check(settings) -> None:
     """Fail early: cellpose missing, unknown model, missing checkpoint, patch not 256."""
-    models, _, _ = _cellpose()
+    models, _, _ = import_cellpose()
     checkpoint = settings["options"].get("checkpoint")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
@@ -153,21 +93,6 @@ def write_layout(records, folder) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _quiet():
-    logger = logging.getLogger("cellpose")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(_io.StringIO()), \
-                contextlib.redirect_stderr(_io.StringIO()), \
-                warnings.catch_warnings():  # cellpose's own tqdm bars and torch notices
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 class Run:
     """Trains with one ``train_seg`` call (``fit_all``); the driver validates afterwards."""
 
@@ -188,15 +113,15 @@ class Run:
 
     def fit_all(self, progress) -> dict:
         """Run cellpose's training; per-epoch train losses and the last validation loss."""
-        from .._architectures import cellpose_model
+        from ..models._architectures import cellpose_model
 
-        models, train, cp_io = _cellpose()
+        models, train, cp_io = import_cellpose()
         options, settings = self.settings["options"], self.settings
         base = _base(settings)
         folder = self.state_dir / "cellpose"
         write_layout(self.data.train, folder / "train")
         write_layout(self.data.val, folder / "val")
-        with _quiet():
+        with quiet():
             out = cp_io.load_train_test_data(str(folder / "train"), str(folder / "val"),
                                              image_filter="_img", mask_filter="_masks")
             images, labels, _, test_images, test_labels = out[:5]
@@ -231,13 +156,13 @@ def load_net(settings, state, device):
 
     import torch
 
-    from .._architectures import cellpose_model
+    from ..models._architectures import cellpose_model
 
-    _cellpose()
+    import_cellpose()
     with tempfile.TemporaryDirectory(prefix="cellnb-cellpose-") as tmp:
         path = os.path.join(tmp, "model")
         torch.save(state["cellpose_state"], path)
-        with _quiet():
+        with quiet():
             return cellpose_model(state.get("architecture", "cpsam"), path, device)
 
 
@@ -251,7 +176,7 @@ def predict(net, image, settings, *, tile_shape=None, halo=None, min_area=None,
     from skimage.segmentation import relabel_sequential
 
     options = settings["options"]
-    with _quiet():
+    with quiet():
         masks = net.eval(np.asarray(image, np.float32), flow_threshold=options["flow_threshold"],
                          cellprob_threshold=options["cellprob_threshold"],
                          min_size=options["min_size"] if min_area is None else min_area)[0]

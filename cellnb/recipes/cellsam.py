@@ -36,6 +36,8 @@ OPTIONS = {"checkpoint": None, "weight_decay": 0.01, "n_objects_per_batch": 25, 
 USES_MODEL = True
 #: Whether the trained model tiles large images (tile_shape / halo are its segment options).
 TILED = True
+DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
+CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 PROMPTED = True
 _NORMALIZATION = "minmax255"
 
@@ -63,7 +65,7 @@ def box_prompts(labels) -> pd.DataFrame:
     """
     from scipy import ndimage
 
-    from .._validation import check_labels
+    from .._shared.validation import check_labels
 
     labels = check_labels(labels, "labels")
     rows = []
@@ -121,7 +123,7 @@ def build(data, settings, device, state_dir):
     from ._sam import LoopRun, decode, encode, input_size, load_sam, to_sam, to_window
 
     options = settings["options"]
-    sam, architecture = load_sam(settings, device)
+    sam, architecture, _ = load_sam(settings, device)
     for p in sam.parameters():
         p.requires_grad_(False)
     neck = sam.image_encoder.neck

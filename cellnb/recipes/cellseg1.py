@@ -80,7 +80,7 @@ def sample_points(labels, *, rng=None, top: float = 0.2, max_positive: int = 30,
     """
     from scipy import ndimage
 
-    from .._validation import check_labels
+    from .._shared.validation import check_labels
 
     labels = check_labels(labels, "labels")
     if not 0 < top <= 1:
@@ -222,6 +222,9 @@ OPTIONS = {"checkpoint": None, "lora_rank": 4, "lora_dropout": 0.1, "accumulate"
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
 TILED = False
+DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
+PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
+CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 _NORMALIZATION = "minmax255"
 
 
@@ -297,7 +300,7 @@ def build(data, settings, device, state_dir):
     from ._sam import LoopRun, encode, input_size, load_sam, lora_train_mode, one_cycle, to_sam
 
     options = settings["options"]
-    sam, architecture = load_sam(settings, device)
+    sam, architecture, _ = load_sam(settings, device)
     _sam_with_lora(sam, options)
     train_loader, val_loader, record = loaders(data, settings, _NORMALIZATION, _instances)
     params = [p for p in sam.parameters() if p.requires_grad]

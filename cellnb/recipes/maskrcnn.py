@@ -53,6 +53,7 @@ OPTIONS = {"checkpoint": None, "pretrained": True, "scale": 1.0, "weight_decay":
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
 TILED = False
+PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = True  # predicts each cell's class itself (no separate TL classifier)
 _NORMALIZATION = "percentile"
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -309,7 +310,7 @@ def _freeze_batch_norms(net) -> None:
 
 def _start(settings, n_classes: int):
     """The network a run starts from: a checkpoint, COCO's weights, or random init."""
-    from .._torch import load_state
+    from .._shared.torchutil import load_state
 
     options, model = settings["options"], settings["model"]
     net = _network(model, n_classes, options)

@@ -35,6 +35,9 @@ OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
 TILED = False
+DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
+PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
+CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 _NORMALIZATION = "minmax255"
 
 
@@ -59,6 +62,8 @@ def _peft(options):
 def check(settings) -> None:
     """Fail early (before a run folder exists): unknown model, missing checkpoint, non-square
     patch (inference windows have the training patches' scale), bad overlap."""
+    from ._sam import base
+
     base(settings, download=False)
     h, w = settings["patch_shape"]
     if h != w:
@@ -75,14 +80,6 @@ def _overlap(settings) -> int:
     return min(64, settings["patch_shape"][0] // 4) if overlap is None else int(overlap)
 
 
-def base(settings, download=True):
-    """(model_type, checkpoint path) micro_sam starts the run from (:func:`cellnb.models.resolve`)."""
-    from ..models import resolve
-
-    return resolve(settings["model"], checkpoint=settings["options"].get("checkpoint"),
-                   download=download)
-
-
 def _trainable_sam(settings, device):
     """micro_sam's ``TrainableSAM`` as ``get_trainable_sam_model`` makes it, from cellnb's loader.
 
@@ -95,7 +92,7 @@ def _trainable_sam(settings, device):
     from ._sam import load_sam
 
     options = settings["options"]
-    sam, architecture, state = load_sam(settings, device, return_state=True)
+    sam, architecture, state = load_sam(settings, device)
     peft = _peft(options)
     freeze = options["freeze"]
     freeze = [] if freeze is None else [freeze] if isinstance(freeze, str) else list(freeze)
@@ -118,7 +115,7 @@ def build(data, settings, device, state_dir):
     """micro_sam's trainable SAM + UNETR + JointSamTrainer, as train_sam builds them."""
     import torch
 
-    from ..models import _micro_sam_util
+    from ..models._architectures import _micro_sam_util
 
     _micro_sam_util()  # micro_sam imported once with its dependencies' deprecation noise silenced
     from micro_sam.training import joint_sam_trainer
@@ -126,7 +123,7 @@ def build(data, settings, device, state_dir):
     from torch_em.loss import DiceBasedDistanceLoss
     from torch_em.transform.label import PerObjectDistanceTransform
 
-    from .._architectures import build_unetr
+    from ..models._architectures import build_unetr
 
     options = settings["options"]
     model, architecture, state = _trainable_sam(settings, device)
@@ -169,8 +166,8 @@ def load_net(settings, state, device):
     """Rebuild the architecture (no download) and load the trained weights."""
     import torch
 
-    from .._architectures import build_sam, build_unetr
-    from ..models import _micro_sam_util
+    from ..models._architectures import build_sam, build_unetr
+    from ..models._architectures import _micro_sam_util
 
     _micro_sam_util()  # micro_sam imported quietly first
     architecture = state["architecture"]
@@ -205,7 +202,7 @@ def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=N
     quarter of patches under 256 px): the training scale; `tile_shape` /
     `halo` are not used.
     """
-    from .._tiling import predict_windows
+    from .._shared.tiling import predict_windows
 
     was_training = net.unetr.training
     net.unetr.eval()
@@ -237,7 +234,7 @@ def export_checkpoint(trained, path) -> Path:
     """
     import torch
 
-    from .._files import atomic_path
+    from .._shared.files import atomic_path
 
     if trained.recipe != "microsam":
         raise ValueError(f"only microsam runs export a micro_sam checkpoint, not "

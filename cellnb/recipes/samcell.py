@@ -45,7 +45,7 @@ def distance_target(labels) -> np.ndarray:
     """
     from scipy import ndimage
 
-    from .._validation import check_labels
+    from .._shared.validation import check_labels
 
     labels = check_labels(labels, "labels")
     target = np.zeros(labels.shape, np.float32)
@@ -118,6 +118,9 @@ OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "warmup": 250, "patience": 7
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
 TILED = False
+DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
+PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
+CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 _NORMALIZATION = "clahe_zscore"
 
 
@@ -175,7 +178,7 @@ def build(data, settings, device, state_dir):
     from ._sam import LoopRun, load_sam, warmup_linear
 
     options = settings["options"]
-    sam, architecture = load_sam(settings, device)
+    sam, architecture, _ = load_sam(settings, device)
     for p in sam.prompt_encoder.parameters():
         p.requires_grad_(False)
     train_loader, val_loader, record = loaders(data, settings, _NORMALIZATION, _target,
@@ -206,7 +209,7 @@ def predict_map(net: Net, image, settings, *, progress=False):
     """The predicted distance map of a whole image (sliding windows), and the normalisation."""
     import torch
 
-    from .._tiling import predict_windows
+    from .._shared.tiling import predict_windows
     from ._common import normalize
 
     size, overlap = settings["patch_shape"][0], settings["options"]["overlap"]

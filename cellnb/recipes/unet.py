@@ -21,6 +21,9 @@ OPTIONS = {"depth": 4, "initial_features": 16, "min_size": 25}
 USES_MODEL = False
 #: Whether the trained model tiles large images (tile_shape / halo are its segment options).
 TILED = True
+DEFAULT_MODEL = None  # what train() starts from when no model is named
+PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
+CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 _NORMALIZATION = "percentile"
 
 

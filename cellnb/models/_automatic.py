@@ -35,7 +35,7 @@ _SET_HERE = {"self", "predictor", "decoder", "point_grids", "output_mode", "tile
 
 
 def _generator_class(mode: str, tiled: bool):
-    from .models import _micro_sam_util
+    from ._architectures import _micro_sam_util
 
     _micro_sam_util()  # micro_sam's first import, with its dependencies' noise silenced
     from micro_sam import instance_segmentation as ms
@@ -71,7 +71,7 @@ def check_mode(mode, model=None) -> str:
                          f"segmentation, automatic prompt generation, automatic mask "
                          f"generation), got {mode!r}.")
     if model is not None and mode in DECODER_MODES and model.decoder is None:
-        from .models import decoder_models
+        from ._zoo import decoder_models
 
         raise ValueError(
             f"mode={mode!r} needs an instance-segmentation decoder and model {model.name!r} has "
@@ -99,7 +99,8 @@ def segment_automatic(model, image, *, mode: str = "ais", embedding=None, tile_s
     from micro_sam.instance_segmentation import get_instance_segmentation_generator
     from skimage.segmentation import relabel_sequential
 
-    from .segment import Segmentation, _check_common, normalize_for_sam
+    from .._shared.normalize import normalize_for_sam
+    from ._result import Segmentation, _check_common
 
     check_mode(mode, model)
     _check_common(0.5, min_area)
@@ -141,3 +142,10 @@ def segment_automatic(model, image, *, mode: str = "ais", embedding=None, tile_s
     if callback is not None:
         callback(1, 1)
     return result
+
+
+#: Options of :class:`AutomaticSam` (what its mode takes comes on top).
+AUTOMATIC_SAM_OPTIONS = frozenset({"embedding", "tile_shape", "halo", "min_area", "progress",
+                                   "callback"})
+
+

@@ -17,8 +17,8 @@ def _as_pairs(pairs_or_images) -> list[tuple[str, object]]:
     """(name, loader) per pair; loaders read files lazily and return (tl, fl)."""
     import pandas as pd
 
-    from .data import SyntheticPair
-    from .io import read_pair
+    from ..data import SyntheticPair
+    from ..io import read_pair
 
     if isinstance(pairs_or_images, pd.DataFrame):
         if not {"tl_path", "fl_path"} <= set(pairs_or_images.columns):
@@ -58,8 +58,8 @@ class LocateTuner:
     def __init__(self, pairs_or_images, config=None):
         import ipywidgets as w
 
-        from .config import Config
-        from .viewer import Viewer
+        from ..config import Config
+        from ..viewer import Viewer
 
         self.pairs = _as_pairs(pairs_or_images)
         if config is None:  # the method the tutorials recommend; Cell-APP's modes are one click away
@@ -67,7 +67,7 @@ class LocateTuner:
             config.locate.method = "auto"
         self.config = dataclasses.replace(config)
         loc, pro = self.config.locate, self.config.prompt
-        from ._learned_locate import LEARNED, learned_available
+        from .._nuclei.learned import LEARNED, learned_available
 
         # one description width for every control, so that each slider keeps a track it can
         # be dragged on (a description as wide as its text left 0-28 px tracks)
@@ -143,8 +143,8 @@ class LocateTuner:
         import matplotlib.pyplot as plt
         from IPython.display import clear_output, display
 
-        from .locate import locate
-        from .prompt import prompt
+        from ..locate import locate, method_options
+        from ..prompt import prompt
 
         params = self.parameters()
         method = params["locate"]["method"]
@@ -161,7 +161,8 @@ class LocateTuner:
         tl, fl = self._pair()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self.nuclei = locate(fl, **params["locate"])
+            options, _ = method_options(method, params["locate"])  # greyed-out ones stay out
+            self.nuclei = locate(fl, **options)
         self.prompts = prompt(self.nuclei, **params["prompt"])
         areas = np.bincount(self.nuclei.ravel())[1:]
         self._show(tl, fl)
@@ -203,7 +204,7 @@ class LocateTuner:
 
     def save(self, path=None) -> Path:
         """Write the config with the current parameters as YAML (atomically)."""
-        from .config import Config
+        from ..config import Config
 
         path = Path(path or self.path.value)
         data = self.config.to_dict()
@@ -215,7 +216,7 @@ class LocateTuner:
         return path
 
     def _repr_mimebundle_(self, **kwargs):
-        from .viewer import _panel_bundle
+        from ..viewer import _panel_bundle
 
         return _panel_bundle(self.panel, self.viewer, **kwargs)
 

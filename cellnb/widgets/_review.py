@@ -28,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import curate
+from .. import curate
 
 
 def _read_fl(provenance) -> np.ndarray:
     plane = provenance.get("plane")
     if plane:
-        from .microscope import read_plane
+        from ..io.microscope import read_plane
 
         return read_plane(provenance["fl_path"], scene=plane["scene"], t=plane["t"],
                           z=plane["z"], channel=plane["fl_channel"], name="fluorescence image")
-    from .io import read_image
+    from ..io import read_image
 
     return read_image(provenance["fl_path"], name="fluorescence image")
 
@@ -76,8 +76,8 @@ class Review:
     def __init__(self, out, *, model=None, height: int = 560):
         import ipywidgets as w
 
-        from .qc import triage
-        from .viewer import Viewer
+        from ..qc import triage
+        from ..viewer import Viewer
 
         self.out = Path(out)
         if model is not None and not (hasattr(model, "embed") and hasattr(model, "predictor")):
@@ -127,19 +127,20 @@ class Review:
     # ---- one record --------------------------------------------------------------
     def _load(self) -> None:
         """The record shown, as curate reads it (and its nuclei, for the flags)."""
-        from .io import read_labels
+        from ..io import read_labels
+        from ..io._records import read_record, record_folder
 
-        folder = curate._folder(self.out, self.pair_id)
+        folder = record_folder(self.out, self.pair_id)
         self.version = curate.version(self.out, self.pair_id)  # edits refused once stale
-        self.provenance, self.cells, self.labels, self.auto = curate._load(folder)
+        self.provenance, self.cells, self.labels, self.auto = read_record(folder)
         self.nuclei = read_labels(folder / "nuclei.tif") if (folder / "nuclei.tif").is_file() \
             else None
 
     def go(self, pair_id: str) -> None:
         """Show record `pair_id`."""
-        from .annotate import _read_tl
-        from .io import Record
-        from .qc import flag_cells
+        from ..annotate import _read_tl
+        from ..io import Record
+        from ..qc import flag_cells
 
         if pair_id not in set(self.pairs["id"]):
             raise KeyError(f"no record {pair_id!r} in {self.out}.")
@@ -191,10 +192,13 @@ class Review:
             show("cells", self.labels)
         if self.nuclei is not None and "nuclei" not in viewer.layer_names:
             viewer.add_labels(self.nuclei, name="nuclei", color="#00e5ff", visible=False)
-        viewer.add_points(np.array([[y, x] for y, x, p in self._points if p]).reshape(-1, 2),
-                          name="positive", color="#39ff14", size=4)
-        viewer.add_points(np.array([[y, x] for y, x, p in self._points if not p]).reshape(-1, 2),
-                          name="negative", color="red", size=4)
+        self._draw_points(self._points)
+
+    def _draw_points(self, points) -> None:
+        """The clicks of the cell being made: positive (green) and negative (red) points."""
+        for name, color, positive in (("positive", "#39ff14", True), ("negative", "red", False)):
+            where = np.array([[y, x] for y, x, p in points if p == positive]).reshape(-1, 2)
+            self.viewer.add_points(where, name=name, color=color, size=4)
 
     def _say(self, message: str, warning: str = "") -> None:
         import html
@@ -237,7 +241,7 @@ class Review:
 
     # ---- actions ------------------------------------------------------------------
     def _segment(self, points=(), box=None):
-        from .segment import segment_click
+        from ..segment import segment_click
 
         if self.model is None:
             raise RuntimeError("no model: pass model= (a SAM model) to review() to add cells "
@@ -309,10 +313,7 @@ class Review:
         else:
             self.viewer.add_labels(preview, name="preview", mode="fill", color="#ffd400",
                                    opacity=0.45)
-        self.viewer.add_points(np.array([[y, x] for y, x, p in points if p]).reshape(-1, 2),
-                               name="positive", color="#39ff14", size=4)
-        self.viewer.add_points(np.array([[y, x] for y, x, p in points if not p]).reshape(-1, 2),
-                               name="negative", color="red", size=4)
+        self._draw_points(points)
         what = f"cell {replaces} again" if replaces else "a new cell"
         self.seconds = time.perf_counter() - t0
         self._say(f"preview of {what}: {area} px, SAM score {score:.2f} — Enter accepts, "
@@ -384,7 +385,7 @@ class Review:
         from every cell. Either is written with :func:`cellnb.curate.replace_all`
         and undone with one undo.
         """
-        from .viewer import stroke_mask
+        from ..viewer import stroke_mask
 
         t0 = time.perf_counter()
         try:
@@ -453,6 +454,6 @@ class Review:
             self.step(-1)
 
     def _repr_mimebundle_(self, **kwargs):
-        from .viewer import _panel_bundle
+        from ..viewer import _panel_bundle
 
         return _panel_bundle(self.panel, self.viewer, **kwargs)

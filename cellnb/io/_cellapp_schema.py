@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._validation import check_schema
+from .._shared.validation import check_schema
 
 Number = Annotated[float, Field(allow_inf_nan=False)]  # strict float takes ints too
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import atomic_path
-from ._validation import as_generator
+from .._shared.files import atomic_path
+from .._shared.validation import as_generator
 
 
 @dataclass
@@ -135,7 +135,7 @@ def synthetic_movie(n_frames: int = 8, *, shape=(256, 256), n_cells: int = 20,
     """
     from scipy import ndimage
 
-    from .data import _render_fluorescence, _render_tl, _simulate
+    from ._synthetic import _render_fluorescence, _render_tl, _simulate
 
     for key, value, low in (("n_frames", n_frames, 1), ("n_cells", n_cells, 1),
                             ("mitosis_frames", mitosis_frames, 0), ("margin", margin, 0)):

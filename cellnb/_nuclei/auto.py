@@ -99,9 +99,9 @@ def estimate_nucleus_radius(fluorescence) -> float:
     >>> round(estimate_nucleus_radius(image + 10), 1)
     8.0
     """
-    from .locate import _as_float
+    from .fluorescence import as_float
 
-    image = _as_float(fluorescence)
+    image = as_float(fluorescence)
     return _estimate_radius(image, noise_sigma(image))
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ._validation import MAX_PIXELS, entry_name, is_type_name, schema_problems
+from .._shared.validation import MAX_PIXELS, entry_name, is_type_name, schema_problems
 
 #: Largest side of an image in a COCO file cellnb reads.
 MAX_SIDE = 65_536

@@ -222,9 +222,10 @@ def load_cellpose(model=None, *, device="cpu"):
     --------
     >>> net = load_cellpose()  # doctest: +SKIP
     """
-    from .recipes.cellpose import _base, _cellpose, _quiet
+    from ..models._cellpose import import_cellpose, quiet
+    from ..recipes.cellpose import _base
 
-    models, _, _ = _cellpose()
+    models, _, _ = import_cellpose()
     if isinstance(model, models.CellposeModel):
         return model
     if model is None:
@@ -237,14 +238,14 @@ def load_cellpose(model=None, *, device="cpu"):
                   "options": {"checkpoint": str(model) if is_file else None}})
     import torch
 
-    with _quiet():
+    with quiet():
         return models.CellposeModel(pretrained_model=path, device=torch.device(device),
                                     use_bfloat16=False)
 
 
 def _cellpose(image, net):
-    from .recipes.cellpose import _quiet
+    from ..models._cellpose import quiet
 
-    with _quiet():
+    with quiet():
         masks = net.eval(np.asarray(image, np.float32), channel_axis=None)[0]
     return masks

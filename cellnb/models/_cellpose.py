@@ -10,6 +10,11 @@ defaults; anything else is an error.
 
 from __future__ import annotations
 
+import contextlib
+import io as _io
+import logging
+import warnings
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +72,8 @@ class CellposeSam:
         """
         from skimage.segmentation import relabel_sequential
 
-        from ._validation import check_image
-        from .recipes.cellpose import _quiet
-        from .segment import Segmentation, _check_common
+        from .._shared.validation import check_image
+        from ._result import Segmentation, _check_common
 
         if prompts is not None:
             raise ValueError(f"model {self.name!r} (cellpose) segments without prompts; pass "
@@ -84,7 +88,7 @@ class CellposeSam:
         if diameter is not None and not (isinstance(diameter, (int, float)) and
                                          not isinstance(diameter, bool) and diameter > 0):
             raise ValueError(f"`diameter` must be a number > 0 or None, got {diameter!r}.")
-        with _quiet():
+        with quiet():
             masks = self.net.eval(np.asarray(image, np.float32), diameter=diameter,
                                   flow_threshold=flow_threshold,
                                   cellprob_threshold=cellprob_threshold,
@@ -102,14 +106,88 @@ class CellposeSam:
 def load_cellpose(name: str, *, checkpoint=None, device: str = "auto") -> CellposeSam:
     """:class:`CellposeSam` of cellpose's model `name` or a cellpose 4 `checkpoint`."""
     from ._architectures import cellpose_model
-    from ._files import sha256
-    from ._torch import resolve_device
-    from .recipes.cellpose import _quiet, weights_path
+    from .._shared.files import sha256
+    from .._shared.torchutil import resolve_device
 
     path = Path(weights_path(name, checkpoint))
     device = resolve_device(device)
     architecture = "cpsam_mini" if name == "cpsam_mini" else "cpsam"
-    with _quiet():
+    with quiet():
         net = cellpose_model(architecture, path, device)
     return CellposeSam(name=name, net=net, weights_hash=f"sha256:{sha256(path)}",
                        device=str(device), checkpoint=path)
+
+
+def import_cellpose():
+    try:
+        from cellpose import io as cp_io
+        from cellpose import models, train
+    except ImportError as err:
+        raise ImportError("the 'cellpose' recipe needs cellpose >= 4: pip install "
+                          "'cellnb[cellpose]' (or pip install cellpose).") from err
+    return models, train, cp_io
+
+
+def cached(name: str = "cpsam") -> bool | None:
+    """Whether cellpose's cache holds the model `name`; None when cellpose is not installed.
+
+    Examples
+    --------
+    >>> cached("no_such_model") in (False, None)
+    True
+    """
+    try:
+        from cellpose import models
+    except ImportError:
+        return None
+    return (models.MODEL_DIR / name).is_file()
+
+
+def weights_path(name: str, checkpoint=None) -> str:
+    """The cellpose model file of `name` (cellpose's cache, downloaded by cellpose when
+    missing) or `checkpoint`, checked to hold tensors only; errors say where to put it."""
+    models, _, _ = import_cellpose()
+    if checkpoint is None and name == "cpsam_mini":
+        raise ValueError("'cpsam_mini' is cellnb's reduced test network and has no pretrained "
+                         "weights: pass checkpoint=PATH (cellnb.models.random_checkpoint("
+                         "'cpsam_mini', PATH) writes a random-init one).")
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist.")
+        from ._zoo import _check_safe
+
+        _check_safe(checkpoint)  # cellpose reads it with a plain torch.load
+        return str(checkpoint)
+    if name not in models.MODEL_NAMES:
+        raise ValueError(f"unknown cellpose model {name!r}; cellpose has {models.MODEL_NAMES}, "
+                         "or pass checkpoint=PATH (a cellpose 4 model file).")
+    path = models.MODEL_DIR / name
+    if not path.is_file():
+        try:
+            models.cache_model_path(name)
+        except Exception as err:  # urllib / ssl / http errors
+            raise FileNotFoundError(
+                f"cellpose model {name!r} is not cached and could not be downloaded "
+                f"({type(err).__name__}: {err}). Download {models._MODEL_URL + name} on a "
+                f"machine with internet access and save it as {path} (or set "
+                "CELLPOSE_LOCAL_MODELS_PATH; `cellnb models fetch cpsam` does both), or pass "
+                "checkpoint=PATH.") from err
+    from ._zoo import _check_safe
+
+    _check_safe(path)
+    return str(path)
+
+
+@contextlib.contextmanager
+def quiet():
+    logger = logging.getLogger("cellpose")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(_io.StringIO()), \
+                contextlib.redirect_stderr(_io.StringIO()), \
+                warnings.catch_warnings():  # cellpose's own tqdm bars and torch notices
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)

@@ -24,6 +24,8 @@ Code that feeds a SAM reads its input size off the network
 
 from __future__ import annotations
 
+import warnings
+
 from functools import partial
 
 #: micro_sam's architectures, then cellnb's reduced one.
@@ -93,7 +95,6 @@ def build_sam(architecture: str):
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown SAM architecture {architecture!r}; choose one of "
                          f"{list(ARCHITECTURES)}.")
-    from .models import _micro_sam_util
 
     return _micro_sam_util().sam_model_registry[architecture]()
 
@@ -115,7 +116,7 @@ def load_sam(architecture: str, checkpoint, device):
         if checkpoint is None:
             raise ValueError("the test architecture 'vit_mini' has no pretrained weights; "
                              "pass checkpoint=PATH (cellnb.models.random_checkpoint makes one).")
-        from ._torch import load_state
+        from .._shared.torchutil import load_state
 
         state = dict(load_state(checkpoint))
         sam = _mini()
@@ -161,8 +162,7 @@ def load_predictor(architecture: str, checkpoint, device):
     if architecture_of(architecture) != TEST_ARCHITECTURE:
         import warnings
 
-        from .models import _micro_sam_util
-
+    
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.load notices inside micro_sam
             return _micro_sam_util().get_sam_model(model_type=architecture,
@@ -170,7 +170,6 @@ def load_predictor(architecture: str, checkpoint, device):
                                                    return_state=True)
     from segment_anything import SamPredictor
 
-    from .models import _micro_sam_util
 
     util = _micro_sam_util()
     sam, state = load_sam(architecture, checkpoint, util.get_device(device))
@@ -272,3 +271,11 @@ def cellpose_model(architecture: str, path, device):
     net = build_cellpose_net(architecture, device)
     net.load_model(str(path), device=device)
     return _Model(net)
+
+
+def _micro_sam_util():
+    """Import micro_sam.util, silencing the deprecation noise of its dependencies."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import micro_sam.util as util
+    return util

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._files import atomic_path, sha256
+from .._shared.files import atomic_path, sha256
 
 INFO = "trained.json"
 HISTORY = "history.csv"
@@ -79,7 +79,7 @@ def save_weights(folder: Path, name: str, state: dict) -> None:
 
 def load_weights(folder: Path, name: str, device) -> tuple[dict, str]:
     """(state, sha256 of the file) of ``weights/<name>.pt``, loaded without running code."""
-    from ._torch import load_state
+    from .._shared.torchutil import load_state
 
     path = Path(folder) / "weights" / f"{name}.pt"
     if not path.is_file():
@@ -99,7 +99,7 @@ def prepare(out: Path, settings: dict, resume: bool, overwrite: bool) -> bool:
                               "train writes only into its own run folders, even with "
                               "overwrite=True: choose another `out`.")
     if overwrite:
-        from ._files import remove_dir
+        from .._shared.files import remove_dir
 
         remove_dir(out)
         return False
@@ -118,7 +118,7 @@ def prepare(out: Path, settings: dict, resume: bool, overwrite: bool) -> bool:
 
 def save_classifier(folder: Path, features: pd.DataFrame, classes: pd.Series) -> None:
     """The TL classifier's training table: features plus a ``class_name`` column."""
-    from .classify import CLASS_COLUMN
+    from ..classify import CLASS_COLUMN
 
     table = features.assign(**{CLASS_COLUMN: classes.to_numpy()})
     with atomic_path(Path(folder) / CLASSIFIER) as tmp:
@@ -127,7 +127,7 @@ def save_classifier(folder: Path, features: pd.DataFrame, classes: pd.Series) ->
 
 def load_classifier(folder: Path):
     """The TL classifier fitted again on its stored table (None when the run has none)."""
-    from .classify import CLASS_COLUMN, CellClassifier
+    from ..classify import CLASS_COLUMN, CellClassifier
 
     folder = Path(folder)
     if (folder / "classifier.pkl").is_file() and not (folder / CLASSIFIER).is_file():
@@ -149,7 +149,7 @@ def load_classifier(folder: Path):
 def plot_history(history: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
-    from .plot import learning_curve
+    from ..plot import learning_curve
 
     if not len(history):
         return

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_image
+
 
 def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
     """Normalise a 2-D image for a network; returns (float32 image, record).
@@ -45,3 +47,32 @@ def normalize(image: np.ndarray, method: str) -> tuple[np.ndarray, dict]:
         out = np.clip((image - lo) / np.float32(scale) * np.float32(255.0), 0, 255)
         return out, {"method": "minmax255", "range": [0, 255]}
     raise ValueError(f"unknown normalisation {method!r}.")
+
+
+def normalize_for_sam(image) -> tuple[np.ndarray, dict]:
+    """Map a TL image to SAM's input: (H, W, 3) uint8, min-max per channel.
+
+    The arithmetic is micro_sam's own (``micro_sam.util._to_image``: float32,
+    minus the minimum, divided by the maximum + 1e-7, times 255, truncated
+    to uint8), so an image segmented through cellnb and through micro_sam
+    meets the same network input. Returns the image and a record of the
+    mapping (``method``, per-channel ``min`` and ``max``).
+
+    Examples
+    --------
+    >>> rgb, record = normalize_for_sam(np.array([[100, 300], [200, 300]], np.uint16))
+    >>> rgb.shape, rgb[..., 0].tolist(), record["min"], record["max"]
+    ((2, 2, 3), [[0, 255], [127, 255]], [100.0], [300.0])
+    """
+    image = check_image(image, "image", rgb=True)
+    channels = image[..., None] if image.ndim == 2 else image
+    scaled = channels.astype(np.float32)
+    scaled -= scaled.min(axis=(0, 1))[None, None]
+    scaled /= scaled.max(axis=(0, 1))[None, None] + np.float32(1e-7)
+    out = (scaled * 255).astype(np.uint8)
+    if out.shape[-1] == 1:
+        out = np.repeat(out, 3, axis=-1)
+    values = channels.reshape(-1, channels.shape[-1])
+    return out, {"method": "min-max per channel to uint8, truncated (micro_sam's _to_image)",
+                 "min": values.min(axis=0).astype(float).tolist(),
+                 "max": values.max(axis=0).astype(float).tolist()}

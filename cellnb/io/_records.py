@@ -1,4 +1,9 @@
-"""The files of one annotate record folder, read and checked in one place (private).
+"""Annotate's record folders: found, read and checked in one place (private).
+
+This module is the one owner of the folder layout: :func:`records_root`,
+:func:`record_folders` and :func:`record_folder` find records, and every reader
+goes through :func:`read_record_files` / :func:`read_record`. (Writes are
+annotate's and curate's, each through an atomic folder swap.)
 
 A record folder (``<out>/records/<pair_id>/``) holds ``record.json`` (provenance),
 ``cells.csv`` (one row per cell, indexed by ``label``, with its ``status``) and
@@ -18,7 +23,7 @@ from typing import Annotated, Any, Optional
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._validation import check_schema
+from .._shared.validation import check_schema
 
 #: What to do about a damaged record: annotate writes it again.
 _FIX = ("run annotate again on the same pairs (it rewrites a damaged record), or delete the "
@@ -73,7 +78,7 @@ def read_cells(folder: Path) -> pd.DataFrame:
 
 def read_record_files(folder: Path):
     """(provenance, cells, labels) of a record folder, each checked."""
-    from .io import read_labels
+    from ._images import read_labels
 
     folder = Path(folder)
     provenance = read_provenance(folder)
@@ -86,3 +91,49 @@ def read_record_files(folder: Path):
     except (TypeError, ValueError) as err:
         raise ValueError(f"record labels {path} are damaged ({err}); {_FIX}.") from None
     return provenance, cells, labels
+
+
+def records_root(out) -> Path:
+    """The folder that holds the records: ``<out>/records`` when it exists, else `out`.
+
+    >>> records_root("/nowhere") == Path("/nowhere")
+    True
+    """
+    root = Path(out)
+    return root / "records" if (root / "records").is_dir() else root
+
+
+def record_folders(out) -> list[Path]:
+    """The record folders under `out` (an annotate folder or its ``records/``), sorted by id."""
+    root = records_root(out)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{out} holds no annotate records (no records/ folder).")
+    return sorted(p for p in root.iterdir()
+                  if not p.name.startswith(".") and (p / "record.json").is_file())
+
+
+def record_folder(out, pair_id) -> Path:
+    """The folder of record `pair_id`; a FileNotFoundError lists the records there."""
+    from ._pairs import check_pair_id
+
+    root = records_root(out)
+    folder = root / check_pair_id(pair_id)
+    if not (folder / "record.json").is_file():
+        there = sorted(p.name for p in root.glob("*") if (p / "record.json").is_file())
+        raise FileNotFoundError(f"no record {pair_id!r} in {root}; the records there are "
+                                f"{there[:10]}.")
+    return folder
+
+
+def read_record(folder: Path):
+    """(provenance, cells, labels, automatic labels) of a record, as curation needs it.
+
+    The automatic labels are annotate's originals (``cells_auto.tif``, kept by
+    the first edit), or the labels themselves while the record is unedited.
+    """
+    from ._images import read_labels
+
+    provenance, cells, labels = read_record_files(folder)
+    auto_path = Path(folder) / "cells_auto.tif"
+    auto = read_labels(auto_path) if auto_path.is_file() else labels.copy()
+    return provenance, cells, labels, auto

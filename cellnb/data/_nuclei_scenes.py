@@ -143,7 +143,7 @@ def synthetic_nuclei(family, n=1, *, shape=(256, 256), nucleus_radius=(6.0, 10.0
     ----------
     family : {"bright_dim", "flat_contact", "small_large", "elongated"}
         Which failure to reproduce (see :data:`cellnb.data.NUCLEUS_FAMILIES` and the module
-        docstring of ``cellnb._nuclei_scenes``).
+        docstring of ``cellnb.data._nuclei_scenes``).
     n : int, default=1
         Number of images.
     shape : (int, int), default=(256, 256)
@@ -165,8 +165,8 @@ def synthetic_nuclei(family, n=1, *, shape=(256, 256), nucleus_radius=(6.0, 10.0
     >>> int(scene.nuclei.max()) == len(scene.truth)
     True
     """
-    from ._validation import as_generator
-    from .data import _render_fluorescence
+    from .._shared.validation import as_generator
+    from ._synthetic import _render_fluorescence
 
     if family not in FAMILIES:
         raise ValueError(f"`family` must be one of {list(FAMILIES)}, got {family!r}.")
