@@ -564,18 +564,20 @@ def _by_class(truth, pred, *, scores, **kwargs) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:
+def compare(truth, predictions: Mapping, **kwargs) -> pd.DataFrame:
     """Evaluate several methods against the same truth, in one tidy table.
 
     Parameters
     ----------
+    truth
+        As for :func:`evaluate`, and first, as there.
     predictions : mapping {method name: predictions or str}
         Each value is anything :func:`evaluate` accepts as `pred`, or a str
         saying why the method could not run (weights not cached, say): its
         rows stay in the table with empty scores and that ``note``, so a
         method never vanishes from a comparison without a word.
-    truth
-        As for :func:`evaluate`.
+        (The old order, ``compare(predictions, truth)``, still works with a
+        FutureWarning until the next release.)
     **kwargs
         Passed to :func:`evaluate` (``thresholds``, ``by``, ...).
 
@@ -588,8 +590,8 @@ def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:
     Examples
     --------
     >>> truth = np.array([[1, 1, 0, 2]])
-    >>> table = compare({"perfect": truth, "empty": np.zeros_like(truth),
-    ...                  "vit_b_lm AIS": "weights not cached"}, truth, thresholds=[0.5])
+    >>> table = compare(truth, {"perfect": truth, "empty": np.zeros_like(truth),
+    ...                         "vit_b_lm AIS": "weights not cached"}, thresholds=[0.5])
     >>> table[["method", "tp", "fn", "f1"]]
              method   tp   fn   f1
     0       perfect  2.0  0.0  1.0
@@ -598,6 +600,13 @@ def compare(predictions: Mapping, truth, **kwargs) -> pd.DataFrame:
     >>> table["note"].tolist()
     ['', '', 'weights not cached']
     """
+    if isinstance(truth, Mapping) and not isinstance(predictions, Mapping):
+        import warnings
+
+        warnings.warn("compare(predictions, truth) is the old order; call compare(truth, "
+                      "predictions), the order of evaluate(truth, pred). The old order works "
+                      "until the next release.", FutureWarning, stacklevel=2)
+        truth, predictions = predictions, truth
     if not isinstance(predictions, Mapping) or not predictions:
         raise TypeError("`predictions` must be a non-empty mapping {method name: predictions}.")
     tables, frame = [], None

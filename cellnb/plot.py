@@ -176,7 +176,7 @@ def ap_curve(table, *, metric: str = "ap", ax=None):
     >>> matplotlib.use("Agg")
     >>> from cellnb.evaluate import compare
     >>> truth = np.array([[1, 1, 0, 2]])
-    >>> ax = ap_curve(compare({"a": truth, "b": truth * 0}, truth))
+    >>> ax = ap_curve(compare(truth, {"a": truth, "b": truth * 0}))
     >>> [line.get_label() for line in ax.get_lines()]
     ['a', 'b']
     """

@@ -132,11 +132,11 @@ def test_scores_rank_coco_detections(scene):
 
 def test_compare_has_method_column(scene):
     truth, pred = scene
-    table = compare({"a": pred, "b": truth}, truth, thresholds=[0.5, 0.9])
+    table = compare(truth, {"a": pred, "b": truth}, thresholds=[0.5, 0.9])
     assert table.columns[0] == "method"
     assert table["method"].tolist() == ["a", "a", "b", "b"]
     with pytest.raises(TypeError, match="must be a non-empty mapping"):
-        compare({}, truth)
+        compare(truth, {})
 
 
 def test_bad_inputs(scene):
@@ -241,7 +241,7 @@ def test_error_types_and_overlay():
                          14: "false positive"}
     ax = errors(np.zeros((10, 20), np.uint8), truth, pred)
     assert ax.get_title().startswith("TP 1 · FP 1 · FN 1\nmerges 1 · splits 1")
-    table = compare({"m": pred}, truth)
+    table = compare(truth, {"m": pred})
     ax = ap_curve(table, metric="f1")
     assert ax.get_ylabel() == "f1" and len(ax.get_lines()) == 1
     with pytest.raises(ValueError, match=r"needs columns 'threshold' and 'nope'"):
@@ -307,3 +307,12 @@ def test_detection_errors():
         detection(a, [a])
     with pytest.raises(TypeError, match="`pred` must hold integer ids"):
         detection(a, a.astype(float))
+
+
+def test_compare_takes_truth_first_and_the_old_order_warns():
+    truth = np.array([[1, 1, 0, 2]])
+    new = compare(truth, {"same": truth}, thresholds=[0.5])
+    with pytest.warns(FutureWarning, match=r"compare\(truth, predictions\)"):
+        old = compare({"same": truth}, truth, thresholds=[0.5])
+    pd.testing.assert_frame_equal(new, old)
+    assert compare(predictions={"same": truth}, truth=truth, thresholds=[0.5]).equals(new)

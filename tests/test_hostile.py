@@ -448,7 +448,7 @@ def test_6_evaluate_matches_named_images_by_id_whatever_their_order(tmp_path):
     coco = export(shuffled, tmp_path / "coco", splits={"test": 3})
     dataset = evaluate(truth, coco / "test", thresholds=[0.5], by="dataset")
     assert dataset["f1"].tolist() == [1.0] and dataset["tp"].tolist() == [12]
-    ranked = compare({"shuffled": shuffled, "same": truth}, truth, thresholds=[0.5])
+    ranked = compare(truth, {"shuffled": shuffled, "same": truth}, thresholds=[0.5])
     assert set(ranked["f1"]) == {1.0}
 
 
