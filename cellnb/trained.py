@@ -19,11 +19,6 @@ import pandas as pd
 
 __all__ = ["TrainedModel", "load_trained"]
 
-#: Options every trained model's ``segment`` takes; prompted recipes add SAM's.
-AUTOMATIC_OPTIONS = frozenset({"tile_shape", "halo", "min_area", "progress", "callback"})
-PROMPTED_OPTIONS = AUTOMATIC_OPTIONS | {"batch_size", "iou_threshold", "multimask"}
-
-
 @dataclass
 class TrainedModel:
     """A trained segmentation model and its run folder.
@@ -87,12 +82,12 @@ class TrainedModel:
 
     @property
     def segment_options(self) -> frozenset:
-        """Keyword options :meth:`segment` takes (``tile_shape`` / ``halo`` only for the
-        recipes that tile: unet, cellsam)."""
-        from .recipes import get
+        """Keyword options :meth:`segment` takes: the keyword-only parameters of the
+        recipe's inference function (:func:`cellnb.recipes.segment_options`), so
+        ``tile_shape`` / ``halo`` only for the recipes that tile (unet, cellsam)."""
+        from .recipes import get, segment_options
 
-        options = PROMPTED_OPTIONS if self.prompted else AUTOMATIC_OPTIONS
-        return options if get(self.recipe).TILED else options - {"tile_shape", "halo"}
+        return segment_options(get(self.recipe))
 
     def __repr__(self) -> str:
         done = len(self.history)
@@ -100,14 +95,15 @@ class TrainedModel:
                 f"{self.settings.get('epochs')}, best_epoch={self.best_epoch}, "
                 f"classes={self.classes})")
 
-    def segment(self, image, prompts=None, *, tile_shape=None, halo=None, min_area=None,
-                progress: bool = False, callback=None, **sam_options):
+    def segment(self, image, prompts=None, *, callback=None, **options):
         """Segment one TL image (the model protocol; see :func:`cellnb.segment`).
 
         Automatic instance segmentation, or, for prompted recipes
         (``cellsam``), one cell per row of `prompts` (a prompt table of
-        :func:`cellnb.prompt`, boxes used; cells keep the prompts' labels;
-        `sam_options` are ``batch_size``, ``iou_threshold``, ``multimask``).
+        :func:`cellnb.prompt`, boxes used; cells keep the prompts' labels).
+        `options` are those of :attr:`segment_options`, the keyword
+        parameters of the recipe's inference function
+        (:func:`cellnb.recipes.inference`); any other is a TypeError.
 
         Returns
         -------
@@ -117,21 +113,22 @@ class TrainedModel:
             from the TL classifier trained with the run.
         """
         from ._shared.validation import check_image, check_tiling
-        from .recipes import get
+        from .models._protocol import keyword_options
+        from .recipes import get, inference
         from .segment import Segmentation
 
         image = check_image(image, "image", rgb=True)
-        check_tiling(tile_shape, halo)
-        given = {"tile_shape": tile_shape, "halo": halo}
-        unknown = sorted(k for k, v in given.items() if v is not None
-                         and k not in self.segment_options)
-        unknown += sorted(set(sam_options) - (self.segment_options - AUTOMATIC_OPTIONS))
+        unknown = sorted(set(options) - self.segment_options)
         if unknown:
             raise TypeError(f"a {self.recipe!r} model's segment takes no option(s) {unknown}; "
                             f"it takes {sorted(self.segment_options)}.")
+        check_tiling(options.get("tile_shape"), options.get("halo"))
         grey = image.astype(np.float32).mean(-1) if image.ndim == 3 else image
         recipe = get(self.recipe)
-        if self.prompted:
+        function = inference(recipe)
+        if "callback" in keyword_options(function):
+            options["callback"] = callback
+        if recipe.PROMPTED:
             if prompts is None:
                 raise ValueError(
                     f"a {self.recipe!r} model segments from box prompts: pass prompts=, e.g. "
@@ -139,31 +136,24 @@ class TrainedModel:
                     "image, or a prompt table built from your detector's boxes.")
             if self._prompt_model is None:  # built once: SAM's embeddings are kept between calls
                 self._prompt_model = recipe.prompt_model(self._net)
-            result = recipe.segment(self._net, grey, prompts, self.settings,
-                                    model=self._prompt_model, tile_shape=tile_shape, halo=halo,
-                                    min_area=min_area, progress=progress, callback=callback,
-                                    **sam_options)
+            result = function(self._net, grey, prompts, self.settings, model=self._prompt_model,
+                              **options)
             result.model = self.name
         else:
             if prompts is not None:
                 raise ValueError(f"a {self.recipe!r} model segments automatically; pass "
                                  "prompts=None.")
-            kwargs = dict(tile_shape=tile_shape, halo=halo, min_area=min_area, progress=progress)
-            classes = None
-            if recipe.CLASSES:  # the network predicts each cell's class
-                labels, scores, classes, normalization = recipe.predict_classes(
-                    self._net, grey, self.settings, **kwargs)
-            else:
-                labels, scores, normalization = recipe.predict(self._net, grey, self.settings,
-                                                               **kwargs)
-            if callback is not None:
-                callback(1, 1)
+            # predict_classes gives (labels, scores, classes, normalisation), predict no classes
+            labels, scores, *classes, normalization = function(self._net, grey, self.settings,
+                                                               **options)
             result = Segmentation.from_labels(labels, scores, normalization=normalization,
                                               model=self.name)
-            if classes is not None and len(self.classes) > 1:
+            if classes and len(self.classes) > 1:  # the network predicts each cell's class
                 from .classify import CLASS_COLUMN
 
-                result.table[CLASS_COLUMN] = result.table["label"].map(classes)
+                result.table[CLASS_COLUMN] = result.table["label"].map(classes[0])
+        if callback is not None and "callback" not in options:
+            callback(1, 1)
         if self._classifier is not None and result.labels.max() > 0:
             from .classify import CLASS_COLUMN, tl_features
 

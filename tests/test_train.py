@@ -2,7 +2,6 @@
 
 import json
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -10,7 +9,7 @@ import pytest
 
 import cellnb
 from cellnb.data import synthetic_pairs
-from cellnb.io import Record, write_labels
+from cellnb.io import Record
 from cellnb import TrainedModel, load_trained, train
 from cellnb.dataset import read_dataset
 
@@ -19,7 +18,7 @@ TINY = dict(epochs=4, steps_per_epoch=5, batch_size=2, patch_shape=(64, 64), pro
 
 def _records(n, shape=(96, 96), n_cells=8, seed=0):
     pairs = synthetic_pairs(n, shape=shape, n_cells=n_cells, seed=seed)
-    return [Record(p.id, p.tl, p.cells, p.truth) for p in pairs]
+    return [Record(p.id, p.tl, p.labels, p.truth) for p in pairs]
 
 
 @pytest.fixture(scope="module")
@@ -133,21 +132,55 @@ def test_trained_model_round_trip_predicts_identically(unet_run):
 
 def test_tile_options_only_for_recipes_that_tile(unet_run, monkeypatch):
     """tile_shape / halo are options of the recipes that tile (unet, cellsam) and an error for
-    the others, never silently ignored (issue 33)."""
+    the others, never silently ignored (issue 33): read off each recipe's own signature."""
     from cellnb import recipes
 
-    assert {name: recipes.get(name).TILED for name in recipes.RECIPES} == {
-        "unet": True, "microsam": False, "samcell": False, "cellseg1": False, "cellsam": True,
-        "cellpose": False, "maskrcnn": False}
-    assert {"tile_shape", "halo"} <= unet_run.segment_options
-    monkeypatch.setattr(recipes.get("unet"), "TILED", False)  # as a whole-image recipe is
-    assert not {"tile_shape", "halo"} & unet_run.segment_options
+    tiles = {name: "tile_shape" in recipes.segment_options(recipes.get(name))
+             for name in recipes.RECIPES}
+    assert tiles == {"unet": True, "microsam": False, "samcell": False, "cellseg1": False,
+                     "cellsam": True, "cellpose": False, "maskrcnn": False}
+    assert unet_run.segment_options == {"tile_shape", "halo", "min_area", "progress", "callback"}
+    unet = recipes.get("unet")
+    original = unet.predict
+
+    def whole_image(net, image, settings, *, min_area=None, progress=False):
+        return original(net, image, settings, min_area=min_area, progress=progress)
+
+    monkeypatch.setattr(unet, "predict", whole_image)  # as a recipe that does not tile is
+    assert unet_run.segment_options == {"min_area", "progress", "callback"}
     image = _records(1, seed=5)[0].image
     with pytest.raises(TypeError, match=r"takes no option\(s\) \['halo', 'tile_shape'\]"):
         cellnb.segment(image, model=unet_run, tile_shape=(48, 48), halo=(16, 16))
     with pytest.raises(TypeError, match=r"takes no option\(s\) \['tile_shape'\]"):
         unet_run.segment(image, tile_shape=(48, 48))
+    with pytest.raises(TypeError, match=r"takes no option\(s\) \['multimask'\]"):
+        unet_run.segment(image, multimask=True)
     assert unet_run.segment(image).labels.shape == image.shape
+    calls = []
+    unet_run.segment(image, callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
+
+
+def test_every_model_advertises_exactly_the_options_its_segment_takes():
+    """segment_options is read off each model's own segment signature (issue 33)."""
+    import inspect
+
+    from cellnb import recipes
+    from cellnb.models import CellposeSam, SamModel, Watershed
+    from cellnb.models._sam import AutomaticSam
+
+    for cls in (SamModel, AutomaticSam, Watershed, CellposeSam):
+        keywords = {n for n, p in inspect.signature(cls.segment).parameters.items()
+                    if p.kind is p.KEYWORD_ONLY}
+        assert cls.segment_options == keywords, cls
+    for name in recipes.RECIPES:
+        function = recipes.inference(recipes.get(name))
+        parameters = inspect.signature(function).parameters
+        assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values()), name
+        assert {"min_area", "progress"} <= recipes.segment_options(recipes.get(name)), name
+    assert recipes.segment_options(recipes.get("cellsam")) == {
+        "tile_shape", "halo", "min_area", "batch_size", "iou_threshold", "multimask",
+        "progress", "callback"}
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path, monkeypatch,

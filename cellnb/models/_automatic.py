@@ -142,10 +142,3 @@ def segment_automatic(model, image, *, mode: str = "ais", embedding=None, tile_s
     if callback is not None:
         callback(1, 1)
     return result
-
-
-#: Options of :class:`AutomaticSam` (what its mode takes comes on top).
-AUTOMATIC_SAM_OPTIONS = frozenset({"embedding", "tile_shape", "halo", "min_area", "progress",
-                                   "callback"})
-
-

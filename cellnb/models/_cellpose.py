@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-#: Options :meth:`CellposeSam.segment` takes.
-CELLPOSE_OPTIONS = frozenset({"diameter", "flow_threshold", "cellprob_threshold", "min_area",
-                              "progress", "callback"})
+from ._protocol import keyword_options
 
 
 @dataclass
@@ -54,7 +52,6 @@ class CellposeSam:
     checkpoint: Path
 
     prompted = False
-    segment_options = CELLPOSE_OPTIONS
 
     @property
     def fingerprint(self) -> str:
@@ -101,6 +98,13 @@ class CellposeSam:
         if callback is not None:
             callback(1, 1)
         return result
+
+    #: read off the signature above, so it cannot drift from what segment takes
+    segment_options = keyword_options(segment)
+
+
+#: Options :meth:`CellposeSam.segment` takes.
+CELLPOSE_OPTIONS = CellposeSam.segment_options
 
 
 def load_cellpose(name: str, *, checkpoint=None, device: str = "auto") -> CellposeSam:

@@ -15,14 +15,9 @@ import pandas as pd
 
 from .._shared.normalize import normalize_for_sam
 from .._shared.validation import check_image, check_tiling
-from ._automatic import AUTOMATIC_SAM_OPTIONS
 from ._architectures import _micro_sam_util
+from ._protocol import keyword_options
 from ._result import Segmentation, _check_common, _result, check_prompts
-
-
-#: Options :meth:`SamModel.segment` takes (and, without prompts, those of its `mode`).
-SAM_OPTIONS = frozenset({"embedding", "kind", "multimask", "batch_size", "tile_shape", "halo",
-                         "iou_threshold", "min_area", "progress", "callback", "mode"})
 
 
 @dataclass
@@ -112,7 +107,6 @@ class SamModel:
     _embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     prompted = True
-    segment_options = SAM_OPTIONS
 
     def __post_init__(self):
         # micro_sam reads these off a predictor (its get_sam_model sets them; tiled embeddings
@@ -262,6 +256,13 @@ class SamModel:
                                multimask=multimask, batch_size=batch_size,
                                tile_shape=tile_shape, halo=halo, iou_threshold=iou_threshold,
                                min_area=min_area, progress=progress, callback=callback)
+
+    #: read off the signature above, so it cannot drift from what segment takes
+    segment_options = keyword_options(segment)
+
+
+#: Options :meth:`SamModel.segment` takes (and, without prompts, those of its `mode`).
+SAM_OPTIONS = SamModel.segment_options
 
 
 def _precompute(predictor, rgb, tile_shape, halo, save_path, progress):
@@ -632,7 +633,6 @@ class AutomaticSam:
     options: dict = field(default_factory=dict)
 
     prompted = False
-    segment_options = AUTOMATIC_SAM_OPTIONS
 
     @property
     def name(self) -> str:
@@ -662,3 +662,10 @@ class AutomaticSam:
         return self.sam.segment(image, None, embedding=embedding, tile_shape=tile_shape,
                                 halo=halo, min_area=min_area, progress=progress,
                                 callback=callback, mode=self.mode, **self.options)
+
+    #: read off the signature above, so it cannot drift from what segment takes
+    segment_options = keyword_options(segment)
+
+
+#: Options of :class:`AutomaticSam` (what its mode takes comes on top).
+AUTOMATIC_SAM_OPTIONS = AutomaticSam.segment_options

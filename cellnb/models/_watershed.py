@@ -8,11 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._shared.validation import check_image, check_labels
+from ._protocol import keyword_options
 from ._result import Segmentation, _check_common, _result, check_prompts
-
-
-#: Options :meth:`Watershed.segment` takes.
-WATERSHED_OPTIONS = frozenset({"nuclei", "iou_threshold", "min_area", "progress", "callback"})
 
 
 @dataclass
@@ -37,13 +34,19 @@ class Watershed:
     name = "watershed"
     fingerprint = "watershed"
     prompted = True
-    segment_options = WATERSHED_OPTIONS
 
     def segment(self, image, prompts=None, *, nuclei=None, iou_threshold=0.85, min_area=None,
                 progress=False, callback=None):
         """One cell per prompt, grown from its nucleus (see :func:`cellnb.segment`)."""
         return segment_watershed(image, prompts, nuclei=nuclei, iou_threshold=iou_threshold,
                                  min_area=min_area, progress=progress, callback=callback)
+
+    #: read off the signature above, so it cannot drift from what segment takes
+    segment_options = keyword_options(segment)
+
+
+#: Options :meth:`Watershed.segment` takes.
+WATERSHED_OPTIONS = Watershed.segment_options
 
 
 def segment_watershed(image, prompts, *, nuclei, iou_threshold=0.85, min_area=None,

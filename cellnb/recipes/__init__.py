@@ -18,9 +18,7 @@ steps_per_epoch), ``OPTIONS`` (its own keyword options with defaults; a
 ``patience`` option turns on early stopping), ``USES_MODEL`` (whether it
 starts from a pretrained model; ``train(model=)`` is refused otherwise) and
 ``DEFAULT_MODEL`` (that model's default name, None when it uses none),
-``PROMPTED`` and ``CLASSES`` (both below),
-``TILED`` (whether its trained model tiles large images, so that
-``tile_shape`` / ``halo`` are segment options of it), optionally ``check(settings)`` (fails before
+``PROMPTED`` and ``CLASSES`` (both below), optionally ``check(settings)`` (fails before
 a run folder exists), ``build(data, settings, device, state_dir)`` returning
 a run (``fit_epoch``, ``weights``, ``has_state`` / ``load_state``,
 ``set_epoch``, ``set_rank``, ``optimizer``; or ``whole_run`` + ``fit_all``),
@@ -35,12 +33,18 @@ cell's class (``CLASSES = True``: maskrcnn) also define
 ``predict_classes(net, image, settings, ...)`` returning ``(labels, scores,
 classes, normalization)``; no separate TL classifier is trained for them.
 
+A trained model segments with one function of its recipe, :func:`inference`
+(``segment``, ``predict_classes`` or ``predict``), and the options it takes
+are that function's keyword-only parameters (:func:`segment_options`): a
+recipe that tiles large images takes ``tile_shape`` / ``halo`` there, one
+that does not has no such parameter, and passing it is an error.
+
 The registry lives here and nowhere else; :mod:`cellnb.train` imports it.
 """
 
 from importlib import import_module
 
-__all__ = ["get", "RECIPES", "check_recipe", "REQUIRED"]
+__all__ = ["get", "RECIPES", "check_recipe", "REQUIRED", "inference", "segment_options"]
 
 #: Every recipe :func:`cellnb.train` knows, in the order the docs list them.
 RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose", "maskrcnn")
@@ -50,8 +54,8 @@ RECIPES = ("unet", "microsam", "samcell", "cellseg1", "cellsam", "cellpose", "ma
 #: ``CLASSES`` recipes define on top. :func:`get` checks it, so train.py and
 #: :class:`cellnb.TrainedModel` read these names without per-recipe branches or defaults.
 REQUIRED = {
-    "every": ("DEFAULTS", "OPTIONS", "USES_MODEL", "DEFAULT_MODEL", "TILED", "PROMPTED",
-              "CLASSES", "build", "load_net", "predict"),
+    "every": ("DEFAULTS", "OPTIONS", "USES_MODEL", "DEFAULT_MODEL", "PROMPTED", "CLASSES",
+              "build", "load_net", "predict"),
     "PROMPTED": ("box_prompts", "prompt_model", "segment"),
     "CLASSES": ("predict_classes",),
 }
@@ -96,3 +100,37 @@ def get(name: str):
     module = import_module(f"{__name__}.{name}")
     check_recipe(module)
     return module
+
+
+def inference(module):
+    """The function a trained model of recipe `module` segments an image with.
+
+    ``segment`` for prompted recipes, ``predict_classes`` for recipes that
+    predict classes, else ``predict``.
+
+    Examples
+    --------
+    >>> inference(get("unet")).__name__, inference(get("cellsam")).__name__
+    ('predict', 'segment')
+    """
+    if module.PROMPTED:
+        return module.segment
+    return module.predict_classes if module.CLASSES else module.predict
+
+
+def segment_options(module) -> frozenset:
+    """Keyword options a trained model of recipe `module` takes, read off :func:`inference`.
+
+    Its keyword-only parameters, less ``model`` (the kept prompt model, not
+    a user option), plus ``callback`` (every model's progress hook).
+
+    Examples
+    --------
+    >>> sorted(segment_options(get("unet")))
+    ['callback', 'halo', 'min_area', 'progress', 'tile_shape']
+    >>> sorted(segment_options(get("samcell")))
+    ['callback', 'min_area', 'progress']
+    """
+    from ..models._protocol import keyword_options
+
+    return (keyword_options(inference(module)) - {"model"}) | {"callback"}

@@ -35,7 +35,6 @@ OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "min_train_masks": 1, "flow_
            "cellprob_threshold": 0.0, "min_size": 15}
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
-TILED = False
 PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 WHOLE_RUN = True  # cellpose trains every epoch in one call
@@ -166,12 +165,11 @@ def load_net(settings, state, device):
             return cellpose_model(state.get("architecture", "cpsam"), path, device)
 
 
-def predict(net, image, settings, *, tile_shape=None, halo=None, min_area=None,
-            progress=False):
+def predict(net, image, settings, *, min_area=None, progress=False):
     """Cellpose's own inference (flows + dynamics): (labels, scores, normalisation).
 
-    cellpose tiles the image itself (256 px tiles); `tile_shape` / `halo`
-    are not used. Every cell scores 1 (cellpose gives no per-cell score).
+    cellpose tiles the image itself (256 px tiles), so there is no
+    `tile_shape` option. Every cell scores 1 (cellpose gives no per-cell score).
     """
     from skimage.segmentation import relabel_sequential
 

@@ -35,7 +35,6 @@ OPTIONS = {"checkpoint": None, "weight_decay": 0.01, "n_objects_per_batch": 25, 
            "min_size": 25}
 USES_MODEL = True
 #: Whether the trained model tiles large images (tile_shape / halo are its segment options).
-TILED = True
 DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
 CLASSES = False  # predicts each cell's class itself (defines predict_classes)
 PROMPTED = True
@@ -238,7 +237,8 @@ def _crop(seg, shape):
 
 
 def segment(net: Net, image, prompts, settings, *, model=None, tile_shape=None, halo=None,
-            min_area=None, progress=False, **sam_options):
+            min_area=None, batch_size="auto", iou_threshold=0.85, multimask=False,
+            progress=False, callback=None):
     """One cell per box prompt with the fine-tuned SAM, at the training scale.
 
     `model` is a kept ``prompt_model`` (a loaded :class:`cellnb.TrainedModel`
@@ -257,8 +257,9 @@ def segment(net: Net, image, prompts, settings, *, model=None, tile_shape=None, 
     try:
         seg = (model or prompt_model(net)).segment(
             image, prompts, kind="boxes", tile_shape=tile_shape, halo=halo,
-            min_area=defaults["min_area"] if min_area is None else min_area, progress=progress,
-            **sam_options)
+            min_area=defaults["min_area"] if min_area is None else min_area,
+            batch_size=batch_size, iou_threshold=iou_threshold, multimask=multimask,
+            progress=progress, callback=callback)
     finally:
         net.sam.train(was_training)
     return _crop(seg, shape) if seg.labels.shape != shape else seg

@@ -221,7 +221,6 @@ OPTIONS = {"checkpoint": None, "lora_rank": 4, "lora_dropout": 0.1, "accumulate"
            "overlap": 64, "min_size": 20}
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
-TILED = False
 DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
 PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = False  # predicts each cell's class itself (defines predict_classes)
@@ -390,12 +389,11 @@ def _window_masks(sam, window, size, options, device):
     return out
 
 
-def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=None,
-            progress=False):
+def predict(net: Net, image, settings, *, min_area=None, progress=False):
     """Automatic instance segmentation from a point grid: (labels, scores, normalisation).
 
     Windows of ``patch_shape`` overlapping by ``overlap`` (the training
-    scale; `tile_shape` / `halo` are not used); a mask touching a window
+    scale, hence no `tile_shape` option); a mask touching a window
     edge inside the image is left to the neighbouring window, then
     :func:`two_stage_nms` over all windows. Pixels claimed by two kept masks
     go to the higher score.

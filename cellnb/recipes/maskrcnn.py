@@ -52,7 +52,6 @@ OPTIONS = {"checkpoint": None, "pretrained": True, "scale": 1.0, "weight_decay":
            "min_size": 25, "patience": None}
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
-TILED = False
 PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = True  # predicts each cell's class itself (no separate TL classifier)
 _NORMALIZATION = "percentile"
@@ -461,12 +460,11 @@ def load_net(settings, state, device):
     return net.to(device).eval()
 
 
-def predict_classes(net, image, settings, *, tile_shape=None, halo=None, min_area=None,
-                    progress=False):
+def predict_classes(net, image, settings, *, min_area=None, progress=False):
     """Cells and their classes: (labels, scores, classes {label: name}, normalisation).
 
-    The whole image goes through the network at once (`tile_shape` / `halo`
-    are not used).
+    The whole image goes through the network at once (no `tile_shape`
+    option; `progress` is accepted for the protocol and shows nothing).
     """
     import torch
 
@@ -492,7 +490,8 @@ def predict_classes(net, image, settings, *, tile_shape=None, halo=None, min_are
     return labels, scores, {k: names[v - 1] for k, v in kinds.items()}, record
 
 
-def predict(net, image, settings, **kwargs):
+def predict(net, image, settings, *, min_area=None, progress=False):
     """Automatic instance segmentation: (labels, scores, normalisation)."""
-    labels, scores, _, record = predict_classes(net, image, settings, **kwargs)
+    labels, scores, _, record = predict_classes(net, image, settings, min_area=min_area,
+                                                progress=progress)
     return labels, scores, record

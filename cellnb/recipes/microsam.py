@@ -34,7 +34,6 @@ OPTIONS = {"checkpoint": None, "freeze": None, "lora_rank": None, "n_objects_per
            "patience": 10}  # micro_sam's train_sam stops after 10 epochs without improvement
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
-TILED = False
 DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
 PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = False  # predicts each cell's class itself (defines predict_classes)
@@ -194,13 +193,12 @@ def _forward(unetr, image):
         return unetr(x)[0].float().cpu().numpy()
 
 
-def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=None,
-            progress=False):
+def predict(net: Net, image, settings, *, min_area=None, progress=False):
     """Automatic instance segmentation with the UNETR decoder: (labels, scores, normalisation).
 
     Windows of ``patch_shape`` overlapping by ``overlap`` (default 64 px, a
-    quarter of patches under 256 px): the training scale; `tile_shape` /
-    `halo` are not used.
+    quarter of patches under 256 px): the training scale, hence no
+    `tile_shape` option.
     """
     from .._shared.tiling import predict_windows
 

@@ -117,7 +117,6 @@ OPTIONS = {"checkpoint": None, "weight_decay": 0.1, "warmup": 250, "patience": 7
            "overlap": 32, "peak": 0.47, "fill": 0.09, "min_size": 25}
 USES_MODEL = True
 #: Whether the trained model segments whole images at its training scale: tile_shape / halo are no options of its.
-TILED = False
 DEFAULT_MODEL = "vit_b_lm"  # what train() starts from when no model is named
 PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = False  # predicts each cell's class itself (defines predict_classes)
@@ -231,13 +230,12 @@ def predict_map(net: Net, image, settings, *, progress=False):
     return distance, record
 
 
-def predict(net: Net, image, settings, *, tile_shape=None, halo=None, min_area=None,
-            progress=False):
+def predict(net: Net, image, settings, *, min_area=None, progress=False):
     """Automatic instance segmentation: (labels, scores, normalisation).
 
     Windows are the recipe's (``patch_shape`` with ``overlap``), so the
-    network sees cells at its training scale; `tile_shape` / `halo` are not
-    used. A cell's score is its peak predicted distance.
+    network sees cells at its training scale (hence no `tile_shape`
+    option). A cell's score is its peak predicted distance.
     """
     from scipy import ndimage
 

@@ -20,7 +20,6 @@ DEFAULTS = {"epochs": 20, "batch_size": 4, "patch_shape": (256, 256), "lr": 1e-3
 OPTIONS = {"depth": 4, "initial_features": 16, "min_size": 25}
 USES_MODEL = False
 #: Whether the trained model tiles large images (tile_shape / halo are its segment options).
-TILED = True
 DEFAULT_MODEL = None  # what train() starts from when no model is named
 PROMPTED = False  # True: segments from box prompts (defines box_prompts, segment, ...)
 CLASSES = False  # predicts each cell's class itself (defines predict_classes)
