@@ -82,19 +82,19 @@ def main():
     # the same clicks with cell-sized masks: SAM decodes as before (timed), but the cell written
     # and redrawn is the true cell at the click (what real weights would draw), not the random
     # model's near-whole-image mask
-    cells_ids = [int(v) for v in np.unique(pair.cells[pair.cells > 0])]
+    cells_ids = [int(v) for v in np.unique(pair.labels[pair.labels > 0])]
     realistic, real_parts = [], []
     for k, label in enumerate(rng.choice(cells_ids, size=args.clicks, replace=False)):
-        y, x = [float(v) for v in np.argwhere(pair.cells == label).mean(axis=0)]
+        y, x = [float(v) for v in np.argwhere(pair.labels == label).mean(axis=0)]
         t0 = time.perf_counter()
         segment_click(model, pair.tl, [(y, x, True)])
         t1 = time.perf_counter()
         labels = read_labels(record / "cells.tif")
-        free = (pair.cells == label) & (labels == 0)
+        free = (pair.labels == label) & (labels == 0)
         if not free.any():  # the watershed already has it: redraw it instead
-            target = int(np.bincount(labels[pair.cells == label]).argmax())
+            target = int(np.bincount(labels[pair.labels == label]).argmax())
             if target:
-                curate.replace(root / "out", pair.id, target, pair.cells == label)
+                curate.replace(root / "out", pair.id, target, pair.labels == label)
         else:
             curate.add(root / "out", pair.id, free, prompt={"points": [[y, x]]})
         labels = read_labels(record / "cells.tif")

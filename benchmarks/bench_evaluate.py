@@ -35,7 +35,7 @@ from cellnb.evaluate import DEFAULT_THRESHOLDS, _matching, evaluate
 def make_images(n_images, n_cells, size, seed=0):
     """Truth from a few synthetic images, predictions from per-image perturbations."""
     rng = np.random.default_rng(seed)
-    bases = [p.cells for p in synthetic_pairs(min(5, n_images), shape=(size, size),
+    bases = [p.labels for p in synthetic_pairs(min(5, n_images), shape=(size, size),
                                               n_cells=n_cells, nucleus_radius=(5, 8),
                                               seed=seed)]
     truths, preds = [], []

@@ -49,7 +49,7 @@ def run_one(recipe, out: Path, device: str, full: bool, microsam_run=None):
     folder = out / recipe
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    records = [Record(name, pair.tl, pair.cells, pair.truth) for name in ("train", "val")]
+    records = [Record(name, pair.tl, pair.labels, pair.truth) for name in ("train", "val")]
     data = cellnb.export(records, folder / "ds", splits={"train": 1, "val": 1})
     settings = dict(plan["settings"])
     architecture = "vit_b" if full else "vit_mini"
@@ -74,7 +74,7 @@ def run_one(recipe, out: Path, device: str, full: bool, microsam_run=None):
     first = reached.iloc[0] if len(reached) else None
     return trained, {
         "recipe": recipe, "network": settings.get("model", "U-Net (torch_em)"),
-        "image": f"{pair.tl.shape[0]}² / {int(pair.cells.max())} cells",
+        "image": f"{pair.tl.shape[0]}² / {int(pair.labels.max())} cells",
         "steps to AP 0.8": int(first["step"]) if first is not None else None,
         "s to AP 0.8": round(float(h["seconds"].cumsum()[first.name]), 1)
         if first is not None else None,

@@ -20,8 +20,8 @@ import pandas as pd
 from ._shared.validation import check_seed
 from .io._coco import CLASS_COLUMN as _CLASS_COLUMN
 
-__all__ = ["classify", "name_classes", "CellClassifier", "tl_features", "METHODS",
-           "DEFAULT_COLUMNS", "CLASS_COLUMN"]
+__all__ = ["classify", "name_classes", "CellClassifier", "tl_features", "tl_training_table",
+           "METHODS", "DEFAULT_COLUMNS", "CLASS_COLUMN"]
 
 #: The one name of the per-cell class column, in records, datasets read back and
 #: segmentations of trained models.
@@ -187,6 +187,65 @@ def tl_features(image, cells) -> pd.DataFrame:
     shape = ("area", "solidity", "perimeter", "area_convex", "eccentricity",
              "axis_major_length", "axis_minor_length", "extent", "area_filled")
     return measure(cells, image, properties=shape + ("intensity_max", "intensity_min"))
+
+
+def tl_training_table(records) -> tuple[pd.DataFrame, pd.Series]:
+    """TL features and class of every classed cell of `records`: what a TL classifier learns.
+
+    :func:`tl_features` of each record's TL image under its cell labels,
+    with the ``class_name`` of each cell from its cells table. Cells with
+    no class, and records whose table has no ``class_name`` column, are left
+    out. :func:`cellnb.train` fits the TL classifier of a run on this
+    table; fit a :class:`CellClassifier` on it to do the same by hand.
+
+    Parameters
+    ----------
+    records : sequence of cellnb.io.Record
+        Each with its TL ``image``, ``labels`` and ``cells`` table.
+
+    Returns
+    -------
+    features : DataFrame
+        One row per classed cell (a fresh 0..n-1 index), the columns of
+        :func:`tl_features`.
+    classes : Series of str
+        The class of each row, named ``class_name``.
+
+    Raises
+    ------
+    ValueError
+        No record holds a classed cell.
+
+    Examples
+    --------
+    >>> from cellnb.io import Record
+    >>> labels = np.zeros((8, 8), np.int32); labels[1:4, 1:4] = 1; labels[5:8, 4:8] = 2
+    >>> cells = pd.DataFrame({"class_name": ["small", "large"]},
+    ...                      index=pd.Index([1, 2], name="label"))
+    >>> image = np.ones((8, 8), np.float32)
+    >>> features, classes = tl_training_table([Record("a", image, labels, cells)])
+    >>> features["area"].tolist(), classes.tolist()
+    ([9.0, 12.0], ['small', 'large'])
+    """
+    from .io import Record
+
+    feats, targets = [], []
+    for position, record in enumerate(records):
+        if not isinstance(record, Record):
+            raise TypeError(f"records[{position}] must be a cellnb.io.Record, got "
+                            f"{type(record).__name__}.")
+        if record.image is None or CLASS_COLUMN not in record.cells.columns:
+            continue
+        f = tl_features(record.image, record.labels)
+        cats = record.cells[CLASS_COLUMN].reindex(f.index)
+        keep = cats.notna().to_numpy()
+        feats.append(f[keep])
+        targets.append(cats[keep].astype(str))
+    if not feats or not sum(len(t) for t in targets):
+        raise ValueError(f"no record holds a cell with a {CLASS_COLUMN!r}: the TL classifier "
+                         "has nothing to learn from.")
+    return (pd.concat(feats, ignore_index=True),
+            pd.concat(targets, ignore_index=True).rename(CLASS_COLUMN))
 
 
 class CellClassifier:

@@ -61,7 +61,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
         tl, fl = io.read_pair((row.tl_path, row.fl_path))
         nuclei.append(locate(fl))
         prompts.append(prompt(nuclei[-1], kind="points+boxes"))
-        counts = prompt_counts(prompts[-1], truth.cells)["prompts"]
+        counts = prompt_counts(prompts[-1], truth.labels)["prompts"]
         checks.append({"pair_id": row.pair_id, "cells": len(truth.truth),
                        "prompts": len(prompts[-1]), "exactly one": int((counts == 1).sum()),
                        "none": int((counts == 0).sum()), "two or more": int((counts > 1).sum())})
@@ -71,7 +71,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     check.to_csv(out / "prompt_check.csv", index=False)
 
     first = synthetic[0]
-    fig = plot.pair(first.tl, first.fluorescence, cells=first.cells, nuclei=nuclei[0],
+    fig = plot.pair(first.tl, first.fluorescence, cells=first.labels, nuclei=nuclei[0],
                     title=f"{first.id}: true cells (left), located nuclei (right)")
     plot.overlay(first.fluorescence, nuclei[0], prompts[0], ax=fig.axes[1], cmap="magma",
                  color="cyan", percentiles=(0.5, 99.9), title="located nuclei + prompts")
@@ -106,7 +106,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     summary = annotate(table, out / "annotate", config=config, model=model)
     say(summary.drop(columns=["record", "error"]).to_string(index=False))
     records = read_records(out / "annotate")
-    cell_metrics = evaluate([p.cells for p in synthetic], records, by="dataset")
+    cell_metrics = evaluate([p.labels for p in synthetic], records, by="dataset")
     cell_metrics.to_csv(out / "cell_metrics.csv", index=False)
     say(f"annotated cells vs true cells ({model}):")
     say(cell_metrics.set_index("threshold").loc[[0.5, 0.75], ["tp", "fp", "fn", "f1", "ap",
@@ -134,7 +134,7 @@ def demo(out, *, n_pairs: int = 4, shape=(512, 512), n_cells: int = 60, seed: in
     plt.close(ax.figure)
     split = "test" if (dataset / "test").is_dir() else "train"
     held = [r for r in read_coco(dataset / split) if r.id in {p.id for p in synthetic}]
-    truth = {p.id: p.cells for p in synthetic}
+    truth = {p.id: p.labels for p in synthetic}
     preds = [trained.segment(r.image) for r in held]
     model_metrics = evaluate([truth[r.id] for r in held], preds, by="dataset")
     model_metrics.to_csv(out / "model_metrics.csv", index=False)
@@ -339,9 +339,10 @@ def main(argv=None) -> int:
     p_eval.add_argument("truth", help="COCO json, a split folder of an exported dataset, or "
                                       "an annotate folder")
     p_eval.add_argument("pred", help="the same kinds, holding the same images")
-    p_eval.add_argument("--by", choices=("dataset", "image", "class"), default="dataset",
+    p_eval.add_argument("--by", choices=("dataset", "image", "class_name", "class"),
+                        default="dataset",
                         help="one row per IoU threshold over all images (default), per image, "
-                             "or per cell class")
+                             "or per cell class (class_name; 'class' is the old spelling)")
     p_eval.add_argument("--out", help="also write the table as CSV here")
     p_models = sub.add_parser("models", help="pretrained weights: list, fetch (login node), "
                               "doctor (what a plan needs on an offline compute node)")

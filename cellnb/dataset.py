@@ -126,7 +126,7 @@ def read_dataset(dataset, *, val: str = "val", val_fraction: float = 0.2,
     >>> from cellnb.data import synthetic_pairs
     >>> from cellnb.io import Record
     >>> pairs = synthetic_pairs(3, shape=(64, 64), n_cells=4, seed=0)
-    >>> records = [Record(p.id, p.tl, p.cells, p.truth) for p in pairs]
+    >>> records = [Record(p.id, p.tl, p.labels, p.truth) for p in pairs]
     >>> out = cellnb.export(records, tempfile.mkdtemp() + "/ds", splits={"train": 2, "val": 1})
     >>> data = read_dataset(out)
     >>> len(data.train), len(data.val), data.train[0].image.shape

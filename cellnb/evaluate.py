@@ -38,7 +38,7 @@ import pandas as pd
 
 from ._shared.validation import check_labels
 
-__all__ = ["evaluate", "compare", "detection", "overlap_table", "DEFAULT_THRESHOLDS",
+__all__ = ["evaluate", "compare", "detection", "match_objects", "overlap_table", "DEFAULT_THRESHOLDS",
            "METRIC_COLUMNS"]
 
 #: IoU thresholds 0.5, 0.55, ..., 0.95 (as in COCO).
@@ -80,6 +80,47 @@ def overlap_table(truth, pred) -> pd.DataFrame:
     """
     truth, pred = _check_pair(truth, pred)
     return _overlaps(truth, pred)[0]
+
+
+def match_objects(truth, pred, *, threshold: float = 0.5) -> pd.DataFrame:
+    """Pair each predicted object with the true object it matches, as :func:`evaluate` does.
+
+    The optimal one-to-one matching (maximal summed IoU, Hungarian) among
+    pairs with IoU >= `threshold`: the true positives of :func:`evaluate`
+    at that threshold. Use it to carry what is known of the true objects
+    (a class, a track id) over to the found ones.
+
+    Parameters
+    ----------
+    truth, pred : (H, W) int ndarray
+        Label images, 0 = background.
+    threshold : float, default=0.5
+        Least IoU of a match, in (0, 1].
+
+    Returns
+    -------
+    matches : DataFrame
+        Columns ``true, pred`` (label ids) and ``iou``, one row per matched
+        pair, sorted by ``true``. Unmatched objects have no row.
+
+    Examples
+    --------
+    >>> t = np.array([[1, 1, 0, 2, 2, 0, 3]])
+    >>> p = np.array([[5, 5, 0, 0, 7, 0, 0]])
+    >>> match_objects(t, p)
+       true  pred  iou
+    0     1     5  1.0
+    1     2     7  0.5
+    >>> match_objects(t, p, threshold=0.6)["pred"].tolist()
+    [5]
+    """
+    if not 0 < float(threshold) <= 1:
+        raise ValueError(f"`threshold` must be in (0, 1], got {threshold!r}.")
+    truth, pred = _check_pair(truth, pred)
+    found = _matching(_overlaps(truth, pred)[0], float(threshold))
+    table = pd.DataFrame(found, columns=["true", "pred", "iou"])
+    table = table.astype({"true": np.int64, "pred": np.int64, "iou": float})
+    return table.sort_values("true", ignore_index=True)
 
 
 def _dense_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,14 +292,27 @@ def detection(truth, pred) -> pd.Series:
                       "f1": 2 * tp / max(2 * tp + fp + fn, 1)})
 
 
+def _table_of(item) -> pd.DataFrame | None:
+    """The cell table of a Segmentation (``table``) or Record (``cells``), else None.
+
+    Read without running properties, so that the deprecated ``SyntheticPair.cells``
+    (a label image) neither warns nor counts as a table.
+    """
+    from inspect import getattr_static
+
+    for name in ("table", "cells"):
+        table = getattr_static(item, name, None)
+        if isinstance(table, pd.DataFrame):
+            return table
+    return None
+
+
 def _class_of(item) -> pd.Series | None:
     """The ``class_name`` of each object of a Segmentation / Record, by label (None: unclassed)."""
     from .classify import CLASS_COLUMN
 
-    table = getattr(item, "table", None)
-    if table is None:
-        table = getattr(item, "cells", None)
-    if not isinstance(table, pd.DataFrame) or CLASS_COLUMN not in table.columns:
+    table = _table_of(item)
+    if table is None or CLASS_COLUMN not in table.columns:
         return None
     column = table.set_index("label")[CLASS_COLUMN] if "label" in table.columns else \
         table[CLASS_COLUMN]
@@ -321,11 +375,9 @@ def _as_class_items(obj, name: str) -> list[tuple]:
         if isinstance(item, np.ndarray):
             items.append((None, item, None, None))
         elif hasattr(item, "labels"):
-            table = getattr(item, "table", None)
-            if table is None:
-                table = getattr(item, "cells", None)
+            table = _table_of(item)
             score = None
-            if isinstance(table, pd.DataFrame) and "score" in table:
+            if table is not None and "score" in table:
                 score = (table.set_index("label")["score"] if "label" in table.columns
                          else table["score"])
             items.append((getattr(item, "id", None), item.labels, score, _class_of(item)))
@@ -422,11 +474,13 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
         Confidence of each predicted object per image (in `pred`'s order), used to rank
         detections for the COCO metrics. Default: the ``score`` column of
         Segmentation / Record tables when present, else all equal.
-    by : {"image", "dataset", "class"}, default="image"
+    by : {"image", "dataset", "class_name"}, default="image"
         One row per (image, threshold), or per threshold over all images
         pooled (counts summed; SEG over all true objects; DET from summed
-        AOGM) with the COCO columns added, or ``"class"``: the dataset-level
-        row of each cell class, under a leading ``class`` column. Classes
+        AOGM) with the COCO columns added, or ``"class_name"``: the
+        dataset-level row of each cell class, under a leading ``class_name``
+        column (``"class"``, the old spelling, names that column ``class``
+        and warns; it goes in the next release). Classes
         come from the ``class_name`` column of the truth Records and the
         predicted Segmentations; a predicted cell counts for its predicted
         class only, so a cell found but given the wrong class is a false
@@ -465,18 +519,22 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
     >>> cells = pd.DataFrame({"class_name": ["a", "b"]}, index=pd.Index([1, 2], name="label"))
     >>> true = Record("im", None, truth, cells)
     >>> guess = Record("im", None, truth, cells.assign(class_name=["a", "a"]))
-    >>> evaluate([true], [guess], thresholds=[0.5], by="class")[["class", "tp", "fp", "fn"]]
-      class  tp  fp  fn
-    0     a   1   1   0
-    1     b   0   0   1
+    >>> table = evaluate([true], [guess], thresholds=[0.5], by="class_name")
+    >>> table[["class_name", "tp", "fp", "fn"]]
+      class_name  tp  fp  fn
+    0          a   1   1   0
+    1          b   0   0   1
     """
     from tqdm.auto import tqdm
 
-    if by not in ("image", "dataset", "class"):
-        raise ValueError(f"`by` must be 'image', 'dataset' or 'class', got {by!r}.")
-    if by == "class":
-        return _by_class(truth, pred, thresholds=thresholds, scores=scores,
-                         coco_max_dets=coco_max_dets, progress=progress)
+    if by not in ("image", "dataset", "class_name", "class"):
+        raise ValueError(f"`by` must be 'image', 'dataset' or 'class_name', got {by!r}.")
+    if by in ("class_name", "class"):
+        if by == "class":
+            _warn_old_by("evaluate")
+        table = _by_class(truth, pred, thresholds=thresholds, scores=scores,
+                          coco_max_dets=coco_max_dets, progress=progress)
+        return table.rename(columns={"class_name": "class"}) if by == "class" else table
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=float))
     if thresholds.size == 0 or not ((thresholds > 0) & (thresholds <= 1)).all():  # NaN too
         raise ValueError(f"`thresholds` must be non-empty values in (0, 1], got "
@@ -533,13 +591,21 @@ def evaluate(truth, pred, *, thresholds=DEFAULT_THRESHOLDS, scores=None,
     return pd.DataFrame(out)[["image", "threshold", *METRIC_COLUMNS, *coco]]
 
 
+def _warn_old_by(verb: str) -> None:
+    import warnings
+
+    warnings.warn(f"{verb}(by='class') is the old spelling: by='class_name' names the class "
+                  "column 'class_name', as every cellnb table does. by='class' (and its 'class' "
+                  "column) works until the next release.", FutureWarning, stacklevel=3)
+
+
 def _by_class(truth, pred, *, scores, **kwargs) -> pd.DataFrame:
-    """``evaluate(by="class")``: the dataset-level table of each class's cells alone."""
+    """``evaluate(by="class_name")``: the dataset-level table of each class's cells alone."""
     t_items, p_items = _as_class_items(truth, "truth"), _as_class_items(pred, "pred")
     for side, items in (("truth", t_items), ("pred", p_items)):
         # images without cells need no class column (a Segmentation of no cell has none)
         if all(item[3] is None for item in items) and any(item[1].max() > 0 for item in items):
-            raise ValueError(f"by='class' needs each cell's class, but `{side}` has no "
+            raise ValueError(f"by='class_name' needs each cell's class, but `{side}` has no "
                              "'class_name' column: pass Records / Segmentations whose tables "
                              "have one (e.g. the segment output of a model trained on classes).")
     if scores is not None:
@@ -559,7 +625,7 @@ def _by_class(truth, pred, *, scores, **kwargs) -> pd.DataFrame:
     for name in names:
         table = evaluate(only(t_items, name), only(p_items, name), by="dataset", scores=ranked,
                          **kwargs)
-        table.insert(0, "class", name)
+        table.insert(0, "class_name", name)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
@@ -609,13 +675,17 @@ def compare(truth, predictions: Mapping, **kwargs) -> pd.DataFrame:
         truth, predictions = predictions, truth
     if not isinstance(predictions, Mapping) or not predictions:
         raise TypeError("`predictions` must be a non-empty mapping {method name: predictions}.")
+    old_by = kwargs.get("by") == "class"
+    if old_by:
+        _warn_old_by("compare")
+        kwargs["by"] = "class_name"
     tables, frame = [], None
     for method, pred in predictions.items():
         if isinstance(pred, str):
             if frame is None:  # the rows a method would have: truth scored against itself
                 frame = evaluate(truth, truth, **kwargs)
             table = frame.copy()
-            keep = {"image", "dataset", "class", "threshold", "n_true"}
+            keep = {"image", "dataset", "class_name", "threshold", "n_true"}
             for column in table.columns:
                 if column not in keep:
                     table[column] = np.nan
@@ -625,4 +695,5 @@ def compare(truth, predictions: Mapping, **kwargs) -> pd.DataFrame:
             table["note"] = ""
         table.insert(0, "method", method)
         tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
+    return table.rename(columns={"class_name": "class"}) if old_by else table

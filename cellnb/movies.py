@@ -36,7 +36,7 @@ Examples
 --------
 >>> from cellnb.data import synthetic_movie
 >>> movie = synthetic_movie(5, shape=(96, 96), n_cells=5, seed=3)
->>> tracks = track(movie.cells)
+>>> tracks = track(movie.labels)
 >>> tracks.table["track_id"].nunique() == movie.truth["label"].nunique()
 True
 """
@@ -523,12 +523,12 @@ def truth_tracks(movie) -> Tracks:
     if not isinstance(movie, SyntheticMovie):
         raise TypeError(f"`movie` must be a cellnb.data.SyntheticMovie, got "
                         f"{type(movie).__name__}.")
-    cells = _cell_table(movie.cells).merge(movie.truth[["t", "label", "class_name"]],
+    cells = _cell_table(movie.labels).merge(movie.truth[["t", "label", "class_name"]],
                                            on=["t", "label"], how="left")
     cells["track_id"] = cells["label"]
     cells = cells[TRACK_COLUMNS + ["class_name"]]
     parents = {int(k): int(v) for k, v in movie.lineage["parent"].items() if v > 0}
-    return Tracks(cells, movie.cells.astype(np.int32), parents)
+    return Tracks(cells, movie.labels.astype(np.int32), parents)
 
 
 #: CTC measures :func:`score_tracks` reports by default (py-ctcmetrics' names)
@@ -573,7 +573,7 @@ def score_tracks(tracks, truth, *, metrics=CTC_METRICS) -> pd.Series:
     >>> from cellnb.data import synthetic_movie
     >>> movie = synthetic_movie(4, shape=(96, 96), n_cells=5, seed=3)
     >>> truth = truth_tracks(movie)
-    >>> score_tracks(track(movie.cells), truth, metrics=("DET", "SEG", "TRA")).round(3).tolist()
+    >>> score_tracks(track(movie.labels), truth, metrics=("DET", "SEG", "TRA")).round(3).tolist()
     [1.0, 1.0, 1.0]
     """
     import contextlib

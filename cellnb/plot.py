@@ -135,7 +135,7 @@ def pair(tl, fluorescence, *, cells=None, nuclei=None, title=None):
     >>> matplotlib.use("Agg")
     >>> from cellnb.data import synthetic_pairs
     >>> p = synthetic_pairs(1, shape=(96, 96), n_cells=4)[0]
-    >>> fig = pair(p.tl, p.fluorescence, cells=p.cells, nuclei=p.nuclei)
+    >>> fig = pair(p.tl, p.fluorescence, cells=p.labels, nuclei=p.nuclei)
     >>> len(fig.axes)
     2
     """

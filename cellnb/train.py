@@ -78,22 +78,6 @@ def _validate(net, recipe, settings, records) -> dict:
             "val_coco_ap": table.loc[0.5, "coco_ap"]}
 
 
-def _classifier_table(data: TrainingData):
-    """TL features and class of every classed training cell (the TL classifier's data)."""
-    from .classify import CLASS_COLUMN, tl_features
-
-    feats, targets = [], []
-    for r in data.train:
-        if CLASS_COLUMN not in r.cells.columns:
-            continue
-        f = tl_features(r.image, r.labels)
-        cats = r.cells[CLASS_COLUMN].reindex(f.index)
-        keep = cats.notna()
-        feats.append(f[keep.to_numpy()])
-        targets.append(cats[keep].astype(str))
-    return pd.concat(feats, ignore_index=True), pd.concat(targets, ignore_index=True)
-
-
 def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epochs=None,
           batch_size=None, patch_shape=None, lr=None, steps_per_epoch=None,
           device: str = "auto", seed: int = 0, resume: bool = True, overwrite: bool = False,
@@ -296,7 +280,9 @@ def train(dataset, *, recipe: str = "unet", out, model: str | None = None, epoch
     if lead:
         _runs.plot_history(history, out / "learning_curve.png")
         if len(data.classes) > 1 and not module.CLASSES:
-            _runs.save_classifier(out, *_classifier_table(data))
+            from .classify import tl_training_table
+
+            _runs.save_classifier(out, *tl_training_table(data.train))
         info["status"] = "finished"
         _runs.write_json(out / _runs.INFO, info)
     if world > 1:

@@ -39,7 +39,7 @@ Examples
 >>> pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
 >>> viewer = Viewer()
 >>> viewer.add_image(pair.tl, name="TL")
->>> viewer.add_labels(pair.cells, name="cells")
+>>> viewer.add_labels(pair.labels, name="cells")
 >>> viewer.layer_names
 ['TL', 'cells']
 >>> clicks = []
@@ -915,7 +915,7 @@ def show(tl=None, *, fluorescence=None, labels=None, nuclei=None, prompts=None,
     --------
     >>> from cellnb.data import synthetic_pairs
     >>> pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
-    >>> show(pair.tl, fluorescence=pair.fluorescence, labels=pair.cells).layer_names
+    >>> show(pair.tl, fluorescence=pair.fluorescence, labels=pair.labels).layer_names
     ['TL', 'fluorescence', 'cells']
     """
     viewer = Viewer(height=height)

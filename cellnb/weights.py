@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["train_base", "fetch", "doctor", "required", "environment_lines", "job_prologue", "CELLPOSE_MODELS",
+__all__ = ["train_base", "training_plan", "fetch", "doctor", "required", "environment_lines",
+           "job_prologue", "CELLPOSE_MODELS",
            "TORCHVISION_MODELS", "JOB_VARIABLES"]
 
 #: cellpose models :func:`fetch` knows (cellpose publishes no hashes for them).
@@ -446,3 +447,98 @@ def train_base(name: str, folder, *, kind: str = "vit_t") -> dict | None:
                   UserWarning, stacklevel=2)
     decoder = kind not in CELLPOSE_ARCHITECTURES
     return {"model": kind, "checkpoint": str(random_checkpoint(kind, path, decoder=decoder))}
+
+
+def training_plan(recipes, folder, *, model: str = "vit_b_lm", cellpose_model: str = "cpsam",
+                  reduced: bool = False, gpu: bool | None = None) -> pd.DataFrame:
+    """What each recipe starts from here, and whether it can train on this hardware.
+
+    The plan a comparison of recipes needs before training (notebook 09):
+    SAM recipes start from `model` when micro_sam has it cached, else from a
+    random-init stand-in (:func:`train_base`; the reduced ``vit_mini`` when
+    `reduced`, else ``vit_t``); ``cellpose`` from `cellpose_model` when
+    cached (a random-init ``cpsam_mini`` when `reduced`), and is skipped
+    when the ``cellpose`` extra is missing; ``maskrcnn`` from torchvision's
+    COCO weights when cached (``maskrcnn_mini`` when `reduced`, else a
+    random-init ResNet-50); ``unet`` from nothing. Without a GPU, every
+    recipe but ``unet`` trains only at the reduced size (the full size
+    would take hours on a CPU).
+
+    Parameters
+    ----------
+    recipes : sequence of str
+        Recipe names (:data:`cellnb.recipes.RECIPES`).
+    folder : str or Path
+        Where random-init stand-in checkpoints are written.
+    model : str, default="vit_b_lm"
+        The μSAM model the SAM recipes start from when it is cached.
+    cellpose_model : str, default="cpsam"
+    reduced : bool, default=False
+        Plan the reduced architectures (CI, teaching on a laptop).
+    gpu : bool, optional
+        Whether a GPU trains (default: ``torch.cuda.is_available()``).
+
+    Returns
+    -------
+    plan : DataFrame
+        One row per recipe, indexed by ``recipe``: ``starts_from`` (what, in
+        words), ``runs`` (bool), ``why_not`` ("" when it runs) and ``base``
+        (the keyword arguments of :func:`cellnb.train` that choose the
+        starting weights: ``model``, ``checkpoint``, ``pretrained``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> plan = training_plan(["unet", "maskrcnn"], tempfile.mkdtemp(), reduced=True)
+    >>> plan["starts_from"].tolist(), plan["runs"].tolist()
+    (['no pretrained weights', 'random-init maskrcnn_mini'], [True, True])
+    >>> plan.loc["maskrcnn", "base"]
+    {'model': 'maskrcnn_mini'}
+    """
+    from .recipes import RECIPES
+
+    recipes = [recipes] if isinstance(recipes, str) else list(recipes)
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        raise ValueError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}.")
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    rows, sam = [], None
+    for recipe in recipes:
+        base, why_not = {}, ""
+        if recipe == "unet":
+            note = "no pretrained weights"
+        elif recipe in _SAM_RECIPES:
+            if sam is None:  # one stand-in checkpoint (and one warning) for every SAM recipe
+                sam = train_base(model, folder, kind="vit_mini" if reduced else "vit_t")
+            base = dict(sam)
+            note = (f"{model} (cached)" if "checkpoint" not in base
+                    else f"random-init {base['model']}")
+        elif recipe == "cellpose":
+            from .recipes.cellpose import cached
+
+            found = cached(cellpose_model)
+            if found is None:
+                note, why_not = "nothing", "pip install 'cellnb[cellpose]'"
+            elif found or reduced:
+                base = train_base(cellpose_model, folder, kind="cpsam_mini")
+                note = (f"{cellpose_model} (cached)" if found else "random-init cpsam_mini")
+            else:
+                note, why_not = "nothing", f"{cellpose_model} weights not cached"
+        else:  # maskrcnn
+            coco = _torch_dir() / _torch_file("maskrcnn_resnet50_fpn_v2")[0]
+            if reduced:
+                base, note = {"model": "maskrcnn_mini"}, "random-init maskrcnn_mini"
+            elif coco.is_file():
+                base, note = {"model": "maskrcnn_resnet50_fpn_v2"}, "COCO weights (cached)"
+            else:
+                base = {"model": "maskrcnn_resnet50_fpn_v2", "pretrained": False}
+                note = "random-init ResNet-50"
+        if not why_not and recipe != "unet" and not (gpu or reduced):
+            why_not = "needs a GPU at full size"
+        rows.append({"recipe": recipe, "starts_from": note, "runs": not why_not,
+                     "why_not": why_not, "base": base})
+    return pd.DataFrame(rows, columns=["recipe", "starts_from", "runs", "why_not",
+                                       "base"]).set_index("recipe")

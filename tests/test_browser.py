@@ -53,7 +53,7 @@ pair = synthetic_pairs(1, shape=({SIZE}, {SIZE}), n_cells=6, seed=0)[0]
 viewer = Viewer(height=480)
 viewer.add_image(pair.tl, name="TL")
 viewer.add_image(pair.fluorescence, name="H2B", color="magenta", opacity=0.8)
-viewer.add_labels(pair.cells, name="cells")
+viewer.add_labels(pair.labels, name="cells")
 
 def log(event):
     with open("events.jsonl", "a") as f:
@@ -244,8 +244,8 @@ def _drive(browser, base, token, folder):
     pair = synthetic_pairs(1, shape=(SIZE, SIZE), n_cells=6, seed=0)[0]
     from scipy import ndimage
 
-    label = int(pair.cells.max())
-    dist = ndimage.distance_transform_edt(pair.cells == label)
+    label = int(pair.labels.max())
+    dist = ndimage.distance_transform_edt(pair.labels == label)
     y, x = np.unravel_index(np.argmax(dist), dist.shape)
     ActionChains(browser).move_to_element_with_offset(canvas, *offset(y, x)).click().perform()
     click = _wait_for(folder, "click", lambda e: True)
@@ -253,7 +253,7 @@ def _drive(browser, base, token, folder):
     assert abs(click["y"] - y) < 2 and abs(click["x"] - x) < 2
 
     # 2. shift-click on background
-    by, bx = np.argwhere(ndimage.binary_erosion(pair.cells == 0, iterations=6))[0]
+    by, bx = np.argwhere(ndimage.binary_erosion(pair.labels == 0, iterations=6))[0]
     ActionChains(browser).key_down(Keys.SHIFT).move_to_element_with_offset(
         canvas, *offset(by, bx)).click().key_up(Keys.SHIFT).perform()
     shift = _wait_for(folder, "click", lambda e: e["shift"])
@@ -287,7 +287,7 @@ def _drive(browser, base, token, folder):
     match = re.search(r"y (\d+), x (\d+) · TL (\d+) · H2B \S+ · cells (\d+)", text)
     assert match, text
     py, px, tl_value, label_value = map(int, match.groups())
-    assert int(pair.tl[py, px]) == tl_value and int(pair.cells[py, px]) == label_value
+    assert int(pair.tl[py, px]) == tl_value and int(pair.labels[py, px]) == label_value
 
     # 7. opacity from the slider under the image reaches the kernel
     browser.execute_script(

@@ -228,11 +228,24 @@ def test_synthetic_pairs_shapes_and_types():
     assert [p.id for p in pairs] == ["synthetic_000", "synthetic_001"]
     for p in pairs:
         assert isinstance(p, SyntheticPair)
-        assert p.tl.shape == p.fluorescence.shape == p.cells.shape == (200, 160)
+        assert p.tl.shape == p.fluorescence.shape == p.labels.shape == (200, 160)
         assert p.tl.dtype == p.fluorescence.dtype == np.uint16
-        assert p.cells.dtype == p.nuclei.dtype == np.int32
+        assert p.labels.dtype == p.nuclei.dtype == np.int32
         assert list(p.truth.columns) == ["y", "x", "class_id", "class_name"]
         assert p.truth.index.name == "label"
+
+
+def test_synthetic_cells_is_the_old_name_of_labels():
+    """SyntheticPair / SyntheticMovie .cells (a label image, where Record.cells is a table)
+    still works for one release, with a FutureWarning (issue 33)."""
+    from cellnb.data import synthetic_movie
+
+    pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
+    with pytest.warns(FutureWarning, match=r"SyntheticPair.cells is now SyntheticPair.labels"):
+        assert pair.labels is pair.labels
+    movie = synthetic_movie(2, shape=(64, 64), n_cells=3, seed=0)
+    with pytest.warns(FutureWarning, match=r"SyntheticMovie.cells is now SyntheticMovie.labels"):
+        assert movie.cells is movie.labels
 
 
 def test_synthetic_pairs_deterministic_per_seed():
@@ -240,7 +253,7 @@ def test_synthetic_pairs_deterministic_per_seed():
     b = synthetic_pairs(2, shape=(128, 128), n_cells=8, seed=5)
     c = synthetic_pairs(2, shape=(128, 128), n_cells=8, seed=6)
     for x, y in zip(a, b):
-        for field in ("tl", "fluorescence", "cells", "nuclei"):
+        for field in ("tl", "fluorescence", "labels", "nuclei"):
             np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
         pd.testing.assert_frame_equal(x.truth, y.truth)
     assert not np.array_equal(a[0].tl, c[0].tl)
@@ -251,8 +264,8 @@ def test_synthetic_pairs_deterministic_per_seed():
 def test_synthetic_truth_is_consistent():
     for p in synthetic_pairs(3, shape=(256, 256), n_cells=25, mitotic_fraction=0.3, seed=1):
         inside = p.nuclei > 0
-        assert (p.cells[inside] == p.nuclei[inside]).all()  # every nucleus inside its cell
-        cell_ids, nucleus_ids = np.unique(p.cells[p.cells > 0]), np.unique(p.nuclei[inside])
+        assert (p.labels[inside] == p.nuclei[inside]).all()  # every nucleus inside its cell
+        cell_ids, nucleus_ids = np.unique(p.labels[p.labels > 0]), np.unique(p.nuclei[inside])
         np.testing.assert_array_equal(cell_ids, nucleus_ids)  # ids shared, one nucleus each
         np.testing.assert_array_equal(p.truth.index.to_numpy(), nucleus_ids)
         for label, row in p.truth.iterrows():
@@ -268,13 +281,13 @@ def test_synthetic_images_look_like_the_biology():
     mean = {lb: fl[p.nuclei == lb].mean() for lb in p.truth.index}
     # condensed mitotic chromatin is brighter than any interphase nucleus on average
     assert np.mean([mean[lb] for lb in mitotic]) > 2 * np.mean([mean[lb] for lb in interphase])
-    assert fl[p.nuclei > 0].mean() > 2 * fl[p.cells == 0].mean()  # nuclei stand out
+    assert fl[p.nuclei > 0].mean() > 2 * fl[p.labels == 0].mean()  # nuclei stand out
     # interphase nuclei spread in brightness (dim next to bright)
     values = [mean[lb] for lb in interphase]
     assert max(values) > 1.5 * min(values)
     # phase-like TL: cells darker than background on average, uneven illumination
     tl = p.tl.astype(float)
-    assert tl[p.cells > 0].mean() < tl[p.cells == 0].mean()
+    assert tl[p.labels > 0].mean() < tl[p.labels == 0].mean()
     assert tl.std() > 0 and len(np.unique(tl)) > 100
 
 
@@ -304,7 +317,7 @@ def test_write_pairs_cellapp_naming_round_trip(tmp_path):
     tl, fl = read_pair(found.iloc[1])
     np.testing.assert_array_equal(tl, pairs[1].tl)
     np.testing.assert_array_equal(fl, pairs[1].fluorescence)
-    np.testing.assert_array_equal(read_labels(table["cells_path"][0]), pairs[0].cells)
+    np.testing.assert_array_equal(read_labels(table["cells_path"][0]), pairs[0].labels)
     classes = pd.read_csv(tmp_path / "truth" / "synthetic_000_classes.csv", index_col="label")
     pd.testing.assert_frame_equal(classes, pairs[0].truth, check_dtype=False)
     with pytest.raises(TypeError, match="write_pairs takes SyntheticPair objects"):

@@ -4,7 +4,8 @@ import pytest
 from scipy import ndimage
 from skimage.segmentation import expand_labels
 
-from cellnb.evaluate import DEFAULT_THRESHOLDS, METRIC_COLUMNS, compare, evaluate, overlap_table
+from cellnb.evaluate import (DEFAULT_THRESHOLDS, METRIC_COLUMNS, compare, evaluate, match_objects,
+                             overlap_table)
 from cellnb.io import Record, read_coco
 
 
@@ -150,7 +151,7 @@ def test_bad_inputs(scene):
         evaluate(truth, pred.astype(float))
     with pytest.raises(ValueError, match=r"`thresholds` must be non-empty values in \(0, 1\]"):
         evaluate(truth, pred, thresholds=[0, 0.5])
-    with pytest.raises(ValueError, match="`by` must be 'image', 'dataset' or 'class'"):
+    with pytest.raises(ValueError, match="`by` must be 'image', 'dataset' or 'class_name'"):
         evaluate(truth, pred, by="cell")
     with pytest.raises(TypeError, match="`pred` must be a label image, a sequence"):
         evaluate(truth, 3)
@@ -316,3 +317,23 @@ def test_compare_takes_truth_first_and_the_old_order_warns():
         old = compare({"same": truth}, truth, thresholds=[0.5])
     pd.testing.assert_frame_equal(new, old)
     assert compare(predictions={"same": truth}, truth=truth, thresholds=[0.5]).equals(new)
+
+
+def test_match_objects_is_the_matching_evaluate_scores():
+    truth = np.zeros((1, 20), np.int32)
+    truth[0, :10], truth[0, 10:] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[0, 3:14] = 7  # IoU 0.5 with cell 1, 4/17 with cell 2
+    pred[0, 0:3] = 9   # IoU 0.3 with cell 1
+    matches = match_objects(truth, pred, threshold=0.2)
+    # the optimal pairing (two matches), not the greedy one (one)
+    assert matches[["true", "pred"]].values.tolist() == [[1, 9], [2, 7]]
+    np.testing.assert_allclose(matches["iou"], [0.3, 4 / 17])
+    assert len(matches) == row(evaluate(truth, pred, thresholds=[0.2]), 0.2).tp
+    assert match_objects(truth, pred)[["true", "pred"]].values.tolist() == [[1, 7]]
+    assert match_objects(truth, np.zeros_like(truth)).empty
+    assert list(match_objects(truth, np.zeros_like(truth)).columns) == ["true", "pred", "iou"]
+    with pytest.raises(ValueError, match=r"`threshold` must be in \(0, 1\]"):
+        match_objects(truth, pred, threshold=0)
+    with pytest.raises(ValueError, match="shape"):
+        match_objects(truth, pred[:, :10])

@@ -2,7 +2,6 @@ import json
 import zipfile
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cellnb import Config, evaluate, export
@@ -15,7 +14,7 @@ from cellnb.io import Record, read_coco, read_image, read_labels
 def records():
     pairs = synthetic_pairs(5, shape=(96, 96), n_cells=6, mitotic_fraction=0.4, seed=1)
     wells = ["A1", "A1", "B2", "B2", "C3"]
-    return [Record(f"{w}_{p.id}", p.tl, p.cells, p.truth, {"model": "random_vit_t",
+    return [Record(f"{w}_{p.id}", p.tl, p.labels, p.truth, {"model": "random_vit_t",
                                                           "model_hash": "xxh128:0"})
             for w, p in zip(wells, pairs)]
 

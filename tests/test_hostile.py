@@ -38,7 +38,7 @@ def folder(tmp_path):
 
 
 def _records(n=3):
-    return [Record(p.id, p.tl, p.cells, p.truth)
+    return [Record(p.id, p.tl, p.labels, p.truth)
             for p in synthetic_pairs(n, shape=(64, 64), n_cells=4, seed=1)]
 
 
@@ -453,7 +453,7 @@ def test_6_evaluate_matches_named_images_by_id_whatever_their_order(tmp_path):
 
 
 def test_6_evaluate_refuses_collections_of_different_images():
-    from cellnb.evaluate import compare, evaluate
+    from cellnb.evaluate import evaluate
 
     truth = _records(3)
     other = [Record("elsewhere", r.image, r.labels, r.cells) for r in truth[:1]] + truth[1:]
@@ -467,11 +467,11 @@ def test_6_evaluate_refuses_collections_of_different_images():
                                          "than once"):
         evaluate(truth, [truth[0], truth[1], truth[1]])
     with pytest.raises(ValueError, match="do not hold the same images"):
-        evaluate(truth, other, by="class")
+        evaluate(truth, other, by="class_name")
 
 
 def test_6_plain_label_images_are_matched_by_position():
-    from cellnb.evaluate import compare, evaluate
+    from cellnb.evaluate import evaluate
 
     truth = _records(2)
     labels = [r.labels for r in truth]

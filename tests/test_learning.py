@@ -48,7 +48,7 @@ SIZE = dict(patch_shape=(128, 128), progress=False)
 
 def _dataset(pair, folder):
     """The one image as the train split and again as the validation split."""
-    records = [Record(name, pair.tl, pair.cells, pair.truth) for name in ("train", "val")]
+    records = [Record(name, pair.tl, pair.labels, pair.truth) for name in ("train", "val")]
     return cellnb.export(records, folder / "ds", splits={"train": 1, "val": 1})
 
 
@@ -68,7 +68,7 @@ def runs(tmp_path_factory):
 
 
 def _ap(labels, pair) -> float:
-    table = evaluate([pair.cells], [labels], thresholds=(0.5,))
+    table = evaluate([pair.labels], [labels], thresholds=(0.5,))
     return float(table["ap"].iloc[0])
 
 
@@ -135,7 +135,7 @@ def test_microsam_learns(microsam_run, pair):
     assert _learned(microsam_run, pair) >= 0.8
     model = cellnb.models.load("vit_mini", checkpoint=microsam_run.path / "weights" / "last.pt",
                                device="cpu")
-    seg = model.segment(pair.tl, box_prompts(pair.cells), kind="boxes")
+    seg = model.segment(pair.tl, box_prompts(pair.labels), kind="boxes")
     assert _ap(seg.labels, pair) >= 0.8
 
 
@@ -171,7 +171,7 @@ def test_samcell_learns(runs):
 def test_cellsam_learns_with_its_neck_only(pair, runs, stand_in):
     base = stand_in_checkpoint(stand_in, runs / "cellsam-base.pt",
                                reinitialise=LEARNING_PLANS["cellsam"]["reinitialise"])
-    prompts = box_prompts(pair.cells)
+    prompts = box_prompts(pair.labels)
     before = cellnb.models.load("vit_mini", checkpoint=base, device="cpu")
     ap_before = _ap(before.segment(pair.tl, prompts, kind="boxes").labels, pair)
 
@@ -218,8 +218,8 @@ def test_maskrcnn_learns_cells_and_their_classes(runs):
     run, pair = _train("maskrcnn", runs)
     assert _learned(run, pair) >= 0.8
     seg = run.segment(pair.tl)
-    truth = Record("image", pair.tl, pair.cells, pair.truth)
-    table = evaluate([truth], [seg], thresholds=(0.5,), by="class").set_index("class")
+    truth = Record("image", pair.tl, pair.labels, pair.truth)
+    table = evaluate([truth], [seg], thresholds=(0.5,), by="class_name").set_index("class_name")
     assert sorted(table.index) == ["interphase", "mitotic"]
     assert (table["ap"] >= 0.8).all(), table[["n_true", "n_pred", "tp", "ap"]]
 

@@ -125,11 +125,11 @@ def test_classify_bad_inputs():
 
 
 def test_tl_only_classifier_beats_chance_on_held_out_pairs(pairs):
-    train = [(tl_features(p.tl, p.cells), p.truth["class_id"]) for p in pairs[:3]]
+    train = [(tl_features(p.tl, p.labels), p.truth["class_id"]) for p in pairs[:3]]
     x = pd.concat([f for f, _ in train], ignore_index=True)
     y = pd.concat([c.reindex(f.index) for f, c in train], ignore_index=True)
     model = CellClassifier(seed=0).fit(x, y)
-    test = tl_features(pairs[3].tl, pairs[3].cells)
+    test = tl_features(pairs[3].tl, pairs[3].labels)
     predicted = model.predict(test)
     assert predicted.index.equals(test.index)
     score = balanced_accuracy_score(pairs[3].truth["class_id"].reindex(test.index), predicted)
@@ -169,3 +169,24 @@ def test_class_examples_plot(pairs):
                          names={0: "interphase", 1: "mitotic"})
     assert len(fig.axes) == 8
     assert fig.axes[4].get_title(loc="left").startswith("mitotic (")
+
+
+def test_tl_training_table_is_what_a_tl_classifier_learns_from():
+    from cellnb.classify import tl_training_table
+    from cellnb.io import Record
+
+    labels = np.zeros((8, 8), np.int32)
+    labels[1:4, 1:4], labels[5:8, 4:8], labels[0, 7] = 1, 2, 3
+    image = np.ones((8, 8), np.float32)
+    cells = pd.DataFrame({"class_name": ["small", "large", None]},
+                         index=pd.Index([1, 2, 3], name="label"))
+    unclassed = Record("b", image, labels, cells.drop(columns="class_name"))
+    features, classes = tl_training_table([Record("a", image, labels, cells), unclassed])
+    assert features["area"].tolist() == [9.0, 12.0]  # cell 3 has no class: left out
+    assert classes.tolist() == ["small", "large"] and classes.name == "class_name"
+    assert list(features.index) == [0, 1] and list(features.columns) == list(
+        tl_features(image, labels).columns)
+    with pytest.raises(ValueError, match="no record holds a cell with a 'class_name'"):
+        tl_training_table([unclassed])
+    with pytest.raises(TypeError, match=r"records\[0\] must be a cellnb.io.Record"):
+        tl_training_table([labels])

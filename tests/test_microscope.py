@@ -326,11 +326,11 @@ def test_ome_zarr_round_trip_of_a_movie_and_its_labels(tmp_path):
 
     movie = synthetic_movie(3, shape=(48, 48), n_cells=3, seed=0)
     path = microscope.write_ome_zarr(tmp_path / "mv.ome.zarr", movie.tl,
-                                     {"cells": movie.cells, "nuclei": movie.nuclei},
+                                     {"cells": movie.labels, "nuclei": movie.nuclei},
                                      pixel_size_um=0.325, frame_interval=5.0)
     image, labels, size = microscope.read_ome_zarr(path)
     np.testing.assert_array_equal(image, movie.tl)
-    np.testing.assert_array_equal(labels["cells"], movie.cells)
+    np.testing.assert_array_equal(labels["cells"], movie.labels)
     np.testing.assert_array_equal(labels["nuclei"], movie.nuclei)
     assert size == 0.325 and image.dtype == np.uint16
     meta = zarr.open_group(str(path), mode="r").attrs.asdict()["ome"]["multiscales"][0]
@@ -339,7 +339,7 @@ def test_ome_zarr_round_trip_of_a_movie_and_its_labels(tmp_path):
     with pytest.raises(FileExistsError):
         microscope.write_ome_zarr(path, movie.tl)
     with pytest.raises(ValueError, match=r"labels 'cells' \(shape \(2, 48, 48\)\) must match"):
-        microscope.write_ome_zarr(tmp_path / "b.ome.zarr", movie.tl, movie.cells[:2])
+        microscope.write_ome_zarr(tmp_path / "b.ome.zarr", movie.tl, movie.labels[:2])
     with pytest.raises(ValueError, match="name ends in .ome.zarr"):
         microscope.write_ome_zarr(tmp_path / "b.zarr", movie.tl)
     with pytest.raises(TypeError, match="int16"):

@@ -27,7 +27,7 @@ def pairs():
 
 @pytest.fixture(scope="module")
 def dataset(pairs, tmp_path_factory):
-    records = [Record(p.id, p.tl, p.cells, p.truth) for p in pairs[:2]]
+    records = [Record(p.id, p.tl, p.labels, p.truth) for p in pairs[:2]]
     return cellnb.export(records, tmp_path_factory.mktemp("data") / "ds",
                          splits={"train": 1, "val": 1})
 

@@ -31,8 +31,8 @@ def _shuffled(labels, seed=0):
 
 
 def test_synthetic_movie_truth(movie):
-    assert movie.tl.shape == movie.fluorescence.shape == movie.cells.shape == (10, 192, 192)
-    assert movie.tl.dtype == np.uint16 and movie.cells.dtype == np.int32
+    assert movie.tl.shape == movie.fluorescence.shape == movie.labels.shape == (10, 192, 192)
+    assert movie.tl.dtype == np.uint16 and movie.labels.dtype == np.int32
     per_cell = movie.truth.groupby("label")
     assert per_cell.size().eq(10).all()  # nobody leaves this field in 10 frames
     mitotic = movie.truth[movie.truth["class_name"] == "mitotic"].groupby("label")["t"]
@@ -49,11 +49,11 @@ def test_synthetic_movie_truth(movie):
 
 
 def test_track_recovers_true_identities_from_shuffled_labels(movie):
-    tracks = movies.track(_shuffled(movie.cells))
+    tracks = movies.track(_shuffled(movie.labels))
     assert tracks.parents == {}  # nobody divides in this movie
     table = tracks.table
     assert table["track_id"].nunique() == 15
-    truth = [movie.cells[r.t][tracks.labels[r.t] == r.track_id][0] for r in table.itertuples()]
+    truth = [movie.labels[r.t][tracks.labels[r.t] == r.track_id][0] for r in table.itertuples()]
     table = table.assign(true=truth)
     assert table.groupby("track_id")["true"].nunique().eq(1).all()
     assert table.groupby("true")["track_id"].nunique().eq(1).all()
@@ -115,7 +115,7 @@ def test_synthetic_movie_divisions_and_cells_entering_and_leaving(dividing):
     assert len(children) == 10 and children.groupby("parent").size().eq(2).all()
     for parent, pair in children.groupby("parent"):
         assert (pair["first_t"] > lineage.loc[parent, "last_t"]).all()  # born after she ends
-    assert set(np.unique(dividing.cells)) - {0} == set(lineage.index)
+    assert set(np.unique(dividing.labels)) - {0} == set(lineage.index)
     mothers = set(children["parent"])
     leave = lineage[(lineage["last_t"] < 11) & ~lineage.index.isin(mothers)]
     enter = lineage[(lineage["first_t"] > 0) & (lineage["parent"] == 0)]
@@ -129,8 +129,8 @@ def test_score_tracks_with_ctc_measures(dividing):
     assert len(truth.parents) == 10
     perfect = movies.score_tracks(truth, truth)
     assert perfect.drop("CT").eq(1.0).all() and perfect["CT"] == pytest.approx(1.0)
-    lap = movies.score_tracks(movies.track(dividing.cells, tracker="laptrack"), truth)
-    tp = movies.score_tracks(movies.track(dividing.cells, tracker="trackpy"), truth)
+    lap = movies.score_tracks(movies.track(dividing.labels, tracker="laptrack"), truth)
+    tp = movies.score_tracks(movies.track(dividing.labels, tracker="trackpy"), truth)
     # the numbers in track()'s docstring
     assert lap["DET"] == tp["DET"] == 1.0 and lap["SEG"] == tp["SEG"] == 1.0
     assert lap["BC(0)"] == pytest.approx(0.727, abs=0.001) and tp["BC(0)"] == 0.0
@@ -140,7 +140,7 @@ def test_score_tracks_with_ctc_measures(dividing):
     with pytest.raises(ValueError, match=r"unknown CTC measure\(s\) \['XYZ'\]"):
         movies.score_tracks(truth, truth, metrics=["XYZ"])
     with pytest.raises(ValueError, match="must cover the same frames"):
-        movies.score_tracks(movies.track(dividing.cells[:3]), truth)
+        movies.score_tracks(movies.track(dividing.labels[:3]), truth)
     with pytest.raises(TypeError, match="`truth` must be a Tracks"):
         movies.score_tracks(truth, dividing)
 
@@ -165,7 +165,7 @@ def test_segment_movie_then_track_links_on_nuclei(movie):
     # the claim in track()'s docstring: nuclei move more steadily than watershed outlines
     assert on_nuclei.table["track_id"].nunique() == 15
     assert on_cells.table["track_id"].nunique() > 15  # 17: broken tracks where outlines jump
-    at_nucleus = [movie.cells[r.t, round(r.nucleus_y), round(r.nucleus_x)]
+    at_nucleus = [movie.labels[r.t, round(r.nucleus_y), round(r.nucleus_x)]
                   for r in on_nuclei.table.itertuples()]
     pure = on_nuclei.table.assign(true=at_nucleus).groupby("track_id")["true"].nunique()
     assert pure.eq(1).all()
@@ -238,7 +238,7 @@ def test_an_automatic_model_with_fluorescence_runs_annotates_chain(movie, tmp_pa
 
 
 def test_track_summary_time_in_each_class(movie):
-    tracks = movies.track(movie.cells, table=movie.truth[["t", "label", "class_name"]])
+    tracks = movies.track(movie.labels, table=movie.truth[["t", "label", "class_name"]])
     summary = movies.track_summary(tracks, frame_interval=10.0)
     assert summary["n_frames"].eq(10).all() and summary["duration"].eq(100.0).all()
     assert sorted(summary["time_mitotic"].unique().tolist()) == [0.0, 30.0]
@@ -276,7 +276,7 @@ def test_track_plots(movie):
     matplotlib.use("Agg")
     from cellnb import plot
 
-    tracks = movies.track(movie.cells, table=movie.truth[["t", "label", "class_name"]])
+    tracks = movies.track(movie.labels, table=movie.truth[["t", "label", "class_name"]])
     ax = plot.tracks(tracks, movie.tl[-1], tail=5)
     assert ax.get_title() == "15 tracks" and len(ax.get_lines()) == 30
     ax = plot.track_classes(tracks)

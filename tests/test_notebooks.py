@@ -105,3 +105,30 @@ def test_notebook_runs_at_its_defaults(path, tmp_path, monkeypatch):
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
     _check_key_numbers(nb, path.stem)
+
+
+def test_notebook_06_trains_on_the_dataset_notebook_05_exported(tmp_path, monkeypatch):
+    """Notebooks hand on through files (issue 33): run after 05, notebook 06 reads 05's export
+    instead of making its own (run alone, test_notebook_runs shows it makes one)."""
+    import json
+
+    import cellnb
+    from cellnb.data import synthetic_pairs
+    from cellnb.io import Record
+
+    pairs = synthetic_pairs(3, shape=(64, 64), n_cells=4, seed=9)
+    cellnb.export([Record(f"from05_{k}", p.tl, p.labels, p.truth) for k, p in enumerate(pairs)],
+                  tmp_path / "cellnb-output" / "05_export" / "dataset",
+                  splits={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}, progress=False)
+    nb = nbformat.read(ROOT / "notebooks" / "06_train.ipynb", as_version=4)
+    upto = next(i for i, c in enumerate(nb.cells) if c.get("id") == "d613bca7")  # the data cell
+    nb.cells = nb.cells[:upto + 1] + [nbformat.v4.new_code_cell(
+        f"import json as _json\nprint({_MARK!r} + _json.dumps([first.id, str(dataset)]))")]
+    monkeypatch.setenv("CELLNB_QUICK", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", [])
+                   if o.output_type == "stream")
+    first, dataset = json.loads(text.split(_MARK, 1)[1].splitlines()[0])
+    assert first.startswith("from05_") and dataset == "cellnb-output/05_export/dataset"

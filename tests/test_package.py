@@ -80,7 +80,7 @@ pairs = synthetic_pairs(2, shape=(96, 96), n_cells=4, seed=1)
 write_pairs(pairs, out + "/pairs")
 cellnb.annotate(out + "/pairs", out + "/ann", model=random_sam("vit_mini", decoder=True),
                 progress=False)
-ds = cellnb.export([Record(p.id, p.tl, p.cells, p.truth) for p in pairs], out + "/ds",
+ds = cellnb.export([Record(p.id, p.tl, p.labels, p.truth) for p in pairs], out + "/ds",
                    splits={{"train": 1, "val": 1}})
 cellnb.train(ds, out=out + "/unet", recipe="unet", epochs=1, steps_per_epoch=1, batch_size=1,
              patch_shape=(64, 64), progress=False, depth=2, initial_features=4)

@@ -81,5 +81,5 @@ def test_one_prompt_per_synthetic_cell():
     from cellnb.locate import locate
 
     pair = synthetic_pairs(1, shape=(256, 256), n_cells=25, seed=8)[0]
-    counts = prompt_counts(prompt(locate(pair.fluorescence)), pair.cells)
+    counts = prompt_counts(prompt(locate(pair.fluorescence)), pair.labels)
     assert (counts["prompts"] == 1).all() and 0 not in counts.index

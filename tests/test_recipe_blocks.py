@@ -93,14 +93,14 @@ def test_patches_of_small_images_label_their_mirrored_cells():
     from cellnb.recipes._common import PatchDataset, pad_pair
 
     pair = synthetic_pairs(1, shape=(96, 96), n_cells=6, seed=0)[0]
-    image, labels = pad_pair(pair.tl.astype(np.float32), pair.cells, (128, 128))
-    mirrored = np.pad(pair.cells, ((0, 32), (0, 32)), mode="reflect")
+    image, labels = pad_pair(pair.tl.astype(np.float32), pair.labels, (128, 128))
+    mirrored = np.pad(pair.labels, ((0, 32), (0, 32)), mode="reflect")
     np.testing.assert_array_equal(labels > 0, mirrored > 0)
-    np.testing.assert_array_equal(labels[:96, :96], pair.cells)
+    np.testing.assert_array_equal(labels[:96, :96], pair.labels)
     for lab in np.unique(labels[labels > 0]):  # every id is one connected cell
         assert ndimage.label(labels == lab)[1] == 1
-    assert len(np.unique(labels)) > len(np.unique(pair.cells))
-    dataset = PatchDataset([pair.tl.astype(np.float32)], [pair.cells], (128, 128), 1,
+    assert len(np.unique(labels)) > len(np.unique(pair.labels))
+    dataset = PatchDataset([pair.tl.astype(np.float32)], [pair.labels], (128, 128), 1,
                            lambda lab: (lab > 0)[None].astype(np.float32), augment=False)
     x, y = dataset[0]
     np.testing.assert_array_equal(y[0].numpy() > 0, mirrored > 0)

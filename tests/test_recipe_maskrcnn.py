@@ -23,7 +23,7 @@ def _records(n, seed=0, classes=True):
     out = []
     for p in synthetic_pairs(n, shape=(96, 96), n_cells=8, seed=seed):
         truth = p.truth if classes else p.truth.drop(columns=["class_name", "class_id"])
-        out.append(Record(p.id, p.tl, p.cells, truth))
+        out.append(Record(p.id, p.tl, p.labels, truth))
     return out
 
 
@@ -207,8 +207,24 @@ def test_evaluate_by_class_needs_classes_on_both_sides():
     truth = np.array([[1, 1, 0, 2]])
     cells = pd.DataFrame({"class_name": ["a", "b"]}, index=pd.Index([1, 2], name="label"))
     with pytest.raises(ValueError, match="`pred` has no 'class_name'"):
-        evaluate([Record("i", None, truth, cells)], [truth], by="class")
+        evaluate([Record("i", None, truth, cells)], [truth], by="class_name")
     table = evaluate([Record("i", None, truth, cells)], [Record("i", None, truth, cells)],
-                     thresholds=[0.5], by="class")
-    assert table["class"].tolist() == ["a", "b"] and table["ap"].tolist() == [1.0, 1.0]
+                     thresholds=[0.5], by="class_name")
+    assert table["class_name"].tolist() == ["a", "b"] and table["ap"].tolist() == [1.0, 1.0]
     assert {"coco_ap", "seg", "f1"} <= set(table.columns)
+
+
+def test_evaluate_and_compare_by_class_is_the_old_spelling():
+    """by="class" still works for one release: a FutureWarning, and the column named as before."""
+    truth = np.array([[1, 1, 0, 2]])
+    cells = pd.DataFrame({"class_name": ["a", "b"]}, index=pd.Index([1, 2], name="label"))
+    record = Record("i", None, truth, cells)
+    new = evaluate([record], [record], thresholds=[0.5], by="class_name")
+    with pytest.warns(FutureWarning, match="by='class_name'"):
+        old = evaluate([record], [record], thresholds=[0.5], by="class")
+    pd.testing.assert_frame_equal(old, new.rename(columns={"class_name": "class"}))
+    with pytest.warns(FutureWarning, match=r"compare\(by='class'\)"):
+        old = cellnb.compare([record], {"same": [record]}, thresholds=[0.5], by="class")
+    assert old["class"].tolist() == ["a", "b"] and "class_name" not in old.columns
+    new = cellnb.compare([record], {"same": [record]}, thresholds=[0.5], by="class_name")
+    assert new["class_name"].tolist() == ["a", "b"] and "class" not in new.columns

@@ -21,7 +21,7 @@ TINY = dict(epochs=3, steps_per_epoch=3, batch_size=1, patch_shape=(64, 64), pro
 
 
 def _records(n, seed=0):
-    return [Record(p.id, p.tl, p.cells, p.truth)
+    return [Record(p.id, p.tl, p.labels, p.truth)
             for p in synthetic_pairs(n, shape=(96, 96), n_cells=8, seed=seed)]
 
 

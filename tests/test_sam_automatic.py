@@ -192,7 +192,7 @@ def test_zero_shot_rows_run_or_say_why(sam, pair, tmp_path):
 
 
 def test_compare_keeps_a_method_that_could_not_run_as_a_row(sam, pair):
-    truth = pair.cells
+    truth = pair.labels
     ais = cellnb.segment(pair.tl, model=sam, mode="ais").labels
     table = cellnb.compare(truth, {"ais": ais, "vit_b_lm AIS": "not available: not cached"},
                            thresholds=[0.5, 0.75])

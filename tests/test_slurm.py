@@ -371,7 +371,7 @@ def test_a_job_that_waits_in_the_queue_times_out_with_its_state(slurm, tmp_path)
 
 def _dataset(tmp_path):
     pairs = synthetic_pairs(3, shape=(96, 96), n_cells=8, seed=0)
-    records = [Record(p.id, p.tl, p.cells, p.truth) for p in pairs]
+    records = [Record(p.id, p.tl, p.labels, p.truth) for p in pairs]
     return cellnb.export(records, tmp_path / "dataset", splits={"train": 2, "val": 1})
 
 

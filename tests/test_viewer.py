@@ -197,7 +197,7 @@ def test_show_builds_the_layers_of_a_pair():
 
     pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
     nuclei = locate(pair.fluorescence)
-    viewer = show(pair.tl, fluorescence=pair.fluorescence, labels=pair.cells, nuclei=nuclei,
+    viewer = show(pair.tl, fluorescence=pair.fluorescence, labels=pair.labels, nuclei=nuclei,
                   prompts=prompt(nuclei, kind="points+boxes"))
     assert viewer.layer_names == ["TL", "fluorescence", "cells", "nuclei", "points", "boxes"]
     assert [layer["visible"] for layer in viewer.layers] == [True, False, True, False, True, True]
@@ -210,7 +210,7 @@ def test_show_builds_the_layers_of_a_pair():
 def test_update_labels_sends_only_the_changed_window(viewer, mode, color):
     from cellnb.data import synthetic_pairs
 
-    cells = synthetic_pairs(1, shape=(96, 96), n_cells=6, seed=3)[0].cells
+    cells = synthetic_pairs(1, shape=(96, 96), n_cells=6, seed=3)[0].labels
     viewer.add_labels(cells, name="cells", mode=mode, color=color)
     viewer.sent.clear()
     changed = cells.copy()

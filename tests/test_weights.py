@@ -207,3 +207,36 @@ def test_job_prologue_activates_a_conda_environment(monkeypatch):
 def test_job_prologue_takes_a_doctor_table_only():
     with pytest.raises(TypeError, match="table from cellnb.weights.doctor"):
         weights.job_prologue({"MICROSAM_CACHEDIR": "/x"})
+
+
+def test_training_plan_says_what_each_recipe_starts_from(tmp_path, monkeypatch):
+    """notebook 09's plan: cached weights, else random-init stand-ins; full size needs a GPU."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no COCO weights cached
+    plan = weights.training_plan(["unet", "maskrcnn"], tmp_path, gpu=False)
+    assert plan.loc["unet"].to_dict() == {"starts_from": "no pretrained weights", "runs": True,
+                                          "why_not": "", "base": {}}
+    assert plan.loc["maskrcnn"].to_dict() == {
+        "starts_from": "random-init ResNet-50", "runs": False,
+        "why_not": "needs a GPU at full size",
+        "base": {"model": "maskrcnn_resnet50_fpn_v2", "pretrained": False}}
+    on_gpu = weights.training_plan(["maskrcnn"], tmp_path, gpu=True).loc["maskrcnn"]
+    assert bool(on_gpu["runs"]) and on_gpu["why_not"] == ""
+    with pytest.raises(ValueError, match=r"unknown recipe\(s\) \['unet2'\]"):
+        weights.training_plan(["unet2"], tmp_path)
+
+
+def test_training_plan_reduced_gives_one_stand_in_for_every_sam_recipe(tmp_path, monkeypatch):
+    from cellnb.models import is_cached
+
+    if is_cached("vit_b_lm"):
+        pytest.skip("vit_b_lm is cached here: the SAM recipes start from it")
+    with pytest.warns(UserWarning, match="random-init vit_mini") as said:
+        plan = weights.training_plan(["samcell", "cellsam", "maskrcnn"], tmp_path, reduced=True,
+                                     gpu=False)
+    assert len([w for w in said if "vit_mini" in str(w.message)]) == 1
+    assert plan["runs"].all() and (plan["why_not"] == "").all()
+    assert plan.loc["samcell", "base"] == plan.loc["cellsam", "base"]
+    assert plan.loc["samcell", "base"]["model"] == "vit_mini"
+    assert (tmp_path / "vit_mini_random.pt").is_file()
+    assert plan.loc["samcell", "starts_from"] == "random-init vit_mini"
+    assert plan.loc["maskrcnn", "base"] == {"model": "maskrcnn_mini"}

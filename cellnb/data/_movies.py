@@ -17,6 +17,7 @@ import pandas as pd
 
 from .._shared.files import atomic_path
 from .._shared.validation import as_generator
+from ._synthetic import _renamed
 
 
 @dataclass
@@ -27,8 +28,9 @@ class SyntheticMovie:
     ----------
     tl, fluorescence : (T, H, W) uint16 ndarray
         Transmitted-light and nuclear fluorescence frames.
-    cells, nuclei : (T, H, W) int32 ndarray
-        Cell and nucleus labels; a cell keeps its label in every frame (the
+    labels, nuclei : (T, H, W) int32 ndarray
+        Cell and nucleus labels (``cells`` is the old name of `labels`,
+        deprecated); a cell keeps its label in every frame (the
         label *is* the true track id; daughters of a division get new ones).
     truth : DataFrame
         One row per cell and frame: ``t, label, y, x`` (nucleus centroid) and
@@ -41,10 +43,16 @@ class SyntheticMovie:
 
     tl: np.ndarray
     fluorescence: np.ndarray
-    cells: np.ndarray
+    labels: np.ndarray
     nuclei: np.ndarray
     truth: pd.DataFrame
     lineage: pd.DataFrame
+
+    @property
+    def cells(self) -> np.ndarray:
+        """Deprecated: the old name of :attr:`labels`."""
+        _renamed("SyntheticMovie")
+        return self.labels
 
 
 @dataclass

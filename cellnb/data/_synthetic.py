@@ -35,8 +35,9 @@ class SyntheticPair:
         Phase-contrast-like transmitted-light image.
     fluorescence : (H, W) uint16 ndarray
         Nuclear fluorescence image.
-    cells : (H, W) int32 ndarray
-        Cell labels, 0 = background.
+    labels : (H, W) int32 ndarray
+        Cell labels, 0 = background (``cells`` is its old name, deprecated:
+        ``Record.cells`` is a table).
     nuclei : (H, W) int32 ndarray
         Nucleus labels with the id of the cell that holds them.
     truth : DataFrame
@@ -47,9 +48,23 @@ class SyntheticPair:
     id: str
     tl: np.ndarray
     fluorescence: np.ndarray
-    cells: np.ndarray
+    labels: np.ndarray
     nuclei: np.ndarray
     truth: pd.DataFrame
+
+    @property
+    def cells(self) -> np.ndarray:
+        """Deprecated: the old name of :attr:`labels`."""
+        _renamed("SyntheticPair")
+        return self.labels
+
+
+def _renamed(kind: str) -> None:
+    import warnings
+
+    warnings.warn(f"{kind}.cells is now {kind}.labels, the cell label image (as Record.labels; "
+                  "Record.cells is a table). .cells works until the next release.",
+                  FutureWarning, stacklevel=3)
 
 
 def _smooth_field(shape, rng, scale: int) -> np.ndarray:
@@ -220,9 +235,9 @@ def synthetic_pairs(n: int = 1, *, shape=(512, 512), n_cells: int = 60,
     Examples
     --------
     >>> pair = synthetic_pairs(1, shape=(128, 128), n_cells=8, seed=1)[0]
-    >>> pair.tl.shape, pair.tl.dtype, pair.cells.dtype
+    >>> pair.tl.shape, pair.tl.dtype, pair.labels.dtype
     ((128, 128), dtype('uint16'), dtype('int32'))
-    >>> bool(((pair.nuclei == 0) | (pair.nuclei == pair.cells)).all())
+    >>> bool(((pair.nuclei == 0) | (pair.nuclei == pair.labels)).all())
     True
     """
     import warnings
@@ -312,7 +327,7 @@ def write_pairs(pairs, folder, *, tl_suffix: str = "_phs.tif",
         if truth:
             row["cells_path"] = folder / "truth" / f"{pair.id}_cells.tif"
             row["nuclei_path"] = folder / "truth" / f"{pair.id}_nuclei.tif"
-            write_labels(row["cells_path"], pair.cells)
+            write_labels(row["cells_path"], pair.labels)
             write_labels(row["nuclei_path"], pair.nuclei)
             with atomic_path(folder / "truth" / f"{pair.id}_classes.csv") as tmp:
                 pair.truth.to_csv(tmp)
