@@ -242,7 +242,7 @@ def test_synthetic_cells_is_the_old_name_of_labels():
 
     pair = synthetic_pairs(1, shape=(64, 64), n_cells=3, seed=0)[0]
     with pytest.warns(FutureWarning, match=r"SyntheticPair.cells is now SyntheticPair.labels"):
-        assert pair.labels is pair.labels
+        assert pair.cells is pair.labels
     movie = synthetic_movie(2, shape=(64, 64), n_cells=3, seed=0)
     with pytest.warns(FutureWarning, match=r"SyntheticMovie.cells is now SyntheticMovie.labels"):
         assert movie.cells is movie.labels
