@@ -50,7 +50,7 @@ class SyntheticMovie:
 
     @property
     def cells(self) -> np.ndarray:
-        """Deprecated: the old name of :attr:`labels`."""
+        """Deprecated: the old name of ``labels`` (the cell label image)."""
         _renamed("SyntheticMovie")
         return self.labels
 

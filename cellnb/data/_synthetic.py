@@ -54,7 +54,7 @@ class SyntheticPair:
 
     @property
     def cells(self) -> np.ndarray:
-        """Deprecated: the old name of :attr:`labels`."""
+        """Deprecated: the old name of ``labels`` (the cell label image)."""
         _renamed("SyntheticPair")
         return self.labels
 
