@@ -38,8 +38,8 @@ import pandas as pd
 
 from ._shared.validation import check_labels
 
-__all__ = ["evaluate", "compare", "detection", "match_objects", "overlap_table", "DEFAULT_THRESHOLDS",
-           "METRIC_COLUMNS"]
+__all__ = ["evaluate", "compare", "detection", "match_objects", "overlap_table",
+           "DEFAULT_THRESHOLDS", "METRIC_COLUMNS"]
 
 #: IoU thresholds 0.5, 0.55, ..., 0.95 (as in COCO).
 DEFAULT_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))

@@ -76,12 +76,19 @@ def test_split():
     assert r.det == 0.0  # FN 10 + 2 FP = 12 > D0 = 10: clipped
 
 
-def test_hungarian_beats_greedy():
+def _greedy_trap(wide=1, narrow=2):
+    """Two true cells; predicted `wide` has IoU 0.5 with cell 1 and 4/17 with cell 2,
+    predicted `narrow` IoU 0.3 with cell 1: greedy matching finds one pair, optimal two."""
     truth = np.zeros((1, 20), np.int32)
     truth[0, :10], truth[0, 10:] = 1, 2
     pred = np.zeros_like(truth)
-    pred[0, 3:14] = 1  # IoU 0.5 with cell 1, 4/17 with cell 2
-    pred[0, 0:3] = 2   # IoU 0.3 with cell 1
+    pred[0, 3:14] = wide
+    pred[0, 0:3] = narrow
+    return truth, pred
+
+
+def test_hungarian_beats_greedy():
+    truth, pred = _greedy_trap()
     table = overlap_table(truth, pred)
     assert table[["true", "pred", "intersection"]].values.tolist() == [[1, 1, 7], [1, 2, 3],
                                                                        [2, 1, 4]]
@@ -320,11 +327,7 @@ def test_compare_takes_truth_first_and_the_old_order_warns():
 
 
 def test_match_objects_is_the_matching_evaluate_scores():
-    truth = np.zeros((1, 20), np.int32)
-    truth[0, :10], truth[0, 10:] = 1, 2
-    pred = np.zeros_like(truth)
-    pred[0, 3:14] = 7  # IoU 0.5 with cell 1, 4/17 with cell 2
-    pred[0, 0:3] = 9   # IoU 0.3 with cell 1
+    truth, pred = _greedy_trap(wide=7, narrow=9)
     matches = match_objects(truth, pred, threshold=0.2)
     # the optimal pairing (two matches), not the greedy one (one)
     assert matches[["true", "pred"]].values.tolist() == [[1, 9], [2, 7]]
