@@ -1,11 +1,13 @@
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cellnb.data import (DataNotAvailableError, SyntheticPair, available, data_dir, fetch,
-                         manifest, synthetic_pairs, write_pairs)
+from cellnb.data import (TUTORIAL_SCENES, DataNotAvailableError, SyntheticPair, available,
+                         data_dir, fetch, manifest, read_pairs, synthetic_pairs, tutorial_pairs,
+                         write_pairs)
 from cellnb.io import find_pairs, read_labels, read_pair
 
 COMMIT = "6588ec369f8c3c8efb0f92f4a7ec80560c92f239"
@@ -323,6 +325,89 @@ def test_write_pairs_cellapp_naming_round_trip(tmp_path):
     with pytest.raises(TypeError, match="write_pairs takes SyntheticPair objects"):
         write_pairs([1], tmp_path)
 
+
+
+def test_read_pairs_gives_back_what_write_pairs_wrote(tmp_path):
+    pairs = synthetic_pairs(2, shape=(64, 80), n_cells=4, seed=3)
+    write_pairs(pairs, tmp_path, tl_suffix="_BF.tif", fl_suffix="_H2B.tif")
+    back = read_pairs(tmp_path, tl_suffix="_BF.tif", fl_suffix="_H2B.tif")
+    assert [p.id for p in back] == ["synthetic_000", "synthetic_001"]
+    for written, read in zip(pairs, back):
+        for field in ("tl", "fluorescence", "labels", "nuclei"):
+            np.testing.assert_array_equal(getattr(read, field), getattr(written, field))
+            assert getattr(read, field).dtype == getattr(written, field).dtype
+        pd.testing.assert_frame_equal(read.truth, written.truth)  # dtypes included
+
+
+def test_read_pairs_refuses_pairs_without_their_truth(tmp_path):
+    write_pairs(synthetic_pairs(1, shape=(64, 64), n_cells=3), tmp_path / "bare", truth=False)
+    with pytest.raises(FileNotFoundError, match=r"'synthetic_000'.*no truth file\(s\) "
+                       r"\['synthetic_000_cells.tif', 'synthetic_000_nuclei.tif', "
+                       r"'synthetic_000_classes.csv'\].*find_pairs"):
+        read_pairs(tmp_path / "bare")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_pairs(tmp_path / "nowhere")
+
+
+def test_read_pairs_refuses_truth_that_does_not_fit(tmp_path):
+    from cellnb.io import write_labels
+
+    write_pairs(synthetic_pairs(1, shape=(64, 64), n_cells=3), tmp_path)
+    classes = tmp_path / "truth" / "synthetic_000_classes.csv"
+    classes.write_text("label,y,x,class\n1,3.0,4.0,0\n")
+    with pytest.raises(ValueError, match="label, y, x, class_id, class_name; it has label, y, x, "
+                                         "class\\.$"):
+        read_pairs(tmp_path)
+    write_labels(tmp_path / "truth" / "synthetic_000_nuclei.tif", np.zeros((64, 60), np.int32))
+    with pytest.raises(ValueError, match=r"nucleus labels of synthetic_000.*\(64, 60\)"):
+        read_pairs(tmp_path)
+
+
+def test_tutorial_pairs_written_once_then_read(tmp_path):
+    folder = tmp_path / "01_data" / "pairs"
+    made = tutorial_pairs(folder, quick=True)
+    scene = TUTORIAL_SCENES["quick"]
+    assert [p.id for p in made] == ["synthetic_000", "synthetic_001", "synthetic_002"]
+    assert made[0].tl.shape == (256, 256) and all(p.labels.max() == 30 for p in made)
+    expected = synthetic_pairs(3, shape=(256, 256), n_cells=30, mitotic_fraction=0.2,
+                               brightness_range=(0.3, 1.5), seed=0)
+    np.testing.assert_array_equal(made[2].fluorescence, expected[2].fluorescence)
+    recorded = json.loads((folder / "truth" / "scene.json").read_text())
+    assert recorded["synthetic_pairs"] == scene
+    assert len(recorded["files"]) == 3 * 5  # TL, fluorescence, cells, nuclei, classes per pair
+    assert find_pairs(folder)["pair_id"].tolist() == [p.id for p in made]
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    again = tutorial_pairs(folder, quick=True)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps  # read, not rewritten
+    for a, b in zip(made, again):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        pd.testing.assert_frame_equal(a.truth, b.truth)
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["pairs"]  # no temporary left
+
+
+def test_tutorial_pairs_rewrites_its_own_other_scene_and_nothing_else(tmp_path, monkeypatch):
+    import cellnb.data._tutorial as tutorial
+
+    small = {"n": 1, "shape": [64, 64], "n_cells": 3, "mitotic_fraction": 0.2,
+             "brightness_range": [0.3, 1.5], "seed": 0}
+    monkeypatch.setattr(tutorial, "TUTORIAL_SCENES", {"quick": {**small, "n": 2}, "full": small})
+    tutorial_pairs(tmp_path / "pairs", quick=True)
+    assert len(tutorial_pairs(tmp_path / "pairs")) == 1  # the other scene: rewritten
+    assert sorted(p.name for p in (tmp_path / "pairs").glob("*.tif")) == [
+        "synthetic_000_Texas Red.tif", "synthetic_000_phs.tif"]  # quick's second pair is gone
+    (tmp_path / "pairs" / "mine.txt").write_text("a user's file")
+    with pytest.raises(FileExistsError, match=r"holds files tutorial_pairs did not write "
+                                              r"\(mine.txt\)"):
+        tutorial_pairs(tmp_path / "pairs", quick=True)
+    assert (tmp_path / "pairs" / "mine.txt").read_text() == "a user's file"
+    assert len(read_pairs(tmp_path / "pairs")) == 1  # untouched
+    (tmp_path / "pairs" / "truth" / "scene.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not the JSON tutorial_pairs writes"):
+        tutorial_pairs(tmp_path / "pairs")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a_phs.tif").write_bytes(b"")
+    with pytest.raises(FileExistsError, match=r"\(a_phs.tif\)"):
+        tutorial_pairs(tmp_path / "other")
 
 # -- hard nucleus families ----------------------------------------------------
 @pytest.mark.parametrize("family, kinds", [("bright_dim", {"bright", "dim"}),

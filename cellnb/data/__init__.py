@@ -10,7 +10,10 @@ per-user cache (``~/.cache/cellnb`` on Linux); dataset ``name`` lives in
 Synthetic data: :func:`synthetic_pairs` simulates phase-contrast-like
 transmitted-light images and nuclear fluorescence of the same cells, with the
 ground truth (cell labels, nucleus labels with the same ids, classes). It is
-the teaching and test dataset of cellnb. :func:`synthetic_nuclei` simulates
+the teaching and test dataset of cellnb; :func:`write_pairs` saves pairs with
+their truth and :func:`read_pairs` reads them back. :func:`tutorial_pairs` is
+the set the tutorial notebooks hand on to each other (01 writes it, later
+notebooks read it, each makes it when missing). :func:`synthetic_nuclei` simulates
 nuclear fluorescence of the touching configurations where nucleus detectors
 fail (a dim nucleus pressed against a bright one, a small one on a large one,
 elongated mitotic nuclei), for testing and benchmarking ``locate``.
@@ -19,7 +22,8 @@ through mitosis, with true tracks; :func:`write_ome_tiff` saves such arrays as
 a microscope would (channels, scenes, pixel sizes).
 
 Modules: ``cellnb.data._real`` (manifests, fetching, real nuclei),
-``cellnb.data._synthetic`` (pairs and their renderer),
+``cellnb.data._synthetic`` (pairs and their renderer), ``cellnb.data._tutorial``
+(the tutorials' pairs),
 ``cellnb.data._nuclei_scenes`` (touching-nuclei scenes), ``cellnb.data._movies``
 (time-lapses and OME-TIFF). This ``__init__`` gathers their public names.
 """
@@ -33,11 +37,13 @@ from ._movies import SyntheticMovie, synthetic_movie, write_ome_tiff
 from ._nuclei_scenes import SyntheticNuclei, synthetic_nuclei
 from ._real import (DataNotAvailableError, NucleiImage, available, data_dir, fetch, manifest,
                    real_nuclei)
-from ._synthetic import SyntheticPair, synthetic_pairs, write_pairs
+from ._synthetic import SyntheticPair, read_pairs, synthetic_pairs, write_pairs
+from ._tutorial import TUTORIAL_SCENES, tutorial_pairs
 
 __all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError",
            "real_nuclei", "NucleiImage", "REAL_NUCLEI",
-           "synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES",
+           "synthetic_pairs", "write_pairs", "read_pairs", "SyntheticPair", "CLASS_NAMES",
+           "tutorial_pairs", "TUTORIAL_SCENES",
            "synthetic_nuclei", "SyntheticNuclei", "NUCLEUS_FAMILIES", "synthetic_movie",
            "SyntheticMovie", "write_ome_tiff"]
 

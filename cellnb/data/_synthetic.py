@@ -16,7 +16,7 @@ import pandas as pd
 from .._shared.files import atomic_path
 from .._shared.validation import as_generator
 
-__all__ = ["synthetic_pairs", "write_pairs", "SyntheticPair", "CLASS_NAMES"]
+__all__ = ["synthetic_pairs", "write_pairs", "read_pairs", "SyntheticPair", "CLASS_NAMES"]
 
 
 #: Class ids of the synthetic cells.
@@ -333,3 +333,76 @@ def write_pairs(pairs, folder, *, tl_suffix: str = "_phs.tif",
                 pair.truth.to_csv(tmp)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def read_pairs(folder, *, tl_suffix: str = "_phs.tif",
+               fl_suffix: str = "_Texas Red.tif") -> list[SyntheticPair]:
+    """Read pairs and their ground truth back from a :func:`write_pairs` folder.
+
+    The inverse of :func:`write_pairs` with ``truth=True``: the images are
+    found with :func:`cellnb.io.find_pairs` and read with
+    :func:`cellnb.io.read_pair`; each pair's cells, nuclei and classes come
+    from ``truth/<id>_cells.tif``, ``truth/<id>_nuclei.tif`` and
+    ``truth/<id>_classes.csv``. This is how a notebook hands simulated data
+    with its truth on to the next one. For your own images (no truth) use
+    :func:`cellnb.io.find_pairs`.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder :func:`write_pairs` wrote.
+    tl_suffix, fl_suffix : str
+        The file-name endings given to :func:`write_pairs`.
+
+    Returns
+    -------
+    pairs : list of SyntheticPair
+        Sorted by id; arrays and tables equal to those written.
+
+    Raises
+    ------
+    FileNotFoundError
+        If `folder` holds no pairs, or a pair's truth files are missing.
+    ValueError
+        If a pair's images or truth labels differ in shape, or its class table
+        lacks the columns :attr:`SyntheticPair.truth` has.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> written = synthetic_pairs(2, shape=(64, 64), n_cells=3, seed=1)
+    >>> _ = write_pairs(written, folder)
+    >>> back = read_pairs(folder)
+    >>> [p.id for p in back]
+    ['synthetic_000', 'synthetic_001']
+    >>> bool((back[1].labels == written[1].labels).all()), back[1].truth.equals(written[1].truth)
+    (True, True)
+    """
+    from .._shared.validation import check_same_shape
+    from ..io import find_pairs, read_labels, read_pair
+
+    folder = Path(folder)
+    table = find_pairs(folder, tl=f"*{tl_suffix}", fl=f"*{fl_suffix}")
+    pairs = []
+    for _, row in table.iterrows():
+        pair_id = row["pair_id"]
+        truth = {kind: folder / "truth" / f"{pair_id}_{kind}"
+                 for kind in ("cells.tif", "nuclei.tif", "classes.csv")}
+        missing = [path.name for path in truth.values() if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"pair {pair_id!r} in {folder} has no truth file(s) {missing} in "
+                f"{folder / 'truth'}; read_pairs reads what write_pairs(..., truth=True) wrote. "
+                "For images without truth use cellnb.io.find_pairs and read_pair.")
+        tl, fluorescence = read_pair(row)
+        labels, nuclei = read_labels(truth["cells.tif"]), read_labels(truth["nuclei.tif"])
+        for name, image in (("cell labels", labels), ("nucleus labels", nuclei)):
+            check_same_shape(fluorescence, image, f"fluorescence image of {pair_id}",
+                             f"{name} of {pair_id}")
+        classes = pd.read_csv(truth["classes.csv"], index_col="label")
+        if list(classes.columns) != ["y", "x", "class_id", "class_name"]:
+            raise ValueError(f"{truth['classes.csv']} must have the columns label, y, x, "
+                             f"class_id, class_name; it has label, {', '.join(classes.columns)}.")
+        pairs.append(SyntheticPair(pair_id, tl, fluorescence, labels, nuclei, classes))
+    return pairs
