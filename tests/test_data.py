@@ -367,14 +367,14 @@ def test_tutorial_pairs_written_once_then_read(tmp_path):
     folder = tmp_path / "01_data" / "pairs"
     made = tutorial_pairs(folder, quick=True)
     scene = TUTORIAL_SCENES["quick"]
-    assert [p.id for p in made] == ["synthetic_000", "synthetic_001", "synthetic_002"]
+    assert [p.id for p in made] == [f"synthetic_{k:03d}" for k in range(6)]
     assert made[0].tl.shape == (256, 256) and all(p.labels.max() == 30 for p in made)
-    expected = synthetic_pairs(3, shape=(256, 256), n_cells=30, mitotic_fraction=0.2,
+    expected = synthetic_pairs(6, shape=(256, 256), n_cells=30, mitotic_fraction=0.2,
                                brightness_range=(0.3, 1.5), seed=0)
     np.testing.assert_array_equal(made[2].fluorescence, expected[2].fluorescence)
     recorded = json.loads((folder / "truth" / "scene.json").read_text())
     assert recorded["synthetic_pairs"] == scene
-    assert len(recorded["files"]) == 3 * 5  # TL, fluorescence, cells, nuclei, classes per pair
+    assert len(recorded["files"]) == 6 * 5  # TL, fluorescence, cells, nuclei, classes per pair
     assert find_pairs(folder)["pair_id"].tolist() == [p.id for p in made]
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
     again = tutorial_pairs(folder, quick=True)

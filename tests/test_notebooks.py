@@ -29,6 +29,10 @@ KEY_NUMBERS = {
                          lambda k: k["f1"] >= 0.94 and k["one"]["auto"] > k["one"]["isodata"]),
     # the fluorescence classes hold on a held-out pair from TL alone (1.00 at the defaults)
     "04_classify": ("{'score': float(score)}", lambda k: k["score"] >= 0.8),
+    # notebook 06's U-Net (or 07's short run) on unseen test images: the quick run reaches
+    # AP@0.5 1.00, the defaults 0.97 (a short run on notebook 01's full pairs)
+    "07_evaluate": ("{'ap50': float(scores.set_index('threshold').loc[0.5, 'ap'])}",
+                    lambda k: k["ap50"] >= 0.5),
     "11_movies": ("{'frames': int(seg.labels.shape[0]), 'N_FRAMES': N_FRAMES, "
                   "'tracks': int(tracks.table['track_id'].nunique()), "
                   "'cells': int(seg.labels[0].max())}",
@@ -112,47 +116,79 @@ def test_notebook_runs_at_its_defaults(path, tmp_path, monkeypatch):
     _check_key_numbers(nb, path.stem)
 
 
-def test_notebook_06_trains_on_the_dataset_notebook_05_exported(tmp_path, monkeypatch):
-    """Notebooks hand on through files (issue 33): run after 05, notebook 06 reads 05's export
-    instead of making its own (run alone, test_notebook_runs shows it makes one)."""
+def _run_until(stem, cell_id, expression, folder):
+    """Run notebook `stem` (quick) in `folder` up to the cell `cell_id`; `expression`'s value there."""
     import json
 
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    upto = next(i for i, c in enumerate(nb.cells) if c.get("id") == cell_id)
+    nb.cells = nb.cells[:upto + 1] + [nbformat.v4.new_code_cell(
+        f"import json as _json\nprint({_MARK!r} + _json.dumps({expression}))")]
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", [])
+                   if o.output_type == "stream")
+    return json.loads(text.split(_MARK, 1)[1].splitlines()[0])
+
+
+def _export_tiny_dataset(folder):
+    """A 3-image dataset where notebook 05 exports its own, ids starting ``from05_``."""
     import cellnb
     from cellnb.data import synthetic_pairs
     from cellnb.io import Record
 
     pairs = synthetic_pairs(3, shape=(64, 64), n_cells=4, seed=9)
-    cellnb.export([Record(f"from05_{k}", p.tl, p.labels, p.truth) for k, p in enumerate(pairs)],
-                  tmp_path / "cellnb-output" / "05_export" / "dataset",
-                  splits={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}, progress=False)
-    nb = nbformat.read(ROOT / "notebooks" / "06_train.ipynb", as_version=4)
-    upto = next(i for i, c in enumerate(nb.cells) if c.get("id") == "d613bca7")  # the data cell
-    nb.cells = nb.cells[:upto + 1] + [nbformat.v4.new_code_cell(
-        f"import json as _json\nprint({_MARK!r} + _json.dumps([first.id, str(dataset)]))")]
+    return cellnb.export([Record(f"from05_{k}", p.tl, p.labels, p.truth) for k, p in enumerate(pairs)],
+                         folder / "cellnb-output" / "05_export" / "dataset",
+                         splits={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}, progress=False)
+
+
+def test_notebook_06_trains_on_the_dataset_notebook_05_exported(tmp_path, monkeypatch):
+    """Notebooks hand on through files (issue 33): run after 05, notebook 06 reads 05's export
+    instead of making its own (run alone, test_notebook_runs shows it makes one)."""
+    _export_tiny_dataset(tmp_path)
     monkeypatch.setenv("CELLNB_QUICK", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", [])
-                   if o.output_type == "stream")
-    first, dataset = json.loads(text.split(_MARK, 1)[1].splitlines()[0])
+    first, dataset = _run_until("06_train", "d613bca7", "[first.id, str(dataset)]", tmp_path)
     assert first.startswith("from05_") and dataset == "cellnb-output/05_export/dataset"
+
+
+def test_notebook_07_scores_the_model_notebook_06_trained(tmp_path, monkeypatch):
+    """06 -> 07: run after 06, notebook 07 scores 06's run on the test split of the dataset
+    that run trained on, and trains nothing itself."""
+    import cellnb
+
+    dataset = _export_tiny_dataset(tmp_path)
+    run = tmp_path / "cellnb-output" / "06_train" / "unet"
+    cellnb.train(dataset, recipe="unet", out=run, epochs=1, steps_per_epoch=1, batch_size=1,
+                 patch_shape=(64, 64), progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    monkeypatch.setenv("CELLNB_QUICK", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    path, ids = _run_until("07_evaluate", "c7a1f0e4", "[str(trained.path), [r.id for r in test]]",
+                           tmp_path)
+    assert path == "cellnb-output/06_train/unet"
+    from cellnb.io import read_coco
+
+    assert ids == [r.id for r in read_coco(dataset / "test", images=False)]
+    assert len(ids) == 1 and ids[0].startswith("from05_")
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == stamps  # nothing trained again
+    assert not (tmp_path / "cellnb-output" / "01_data").exists()  # no pairs made either
 
 
 #: The notebooks that read notebook 01's pairs: the cell that reads them, and what it read.
 READS_01 = {"02_locate_prompt": ("cell-04", "[pair.id, int(pair.fluorescence.sum())]"),
             "03_segment": ("c67ae531", "[pair.id, int(pair.fluorescence.sum())]"),
             "04_classify": ("cell-04", "[pairs[-1].id, int(pairs[-1].fluorescence.sum())]"),
+            "05_export": ("cell-04", "[pairs[-1].id, int(pairs[-1].fluorescence.sum())]"),
             "08_hpc": ("cb86ad37", "[table['pair_id'].iloc[-1], str(table['tl_path'].iloc[-1])]"),
             "10_review": ("e16858ad", "[summary['pair_id'].iloc[-1], int(summary['cells'].sum())]")}
 
 
 @pytest.mark.parametrize("stem", sorted(READS_01))
 def test_notebook_reads_the_pairs_notebook_01_wrote(stem, tmp_path, monkeypatch):
-    """01 -> 02, 03, 04, 08, 10 (issue 33): run after 01, each reads its pairs and rewrites
+    """01 -> 02, 03, 04, 05, 08, 10 (issue 33): run after 01, each reads its pairs and rewrites
     nothing (run alone, test_notebook_runs shows it makes them)."""
-    import json
-
     from cellnb.data import tutorial_pairs
 
     monkeypatch.setenv("CELLNB_QUICK", "1")
@@ -160,18 +196,9 @@ def test_notebook_reads_the_pairs_notebook_01_wrote(stem, tmp_path, monkeypatch)
     folder = tmp_path / "cellnb-output" / "01_data" / "pairs"
     pairs = tutorial_pairs(folder, quick=True)  # what notebook 01 writes in its quick run
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
-    cell_id, expression = READS_01[stem]
-    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
-    upto = next(i for i, c in enumerate(nb.cells) if c.get("id") == cell_id)
-    nb.cells = nb.cells[:upto + 1] + [nbformat.v4.new_code_cell(
-        f"import json as _json\nprint({_MARK!r} + _json.dumps({expression}))")]
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", [])
-                   if o.output_type == "stream")
-    first, second = json.loads(text.split(_MARK, 1)[1].splitlines()[0])
+    first, second = _run_until(stem, *READS_01[stem], tmp_path)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps  # read, not rewritten
-    last = pairs[-1] if stem in ("04_classify", "08_hpc", "10_review") else pairs[0]
+    last = pairs[0] if stem in ("02_locate_prompt", "03_segment") else pairs[-1]
     assert first == last.id
     if stem == "08_hpc":
         assert second == f"cellnb-output/01_data/pairs/{last.id}_phs.tif"

@@ -33,12 +33,13 @@ from __future__ import annotations
 from . import _nuclei_scenes
 from . import _real
 from . import _synthetic
+from . import _tutorial
 from ._movies import SyntheticMovie, synthetic_movie, write_ome_tiff
 from ._nuclei_scenes import SyntheticNuclei, synthetic_nuclei
 from ._real import (DataNotAvailableError, NucleiImage, available, data_dir, fetch, manifest,
                    real_nuclei)
 from ._synthetic import SyntheticPair, read_pairs, synthetic_pairs, write_pairs
-from ._tutorial import TUTORIAL_SCENES, tutorial_pairs
+from ._tutorial import tutorial_pairs
 
 __all__ = ["fetch", "manifest", "available", "data_dir", "DataNotAvailableError",
            "real_nuclei", "NucleiImage", "REAL_NUCLEI",
@@ -55,3 +56,7 @@ CLASS_NAMES = _synthetic.CLASS_NAMES
 
 #: Real nuclear fluorescence images with reference nuclei, by :func:`real_nuclei` name.
 REAL_NUCLEI = _real.REAL_NUCLEI
+
+#: The synthetic_pairs arguments of the pairs the tutorial notebooks share
+#: (:func:`tutorial_pairs`), at their defaults ("full") and quick ("quick").
+TUTORIAL_SCENES = _tutorial.TUTORIAL_SCENES

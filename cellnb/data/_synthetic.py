@@ -365,7 +365,7 @@ def read_pairs(folder, *, tl_suffix: str = "_phs.tif",
         If `folder` holds no pairs, or a pair's truth files are missing.
     ValueError
         If a pair's images or truth labels differ in shape, or its class table
-        lacks the columns :attr:`SyntheticPair.truth` has.
+        lacks the columns of ``SyntheticPair.truth``.
 
     Examples
     --------

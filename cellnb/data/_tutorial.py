@@ -1,11 +1,12 @@
 """The synthetic pairs the tutorial notebooks hand on to each other.
 
-Notebook 01 writes them; 02, 03, 04, 08 and 10 read them from that folder, as
+Notebook 01 writes them; 02, 03, 04, 05, 08 and 10 read them from that folder, as
 StarDist's notebooks hand data on from ``1_data`` to ``2_training``. Each of
 those notebooks also runs alone: :func:`tutorial_pairs` simulates and writes
 the pairs when the folder does not hold them yet. One scene serves every lesson:
 crowded cells, a 5x spread of interphase nucleus brightness (the dim nuclei
-that 02's thresholds miss) and a fifth of the cells mitotic (04's classes).
+that 02's thresholds miss) and a fifth of the cells mitotic (04's classes, 05's
+categories).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _COMMON = {"mitotic_fraction": 0.2, "brightness_range": [0.3, 1.5], "seed": 0}
 #: notebooks' defaults (``"full"``) and in their quick configuration (``"quick"``).
 TUTORIAL_SCENES = {
     "full": {"n": 8, "shape": [512, 512], "n_cells": 100, **_COMMON},
-    "quick": {"n": 3, "shape": [256, 256], "n_cells": 30, **_COMMON},
+    "quick": {"n": 6, "shape": [256, 256], "n_cells": 30, **_COMMON},
 }
 
 #: Written last into ``truth/``: the scene the folder holds and the files written.
@@ -47,7 +48,7 @@ def tutorial_pairs(folder, *, quick: bool = False) -> list[SyntheticPair]:
     folder : str or Path
         Where the pairs live, e.g. ``"cellnb-output/01_data/pairs"``.
     quick : bool, default=False
-        The notebooks' quick configuration (``CELLNB_QUICK=1``): 3 pairs of
+        The notebooks' quick configuration (``CELLNB_QUICK=1``): 6 pairs of
         256 x 256 px with 30 cells, instead of 8 of 512 x 512 px with 100.
 
     Returns
@@ -70,7 +71,7 @@ def tutorial_pairs(folder, *, quick: bool = False) -> list[SyntheticPair]:
     >>> made = tutorial_pairs(folder, quick=True)         # simulated and written
     >>> again = tutorial_pairs(folder, quick=True)        # read back
     >>> len(again), again[0].tl.shape, bool((again[2].labels == made[2].labels).all())
-    (3, (256, 256), True)
+    (6, (256, 256), True)
     """
     folder = Path(folder)
     scene = TUTORIAL_SCENES["quick" if quick else "full"]
