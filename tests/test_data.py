@@ -395,6 +395,9 @@ def test_tutorial_pairs_rewrites_its_own_other_scene_and_nothing_else(tmp_path, 
     assert len(tutorial_pairs(tmp_path / "pairs")) == 1  # the other scene: rewritten
     assert sorted(p.name for p in (tmp_path / "pairs").glob("*.tif")) == [
         "synthetic_000_Texas Red.tif", "synthetic_000_phs.tif"]  # quick's second pair is gone
+    (tmp_path / "pairs" / "synthetic_000_phs.tif").unlink()  # one of its files lost
+    assert len(tutorial_pairs(tmp_path / "pairs")) == 1  # written again
+    assert (tmp_path / "pairs" / "synthetic_000_phs.tif").is_file()
     (tmp_path / "pairs" / "mine.txt").write_text("a user's file")
     with pytest.raises(FileExistsError, match=r"holds files tutorial_pairs did not write "
                                               r"\(mine.txt\)"):
@@ -408,6 +411,11 @@ def test_tutorial_pairs_rewrites_its_own_other_scene_and_nothing_else(tmp_path, 
     (tmp_path / "other" / "a_phs.tif").write_bytes(b"")
     with pytest.raises(FileExistsError, match=r"\(a_phs.tif\)"):
         tutorial_pairs(tmp_path / "other")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        tutorial_pairs(tmp_path / "a_file")
+    assert (tmp_path / "a_file").read_text() == "x"
+
 
 # -- hard nucleus families ----------------------------------------------------
 @pytest.mark.parametrize("family, kinds", [("bright_dim", {"bright", "dim"}),

@@ -40,8 +40,8 @@ def tutorial_pairs(folder, *, quick: bool = False) -> list[SyntheticPair]:
     ``truth/``) and records the scene in ``truth/scene.json``. Later calls
     with the same scene read them back with :func:`~cellnb.data.read_pairs`.
     A folder holding the other scene (a quick run's pairs when the defaults
-    are asked for) is rewritten, files it did not write are never touched,
-    and the folder appears whole or not at all.
+    are asked for), or missing some of its files, is rewritten; files it did
+    not write are never touched, and the folder appears whole or not at all.
 
     Parameters
     ----------
@@ -61,6 +61,8 @@ def tutorial_pairs(folder, *, quick: bool = False) -> list[SyntheticPair]:
     FileExistsError
         If `folder` holds files this function did not write (give it a new
         or empty folder).
+    NotADirectoryError
+        If `folder` is a file.
     ValueError
         If ``truth/scene.json`` is not the JSON this function writes.
 
@@ -74,10 +76,14 @@ def tutorial_pairs(folder, *, quick: bool = False) -> list[SyntheticPair]:
     (6, (256, 256), True)
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"`folder` must be a folder (new or made by tutorial_pairs); "
+                                 f"{folder} is a file.")
     scene = TUTORIAL_SCENES["quick" if quick else "full"]
     marker = folder / "truth" / SCENE_FILE
     recorded = _read_marker(marker) if marker.is_file() else None
-    if recorded is not None and recorded["synthetic_pairs"] == scene:
+    if (recorded is not None and recorded["synthetic_pairs"] == scene
+            and all((folder / name).is_file() for name in recorded["files"])):
         return read_pairs(folder)
     if folder.exists():
         ours = set(recorded["files"]) if recorded else set()
