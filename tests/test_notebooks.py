@@ -21,7 +21,11 @@ KEY_NUMBERS = {
     "00_quickstart": ("{'pairs': len(summary), 'done': int((summary['status'] == 'done').sum()),"
                       " 'N_PAIRS': N_PAIRS}",
                       lambda k: k["pairs"] == k["N_PAIRS"] == k["done"]),
-    # real nuclei: issue 30's floor for the DSB2018 image
+    # the pairs the later notebooks read come back from disk as written, truth included
+    "01_data": ("{'n': len(back), 'scene': data.TUTORIAL_SCENES['quick' if QUICK else 'full']['n'],"
+                " 'as_written': all(b.truth.equals(p.truth) and bool((b.nuclei == p.nuclei).all())"
+                " and bool((b.fluorescence == p.fluorescence).all()) for b, p in zip(back, pairs))}",
+                lambda k: k["as_written"] and k["n"] == k["scene"]),
     # real nuclei: issue 30's floor for the DSB2018 image; on notebook 01's pair, auto gives
     # more cells exactly one prompt than Cell-APP's isodata (100 against 47 at the defaults)
     "02_locate_prompt": ("{'f1': float(detection(dsb.nuclei, located['auto'])['f1']),"
