@@ -57,17 +57,17 @@ KEY_NUMBERS = {
     # AP@0.5 1.00, the defaults 0.97 (a short run on notebook 01's full pairs)
     "07_evaluate": ("{'ap50': float(scores.set_index('threshold').loc[0.5, 'ap'])}",
                     lambda k: k["ap50"] >= 0.5),
+    # every pair annotated on the cluster; two training processes kept the same weights
+    "08_hpc": ("{'done': int((summary['status'] == 'done').sum()), 'pairs': len(table),"
+               " 'distributed': trained.info['distributed']}",
+               lambda k: k["done"] == k["pairs"] and k["distributed"] == {
+                   "world_size": 2, "checksums_equal": True}),
     # every recipe the plan runs here is trained, and every method has a row in the table
     "09_compare_methods": ("{'trained': sorted(trained), 'planned': sorted(plan.index[plan['runs']]),"
                            " 'rows': sorted(summary.index), 'methods': sorted({**out_of_the_box,"
                            " **predictions})}",
                            lambda k: k["trained"] == k["planned"] != []
                            and k["rows"] == k["methods"]),
-    # every pair annotated on the cluster; two training processes kept the same weights
-    "08_hpc": ("{'done': int((summary['status'] == 'done').sum()), 'pairs': len(table),"
-               " 'distributed': trained.info['distributed']}",
-               lambda k: k["done"] == k["pairs"] and k["distributed"] == {
-                   "world_size": 2, "checksums_equal": True}),
     # the rejection (the add was undone) is what export wrote for that pair
     "10_review": ("{'ops': curate.curation(f'{OUT}/annotations')['op'].tolist(),"
                   " 'before': int(summary.set_index('pair_id').loc[worst, 'cells']),"
@@ -197,6 +197,7 @@ def test_notebook_07_scores_the_model_notebook_06_trained(tmp_path, monkeypatch)
     """06 -> 07: run after 06, notebook 07 scores 06's run on the test split of the dataset
     that run trained on, and trains nothing itself."""
     import cellnb
+    from cellnb.io import read_coco
 
     dataset = _export_tiny_dataset(tmp_path)
     run = tmp_path / "cellnb-output" / "06_train" / "unet"
@@ -208,8 +209,6 @@ def test_notebook_07_scores_the_model_notebook_06_trained(tmp_path, monkeypatch)
     path, ids = _run_until("07_evaluate", "c7a1f0e4", "[str(trained.path), [r.id for r in test]]",
                            tmp_path)
     assert path == "cellnb-output/06_train/unet"
-    from cellnb.io import read_coco
-
     assert ids == [r.id for r in read_coco(dataset / "test", images=False)]
     assert len(ids) == 1 and ids[0].startswith("from05_")
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == stamps  # nothing trained again

@@ -94,9 +94,7 @@ def tutorial_pairs(folder, *, quick: bool = False) -> list[SyntheticPair]:
             raise FileExistsError(
                 f"{folder} holds files tutorial_pairs did not write ({', '.join(others[:5])}"
                 f"{', ...' if len(others) > 5 else ''}); give it a new or empty folder.")
-    pairs = synthetic_pairs(scene["n"], shape=tuple(scene["shape"]), n_cells=scene["n_cells"],
-                            mitotic_fraction=scene["mitotic_fraction"],
-                            brightness_range=tuple(scene["brightness_range"]), seed=scene["seed"])
+    pairs = synthetic_pairs(**scene)  # JSON-shaped: its lists are taken as the tuples they stand for
     with atomic_dir(folder, overwrite=True) as tmp:
         write_pairs(pairs, tmp)
         files = sorted(path.relative_to(tmp).as_posix() for path in tmp.rglob("*")
